@@ -1,0 +1,119 @@
+//! `amphi`: the standalone front end. Runs OCI bundles (and, later, images
+//! from its own store) as native or Wasm containers.
+
+mod run;
+mod units;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use amphi_runtime::{Runtime, RuntimeConfig};
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+/// Exit status for errors of amphi itself (Docker's `run` uses the same).
+const EXIT_AMPHI_ERROR: u8 = 125;
+
+#[derive(Parser)]
+#[command(name = "amphi", version, about = "Run native and WebAssembly containers side by side")]
+struct Cli {
+    /// Store root (images, compiled Wasm modules).
+    #[arg(long, env = "AMPHI_ROOT", default_value = "/var/lib/amphi", global = true)]
+    root: PathBuf,
+    /// Container state root.
+    #[arg(long, env = "AMPHI_STATE", default_value = "/run/amphi", global = true)]
+    state: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a container in the foreground.
+    Run(run::RunArgs),
+    /// List containers.
+    Ps,
+    /// Send a signal to a container.
+    Kill {
+        /// Signal name or number.
+        #[arg(short, long, default_value = "KILL")]
+        signal: String,
+        /// Container id.
+        id: String,
+    },
+    /// Remove containers.
+    Rm {
+        /// Kill a running container first.
+        #[arg(short, long)]
+        force: bool,
+        /// Container ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Show a container's cgroup figures as JSON.
+    Stats {
+        /// Container id.
+        id: String,
+    },
+}
+
+fn main() -> ExitCode {
+    // A container init is this binary re-executed: it must branch off
+    // before anything else happens.
+    amphi_runtime::init::run_if_init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("AMPHI_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("amphi: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::from(EXIT_AMPHI_ERROR)
+        }
+    }
+}
+
+fn runtime(cli: &Cli) -> Runtime {
+    Runtime::new(RuntimeConfig {
+        state_root: cli.state.clone(),
+        wasm_cache: cli.root.join("wasm-cache"),
+        ..RuntimeConfig::default()
+    })
+}
+
+fn dispatch(cli: Cli) -> Result<u8> {
+    let rt = runtime(&cli);
+    match cli.command {
+        Command::Run(args) => run::run(&rt, args),
+        Command::Ps => {
+            println!("{:<24} {:<8} {:<8} {:<8} {}", "ID", "KIND", "STATUS", "PID", "ENTRYPOINT");
+            for s in rt.list()? {
+                let status = match (s.current_status(), s.exit_code) {
+                    (amphi_runtime::Status::Stopped, Some(c)) => format!("exited({c})"),
+                    (st, _) => st.to_string(),
+                };
+                println!("{:<24} {:<8} {:<8} {:<8} {}", s.id, s.payload.to_string(), status, s.pid, s.entrypoint);
+            }
+            Ok(0)
+        }
+        Command::Kill { signal, id } => {
+            let sig = units::parse_signal(&signal)?;
+            rt.load(&id)?.kill(sig, false)?;
+            Ok(0)
+        }
+        Command::Rm { force, ids } => {
+            for id in ids {
+                rt.load(&id)?.delete(force).with_context(|| format!("removing {id}"))?;
+                println!("{id}");
+            }
+            Ok(0)
+        }
+        Command::Stats { id } => {
+            let stats = rt.load(&id)?.stats()?;
+            println!("{}", serde_json::to_string_pretty(&stats)?);
+            Ok(0)
+        }
+    }
+}

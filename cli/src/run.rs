@@ -1,0 +1,241 @@
+//! `amphi run`: create, start and wait for a container in the foreground,
+//! passing signals through and returning its exit status.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use amphi_runtime::bundle::Bundle;
+use amphi_runtime::oci_spec::runtime::Spec;
+use amphi_runtime::{Container, CreateOptions, Runtime};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use nix::sys::signal::{SigSet, Signal};
+use serde_json::{json, Value};
+
+use crate::units;
+
+/// Flags of `amphi run` (DESIGN.md's docker-like surface).
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Remove the container when it exits.
+    #[arg(long)]
+    rm: bool,
+    /// Run in the background (not yet supported for bundles).
+    #[arg(short = 'd', long)]
+    detach: bool,
+    /// Container id (default: random).
+    #[arg(long)]
+    name: Option<String>,
+    /// Set an environment variable (K=V).
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    /// Bind mount SRC:DST[:ro].
+    #[arg(short = 'v', long = "volume")]
+    volumes: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long)]
+    workdir: Option<String>,
+    /// Hostname of the container.
+    #[arg(long)]
+    hostname: Option<String>,
+    /// host (share the host's network) or none (isolated).
+    #[arg(long)]
+    network: Option<String>,
+    /// Memory limit, e.g. 64m.
+    #[arg(long)]
+    memory: Option<String>,
+    /// CPU limit in CPUs, e.g. 0.5.
+    #[arg(long)]
+    cpus: Option<String>,
+    /// Maximum number of processes.
+    #[arg(long)]
+    pids_limit: Option<i64>,
+    /// Mount the rootfs read-only.
+    #[arg(long)]
+    read_only: bool,
+    /// Kill the container (SIGKILL, exit 137) when this time is up, e.g. 10s.
+    #[arg(long)]
+    timeout: Option<String>,
+    /// Run this OCI runtime bundle (config.json + rootfs).
+    #[arg(long)]
+    bundle: Option<PathBuf>,
+    /// IMAGE [CMD ARGS...], or with --bundle: CMD ARGS... replacing the spec's args.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    rest: Vec<String>,
+}
+
+/// The signals `amphi run` passes on to the container.
+const FORWARDED: [Signal; 6] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2];
+
+pub fn run(rt: &Runtime, args: RunArgs) -> Result<u8> {
+    let Some(dir) = args.bundle.clone() else {
+        bail!("running images needs the image store, which is not built yet: use --bundle DIR");
+    };
+    if args.detach {
+        bail!("-d is not supported with --bundle yet");
+    }
+    let timeout = args.timeout.as_deref().map(units::parse_duration).transpose()?;
+    let bundle = Bundle::load(&dir)?;
+    let bundle = apply_flags(bundle, &args)?;
+    let id = match &args.name {
+        Some(n) => n.clone(),
+        None => random_id()?,
+    };
+    // Block the signals we forward (and SIGCHLD) before the container
+    // exists, so none is lost; the init unblocks its own mask.
+    let mut set = SigSet::empty();
+    for s in FORWARDED {
+        set.add(s);
+    }
+    set.add(Signal::SIGCHLD);
+    set.thread_block().context("blocking signals")?;
+    let mut container = rt.create_from(&id, bundle, CreateOptions::default())?;
+    if let Err(e) = container.start() {
+        let _ = container.delete(true);
+        return Err(e.into());
+    }
+    let result = supervise(&mut container, &set, timeout);
+    let code = match result {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = container.delete(true);
+            return Err(e);
+        }
+    };
+    if args.rm {
+        container.delete(true).with_context(|| format!("removing container {id}"))?;
+    }
+    Ok(code)
+}
+
+/// Waits for the container, forwarding signals and enforcing the timeout.
+fn supervise(container: &mut Container, set: &SigSet, timeout: Option<Duration>) -> Result<u8> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let mut killed = false;
+    loop {
+        if let Some(status) = container.try_wait()? {
+            return Ok(status.code.clamp(0, 255) as u8);
+        }
+        let wait = match deadline {
+            Some(d) if !killed => d.saturating_duration_since(Instant::now()),
+            _ => Duration::from_secs(3600),
+        };
+        let ts = libc::timespec { tv_sec: wait.as_secs() as libc::time_t, tv_nsec: wait.subsec_nanos() as libc::c_long };
+        // SAFETY: valid set and timespec; a null siginfo is allowed.
+        let sig = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &ts) };
+        if sig < 0 {
+            let err = nix::errno::Errno::last();
+            if err == nix::errno::Errno::EAGAIN && deadline.is_some() && !killed && Instant::now() >= deadline.unwrap() {
+                container.kill(Signal::SIGKILL, true)?;
+                killed = true;
+            }
+            continue;
+        }
+        if sig == libc::SIGCHLD {
+            continue;
+        }
+        if let Ok(s) = Signal::try_from(sig) {
+            let _ = container.kill(s, false);
+        }
+    }
+}
+
+/// Applies the command-line flags over the bundle's spec.
+fn apply_flags(bundle: Bundle, a: &RunArgs) -> Result<Bundle> {
+    let mut v = serde_json::to_value(&bundle.spec)?;
+    let obj = |v: &mut Value, key: &str| -> () {
+        if !v.get(key).is_some_and(Value::is_object) {
+            v[key] = json!({});
+        }
+    };
+    if !a.rest.is_empty() {
+        v["process"]["args"] = json!(a.rest);
+    }
+    if !a.env.is_empty() {
+        let mut env: Vec<String> = serde_json::from_value(v["process"]["env"].take()).unwrap_or_default();
+        for kv in &a.env {
+            let Some((k, _)) = kv.split_once('=') else { bail!("bad -e {kv:?}: use KEY=VALUE") };
+            env.retain(|e| e.split_once('=').map(|(ek, _)| ek) != Some(k));
+            env.push(kv.clone());
+        }
+        v["process"]["env"] = json!(env);
+    }
+    if let Some(w) = &a.workdir {
+        if !w.starts_with('/') {
+            bail!("bad -w {w:?}: must be an absolute path");
+        }
+        v["process"]["cwd"] = json!(w);
+    }
+    if let Some(h) = &a.hostname {
+        v["hostname"] = json!(h);
+    }
+    if a.read_only {
+        v["root"]["readonly"] = json!(true);
+    }
+    obj(&mut v, "linux");
+    obj(&mut v["linux"], "resources");
+    let res = &mut v["linux"]["resources"];
+    if let Some(m) = &a.memory {
+        let bytes = units::parse_bytes(m)?;
+        obj(res, "memory");
+        // No swap on top, so the limit is the limit.
+        res["memory"]["limit"] = json!(bytes);
+        res["memory"]["swap"] = json!(bytes);
+    }
+    if let Some(c) = &a.cpus {
+        let (quota, period) = units::parse_cpus(c)?;
+        obj(res, "cpu");
+        res["cpu"]["quota"] = json!(quota);
+        res["cpu"]["period"] = json!(period);
+    }
+    if let Some(p) = a.pids_limit {
+        if p <= 0 {
+            bail!("bad --pids-limit {p}: must be positive");
+        }
+        res["pids"] = json!({ "limit": p });
+    }
+    if let Some(net) = &a.network {
+        let mut ns: Vec<Value> = serde_json::from_value(v["linux"]["namespaces"].take()).unwrap_or_default();
+        ns.retain(|n| n["type"] != "network");
+        match net.as_str() {
+            "host" => {}
+            "none" => ns.push(json!({"type": "network"})),
+            other => bail!("bad --network {other:?}: use host or none"),
+        }
+        v["linux"]["namespaces"] = json!(ns);
+    }
+    for vol in &a.volumes {
+        let parts: Vec<&str> = vol.split(':').collect();
+        let (src, dst, ro) = match parts.as_slice() {
+            [s, d] => (*s, *d, false),
+            [s, d, "ro"] => (*s, *d, true),
+            [s, d, "rw"] => (*s, *d, false),
+            _ => bail!("bad -v {vol:?}: use SRC:DST[:ro]"),
+        };
+        let src = std::fs::canonicalize(src).with_context(|| format!("bad -v {vol:?}: source {src}"))?;
+        if !dst.starts_with('/') {
+            bail!("bad -v {vol:?}: destination must be absolute");
+        }
+        let mut opts = vec!["rbind", "nosuid", "nodev"];
+        if ro {
+            opts.push("ro");
+        }
+        let mounts = v["mounts"].as_array_mut();
+        let m = json!({"destination": dst, "type": "bind", "source": src, "options": opts});
+        match mounts {
+            Some(list) => list.push(m),
+            None => v["mounts"] = json!([m]),
+        }
+    }
+    let spec: Spec = serde_json::from_value(v).context("applying flags to the spec")?;
+    Ok(Bundle::from_spec(bundle.dir, spec)?)
+}
+
+/// 32 random hex digits, like Docker's ids but shorter.
+fn random_id() -> Result<String> {
+    let mut buf = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut buf))
+        .context("reading /dev/urandom")?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}

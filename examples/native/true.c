@@ -1,0 +1,2 @@
+/* Does nothing, successfully: the benchmark payload. */
+int main(void) { return 0; }

@@ -1,0 +1,40 @@
+//! `amphi-examples`: lists the example workloads and writes OCI bundles of them.
+//!
+//! ```text
+//! amphi-examples list
+//! amphi-examples bundle wasm/hello DIR [-- ARGS...]   # ARGS replace the default args
+//! amphi-examples wasm NAME FILE                       # write one module to FILE
+//! ```
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["list"] => {
+            for n in amphi_examples::names() {
+                println!("{n}");
+            }
+        }
+        ["bundle", name, dir, rest @ ..] => {
+            let (kind, mut argv) = amphi_examples::example(name)?;
+            if let ["--", extra @ ..] = rest {
+                if !extra.is_empty() {
+                    argv = extra.iter().map(|s| s.to_string()).collect();
+                }
+            }
+            amphi_examples::write_bundle(Path::new(dir), kind, &argv)?;
+        }
+        ["wasm", name, file] => {
+            let (_, bytes) = amphi_examples::WASM
+                .iter()
+                .find(|(n, _)| n == name)
+                .with_context(|| format!("no wasm example {name:?}"))?;
+            std::fs::write(file, bytes).with_context(|| format!("writing {file}"))?;
+        }
+        _ => bail!("usage: amphi-examples list | bundle KIND/NAME DIR [-- ARGS...] | wasm NAME FILE"),
+    }
+    Ok(())
+}

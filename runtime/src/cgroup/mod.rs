@@ -1,0 +1,231 @@
+//! A thin cgroup layer for v1 (per-controller hierarchies) and v2 (unified).
+//!
+//! Why not cgroups-rs: it hides which files it writes and in what order, and
+//! its v1 hybrid-host detection differs from what this runtime needs (v1
+//! controllers beside an empty cgroup2 mount). These few files are the whole
+//! interface, so we write them ourselves, naming the file on every error.
+
+mod v1;
+mod v2;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use oci_spec::runtime::LinuxResources;
+
+use crate::stats::Stats;
+use crate::{Error, Result};
+
+/// The cgroup of one container.
+#[derive(Debug, Clone)]
+pub enum Cgroup {
+    /// Per-controller v1 hierarchies.
+    V1(v1::CgroupV1),
+    /// The unified v2 hierarchy.
+    V2(v2::CgroupV2),
+}
+
+/// Which cgroup version this host uses for resource control.
+pub fn host_is_v2() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+impl Cgroup {
+    /// The cgroup at `path` (relative to each hierarchy's root), not created.
+    pub fn open(path: &str) -> Result<Cgroup> {
+        let path = path.trim_start_matches('/');
+        if path.is_empty() || path.split('/').any(|c| c == ".." || c == ".") {
+            return Err(Error::Spec(format!("bad cgroup path {path:?}")));
+        }
+        Ok(if host_is_v2() {
+            Cgroup::V2(v2::CgroupV2::new(path))
+        } else {
+            Cgroup::V1(v1::CgroupV1::new(path)?)
+        })
+    }
+
+    /// Creates the cgroup (and its parents) in every hierarchy.
+    pub fn create(&self) -> Result<()> {
+        match self {
+            Cgroup::V1(c) => c.create(),
+            Cgroup::V2(c) => c.create(),
+        }
+    }
+
+    /// Applies the spec's resource limits.
+    pub fn apply(&self, res: &LinuxResources) -> Result<()> {
+        match self {
+            Cgroup::V1(c) => c.apply(res),
+            Cgroup::V2(c) => c.apply(res),
+        }
+    }
+
+    /// Moves a process into the cgroup.
+    pub fn add_pid(&self, pid: i32) -> Result<()> {
+        match self {
+            Cgroup::V1(c) => c.add_pid(pid),
+            Cgroup::V2(c) => c.add_pid(pid),
+        }
+    }
+
+    /// Pids of every process in the cgroup.
+    pub fn procs(&self) -> Result<Vec<i32>> {
+        let file = match self {
+            Cgroup::V1(c) => c.procs_file(),
+            Cgroup::V2(c) => c.dir().join("cgroup.procs"),
+        };
+        match std::fs::read_to_string(&file) {
+            Ok(s) => Ok(s.lines().filter_map(|l| l.trim().parse().ok()).collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(Error::io(file, e)),
+        }
+    }
+
+    /// Freezes (pauses) every process of the cgroup.
+    pub fn freeze(&self) -> Result<()> {
+        match self {
+            Cgroup::V1(c) => c.set_frozen(true),
+            Cgroup::V2(c) => c.set_frozen(true),
+        }
+    }
+
+    /// Thaws (resumes) the cgroup.
+    pub fn thaw(&self) -> Result<()> {
+        match self {
+            Cgroup::V1(c) => c.set_frozen(false),
+            Cgroup::V2(c) => c.set_frozen(false),
+        }
+    }
+
+    /// Resource figures.
+    pub fn stats(&self) -> Result<Stats> {
+        match self {
+            Cgroup::V1(c) => c.stats(),
+            Cgroup::V2(c) => c.stats(),
+        }
+    }
+
+    /// How many processes the OOM killer has killed in this cgroup.
+    pub fn oom_kills(&self) -> u64 {
+        match self {
+            Cgroup::V1(c) => c.oom_kills(),
+            Cgroup::V2(c) => c.oom_kills(),
+        }
+    }
+
+    /// A file descriptor-free way to learn of OOM events: the file whose
+    /// counter grows (v1 memory.oom_control, v2 memory.events).
+    pub fn oom_events_file(&self) -> PathBuf {
+        match self {
+            Cgroup::V1(c) => c.memory_dir().join("memory.oom_control"),
+            Cgroup::V2(c) => c.dir().join("memory.events"),
+        }
+    }
+
+    /// Sends `sig` to every process in the cgroup.
+    pub fn signal_all(&self, sig: nix::sys::signal::Signal) -> Result<()> {
+        for pid in self.procs()? {
+            // A process may exit between listing and signalling.
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+        }
+        Ok(())
+    }
+
+    /// Kills every process (freezing first so none can fork away), then
+    /// removes the cgroup from every hierarchy. Safe to call again.
+    pub fn destroy(&self) -> Result<()> {
+        if !self.procs()?.is_empty() {
+            let _ = self.freeze();
+            self.signal_all(nix::sys::signal::Signal::SIGKILL)?;
+            let _ = self.thaw();
+        }
+        // The kernel refuses rmdir (EBUSY) until the last task has fully
+        // exited, which can trail the kill by a few milliseconds.
+        let mut last = Ok(());
+        for attempt in 0..200 {
+            last = match self {
+                Cgroup::V1(c) => c.remove(),
+                Cgroup::V2(c) => c.remove(),
+            };
+            if last.is_ok() {
+                return Ok(());
+            }
+            if attempt % 20 == 19 {
+                self.signal_all(nix::sys::signal::Signal::SIGKILL)?;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        last
+    }
+
+    /// The file holding the cgroup's current memory usage in bytes.
+    pub fn memory_usage_file(&self) -> PathBuf {
+        match self {
+            Cgroup::V1(c) => c.memory_dir().join("memory.usage_in_bytes"),
+            Cgroup::V2(c) => c.dir().join("memory.current"),
+        }
+    }
+
+    /// The cgroup's directories to show inside the container at a `cgroup`
+    /// mount: one per v1 hierarchy (named like its mount), or the v2 one
+    /// with an empty name.
+    pub fn mount_dirs(&self) -> Vec<(String, PathBuf)> {
+        match self {
+            Cgroup::V1(c) => c.named_dirs(),
+            Cgroup::V2(c) => vec![(String::new(), c.dir())],
+        }
+    }
+
+    /// Whether the cgroup exists in any hierarchy.
+    pub fn exists(&self) -> bool {
+        match self {
+            Cgroup::V1(c) => c.dirs().any(|d| d.exists()),
+            Cgroup::V2(c) => c.dir().exists(),
+        }
+    }
+}
+
+/// Writes `value` to `dir/file`, naming the file on error.
+pub(crate) fn write(dir: &Path, file: &str, value: &str) -> Result<()> {
+    let path = dir.join(file);
+    std::fs::write(&path, value).map_err(|e| Error::Cgroup {
+        path,
+        msg: format!("cannot write {value:?}: {e}"),
+    })
+}
+
+/// Reads `dir/file` as one trimmed string.
+pub(crate) fn read(dir: &Path, file: &str) -> Option<String> {
+    std::fs::read_to_string(dir.join(file))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// Reads `dir/file` as a number ("max" reads as u64::MAX).
+pub(crate) fn read_u64(dir: &Path, file: &str) -> u64 {
+    match read(dir, file).as_deref() {
+        Some("max") => u64::MAX,
+        Some(s) => s.parse().unwrap_or(0),
+        None => 0,
+    }
+}
+
+/// Removes a cgroup directory; a missing one is fine.
+pub(crate) fn rmdir(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::Cgroup {
+            path: dir.to_path_buf(),
+            msg: format!("cannot remove: {e}"),
+        }),
+    }
+}
+
+/// Creates a cgroup directory and its parents.
+pub(crate) fn mkdir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::Cgroup {
+        path: dir.to_path_buf(),
+        msg: format!("cannot create: {e}"),
+    })
+}

@@ -1,0 +1,488 @@
+//! The container lifecycle: create → start → (kill | wait) → delete, plus
+//! state, pids, pause/resume, update and stats.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxNamespaceType, LinuxResources};
+
+use crate::bundle::Bundle;
+use crate::cgroup::Cgroup;
+use crate::init::{InitConfig, Payload};
+use crate::paths::{find_in_rootfs, DEFAULT_PATH};
+use crate::spawn::{spawn_init, ChildStdio};
+use crate::state::{validate_id, PayloadKind, State, Status, START_FIFO};
+use crate::stats::Stats;
+use crate::wasm::ModuleCache;
+use crate::{detect, Error, Result};
+
+/// Where the runtime keeps state and caches, and which binary is the init.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Per-container state directories (default `/run/amphi`).
+    pub state_root: PathBuf,
+    /// Compiled Wasm modules (default `/var/lib/amphi/wasm-cache`).
+    pub wasm_cache: PathBuf,
+    /// The binary re-executed as container init; it must call
+    /// [`crate::init::run_if_init`] first thing in `main`. Default: this one.
+    pub init_exe: PathBuf,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            state_root: PathBuf::from("/run/amphi"),
+            wasm_cache: PathBuf::from("/var/lib/amphi/wasm-cache"),
+            init_exe: PathBuf::from("/proc/self/exe"),
+        }
+    }
+}
+
+/// The container's stdio; `None` inherits the caller's.
+#[derive(Debug, Default)]
+pub struct Stdio {
+    /// Becomes fd 0.
+    pub stdin: Option<OwnedFd>,
+    /// Becomes fd 1.
+    pub stdout: Option<OwnedFd>,
+    /// Becomes fd 2.
+    pub stderr: Option<OwnedFd>,
+}
+
+/// Options of [`Runtime::create`].
+#[derive(Debug, Default)]
+pub struct CreateOptions {
+    /// The container's stdio.
+    pub stdio: Stdio,
+    /// Cgroup path; default: the spec's cgroupsPath, else `amphi/<id>`.
+    pub cgroup_path: Option<String>,
+}
+
+/// How a container's init ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitStatus {
+    /// The exit code, or 128+signal when killed by a signal.
+    pub code: i32,
+    /// The signal that killed it, if one did.
+    pub signal: Option<i32>,
+    /// The kernel's OOM killer killed it.
+    pub oom_killed: bool,
+}
+
+/// Creates and finds containers.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    config: RuntimeConfig,
+}
+
+impl Runtime {
+    /// A runtime with the given paths.
+    pub fn new(config: RuntimeConfig) -> Self {
+        Runtime { config }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// Creates container `id` from the bundle in `dir`: the sandbox is set
+    /// up and the payload waits for [`Container::start`]. On error nothing
+    /// is left behind (no state dir, cgroup or process).
+    pub fn create(&self, id: &str, dir: &Path, opts: CreateOptions) -> Result<Container> {
+        validate_id(id)?;
+        let bundle = Bundle::load(dir)?;
+        self.create_from(id, bundle, opts)
+    }
+
+    /// Like [`Runtime::create`] for an already loaded (possibly adjusted) bundle.
+    pub fn create_from(&self, id: &str, bundle: Bundle, opts: CreateOptions) -> Result<Container> {
+        validate_id(id)?;
+        let clone_flags = check_namespaces(&bundle)?;
+        let ep = resolve_entrypoint(&bundle)?;
+        let payload = match ep.kind {
+            PayloadKind::Native => Payload::Native,
+            PayloadKind::Wasm => Payload::Wasm { cwasm: ModuleCache::new(&self.config.wasm_cache).ensure(&ep.host)? },
+        };
+        std::fs::create_dir_all(&self.config.state_root).map_err(|e| Error::io(&self.config.state_root, e))?;
+        let dir = State::dir(&self.config.state_root, id);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Error::AlreadyExists(id.into())),
+            Err(e) => return Err(Error::io(&dir, e)),
+        }
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+        let cgroup_path = opts
+            .cgroup_path
+            .clone()
+            .or_else(|| bundle.spec.linux().as_ref().and_then(|l| l.cgroups_path().as_ref()).map(|p| p.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| format!("amphi/{id}"));
+        let mut undo = Undo { dir: Some(dir.clone()), cgroup: None, pid: None };
+        let cgroup = Cgroup::open(&cgroup_path)?;
+        if cgroup.exists() && !cgroup.procs()?.is_empty() {
+            return Err(Error::Cgroup { path: cgroup_path.into(), msg: "is in use by other processes".into() });
+        }
+        cgroup.create()?;
+        undo.cgroup = Some(cgroup.clone());
+        let resources = bundle.spec.linux().as_ref().and_then(|l| l.resources().clone());
+        if let Some(res) = &resources {
+            cgroup.apply(res)?;
+        }
+        let fifo = dir.join(START_FIFO);
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .map_err(|e| Error::sys(format!("mkfifo {}", fifo.display()), e))?;
+        let memory_limit = resources.as_ref().and_then(|r| r.memory().as_ref()).and_then(|m| m.limit());
+        let cfg = InitConfig {
+            id: id.to_string(),
+            spec: bundle.spec.clone(),
+            bundle: bundle.dir.clone(),
+            rootfs: bundle.rootfs.clone(),
+            entrypoint: ep.inside.clone(),
+            payload,
+            fifo,
+            memory_limit,
+            memory_usage_file: Some(cgroup.memory_usage_file()),
+            cgroup_dirs: cgroup.mount_dirs(),
+        };
+        let stdio = ChildStdio { stdin: opts.stdio.stdin.as_ref(), stdout: opts.stdio.stdout.as_ref(), stderr: opts.stdio.stderr.as_ref() };
+        let (pid, sock) = spawn_init(&self.config.init_exe, id, clone_flags, &stdio)?;
+        undo.pid = Some(pid);
+        cgroup.add_pid(pid)?;
+        let init_err = |msg: String| Error::Init { id: id.to_string(), msg };
+        (&sock).write_all(&serde_json::to_vec(&cfg).expect("config serialises")).map_err(|e| init_err(format!("sending config to init: {e}")))?;
+        sock.shutdown(std::net::Shutdown::Write).map_err(|e| init_err(format!("sync socket: {e}")))?;
+        let mut line = String::new();
+        BufReader::new(&sock).read_line(&mut line).map_err(|e| init_err(format!("sync socket: {e}")))?;
+        match line.trim_end() {
+            "ok" => {}
+            "" => return Err(init_err("init exited during setup".into())),
+            other => return Err(init_err(other.strip_prefix("error: ").unwrap_or(other).to_string())),
+        }
+        let pid_start_time = crate::state::process_start_time(pid).unwrap_or(0);
+        let state = State {
+            id: id.to_string(),
+            bundle: bundle.dir.clone(),
+            rootfs: bundle.rootfs.clone(),
+            status: Status::Created,
+            pid,
+            pid_start_time,
+            payload: ep.kind,
+            cgroup: cgroup_path,
+            entrypoint: ep.inside,
+            created_at: SystemTime::now(),
+            started_at: None,
+            exit_code: None,
+            exited_at: None,
+            oom_killed: false,
+            annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+        };
+        state.save(&self.config.state_root)?;
+        undo.disarm();
+        Ok(Container { root: self.config.state_root.clone(), state, cgroup })
+    }
+
+    /// Finds an existing container.
+    pub fn load(&self, id: &str) -> Result<Container> {
+        validate_id(id)?;
+        let state = State::load(&self.config.state_root, id)?;
+        let cgroup = Cgroup::open(&state.cgroup)?;
+        Ok(Container { root: self.config.state_root.clone(), state, cgroup })
+    }
+
+    /// States of every container in the state root, by id.
+    pub fn list(&self) -> Result<Vec<State>> {
+        let mut out = Vec::new();
+        let entries = match std::fs::read_dir(&self.config.state_root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(Error::io(&self.config.state_root, e)),
+        };
+        for entry in entries.flatten() {
+            if let Ok(s) = State::load(&self.config.state_root, &entry.file_name().to_string_lossy()) {
+                out.push(s);
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+}
+
+/// Rolls back a half-made container when creation fails.
+struct Undo {
+    dir: Option<PathBuf>,
+    cgroup: Option<Cgroup>,
+    pid: Option<i32>,
+}
+
+impl Undo {
+    fn disarm(&mut self) {
+        self.dir = None;
+        self.cgroup = None;
+        self.pid = None;
+    }
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = waitpid(Pid::from_raw(pid), None);
+        }
+        if let Some(cg) = &self.cgroup {
+            let _ = cg.destroy();
+        }
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Which namespaces the clone creates; rejects what the runtime can't do.
+fn check_namespaces(bundle: &Bundle) -> Result<libc::c_int> {
+    let namespaces = bundle.spec.linux().as_ref().and_then(|l| l.namespaces().clone()).unwrap_or_default();
+    let mut flags = 0;
+    let mut has_mount = false;
+    for ns in &namespaces {
+        let typ = ns.typ();
+        if typ == LinuxNamespaceType::User {
+            return Err(Error::Spec("user namespaces are not supported yet".into()));
+        }
+        if typ == LinuxNamespaceType::Time {
+            return Err(Error::Spec("time namespaces are not supported yet".into()));
+        }
+        if typ == LinuxNamespaceType::Mount {
+            if ns.path().is_some() {
+                return Err(Error::Spec("joining an existing mount namespace is not supported".into()));
+            }
+            has_mount = true;
+        }
+        if ns.path().is_none() {
+            flags |= typ as libc::c_int;
+        } else if typ == LinuxNamespaceType::Pid {
+            return Err(Error::Spec("joining an existing pid namespace is not supported yet".into()));
+        }
+    }
+    if !has_mount {
+        return Err(Error::Spec("the spec must ask for a mount namespace".into()));
+    }
+    Ok(flags)
+}
+
+struct Entrypoint {
+    inside: String,
+    host: PathBuf,
+    kind: PayloadKind,
+}
+
+fn resolve_entrypoint(bundle: &Bundle) -> Result<Entrypoint> {
+    let process = bundle.spec.process().as_ref().expect("bundle checks process");
+    let program = &process.args().as_ref().expect("bundle checks args")[0];
+    let path_var = process
+        .env()
+        .iter()
+        .flatten()
+        .find_map(|kv| kv.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    let cwd = process.cwd().to_string_lossy();
+    let (inside, host) = find_in_rootfs(&bundle.rootfs, program, &cwd, path_var).ok_or_else(|| Error::Entrypoint {
+        path: program.clone(),
+        msg: format!("not found in rootfs {}", bundle.rootfs.display()),
+    })?;
+    let annotations = bundle.spec.annotations().clone().unwrap_or_default();
+    let magic = detect::has_wasm_magic(&host).map_err(|e| Error::io(&host, e))?;
+    let kind = detect::payload_kind(&annotations, &host);
+    let bad = |msg: &str| Error::Entrypoint { path: inside.clone(), msg: msg.into() };
+    match kind {
+        PayloadKind::Wasm if !magic => return Err(bad("the spec asks for Wasm but the file is not a WebAssembly module (no \\0asm magic)")),
+        PayloadKind::Native if inside.ends_with(".wasm") => return Err(bad("is not a WebAssembly module (no \\0asm magic)")),
+        PayloadKind::Native => {
+            let mode = host.metadata().map_err(|e| Error::io(&host, e))?.permissions().mode();
+            if mode & 0o111 == 0 {
+                return Err(bad("is not executable"));
+            }
+        }
+        PayloadKind::Wasm => {}
+    }
+    Ok(Entrypoint { inside, host, kind })
+}
+
+/// A container found in or created into the state root.
+#[derive(Debug)]
+pub struct Container {
+    root: PathBuf,
+    state: State,
+    cgroup: Cgroup,
+}
+
+impl Container {
+    /// The container id.
+    pub fn id(&self) -> &str {
+        &self.state.id
+    }
+
+    /// The host pid of the container's init.
+    pub fn pid(&self) -> i32 {
+        self.state.pid
+    }
+
+    /// The recorded state, with the status corrected for a dead init.
+    pub fn state(&self) -> State {
+        let mut s = self.state.clone();
+        s.status = s.current_status();
+        s
+    }
+
+    /// The container's cgroup.
+    pub fn cgroup(&self) -> &Cgroup {
+        &self.cgroup
+    }
+
+    fn bad_status(&self, msg: &str) -> Error {
+        Error::BadStatus { id: self.state.id.clone(), status: self.state.current_status().to_string(), msg: msg.into() }
+    }
+
+    /// Lets the payload run.
+    pub fn start(&mut self) -> Result<()> {
+        if self.state.current_status() != Status::Created || self.state.started_at.is_some() {
+            return Err(self.bad_status("only a created container can be started"));
+        }
+        let fifo = State::dir(&self.root, &self.state.id).join(START_FIFO);
+        // Non-blocking: ENXIO means no reader, i.e. the init is gone.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .map_err(|e| Error::Init { id: self.state.id.clone(), msg: format!("init is not waiting on {}: {e}", fifo.display()) })?;
+        f.write_all(&[1]).map_err(|e| Error::io(&fifo, e))?;
+        drop(f);
+        let _ = std::fs::remove_file(&fifo);
+        self.state.status = Status::Running;
+        self.state.started_at = Some(SystemTime::now());
+        self.state.save(&self.root)
+    }
+
+    /// Sends `signal` to the init, or with `all` to every process of the container.
+    pub fn kill(&self, signal: Signal, all: bool) -> Result<()> {
+        if all {
+            return self.cgroup.signal_all(signal);
+        }
+        if !self.state.init_alive() {
+            return Err(self.bad_status("cannot signal a stopped container"));
+        }
+        nix::sys::signal::kill(Pid::from_raw(self.state.pid), signal)
+            .map_err(|e| Error::sys(format!("kill {} {signal}", self.state.pid), e))
+    }
+
+    /// Blocks until the init exits and records its status. Only the
+    /// process that created the container (its parent) or a child
+    /// subreaper above it can wait.
+    pub fn wait(&mut self) -> Result<ExitStatus> {
+        if let Some(code) = self.state.exit_code {
+            return Ok(self.recorded_exit(code));
+        }
+        loop {
+            match waitpid(Pid::from_raw(self.state.pid), None) {
+                Ok(ws @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => return self.record_exit(ws),
+                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(Error::sys(format!("waitpid {}", self.state.pid), e)),
+            }
+        }
+    }
+
+    /// Like [`Container::wait`] without blocking: `None` while it runs.
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
+        if let Some(code) = self.state.exit_code {
+            return Ok(Some(self.recorded_exit(code)));
+        }
+        match waitpid(Pid::from_raw(self.state.pid), Some(WaitPidFlag::WNOHANG)) {
+            Ok(ws @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => self.record_exit(ws).map(Some),
+            Ok(_) => Ok(None),
+            Err(e) => Err(Error::sys(format!("waitpid {}", self.state.pid), e)),
+        }
+    }
+
+    fn recorded_exit(&self, code: i32) -> ExitStatus {
+        ExitStatus { code, signal: (code > 128 && code < 160).then_some(code - 128), oom_killed: self.state.oom_killed }
+    }
+
+    /// Records an exit reaped by the caller's own `waitpid` loop (a shim
+    /// reaping on SIGCHLD), and returns it as an [`ExitStatus`].
+    pub fn record_exit(&mut self, ws: WaitStatus) -> Result<ExitStatus> {
+        let (code, signal) = match ws {
+            WaitStatus::Exited(_, c) => (c, None),
+            WaitStatus::Signaled(_, s, _) => (128 + s as i32, Some(s as i32)),
+            _ => return Err(self.bad_status("not an exit status")),
+        };
+        let oom_killed = signal == Some(libc::SIGKILL) && self.cgroup.oom_kills() > 0;
+        let code = if oom_killed { 137 } else { code };
+        self.state.exit_code = Some(code);
+        self.state.exited_at = Some(SystemTime::now());
+        self.state.oom_killed = oom_killed;
+        self.state.status = Status::Stopped;
+        self.state.save(&self.root)?;
+        Ok(ExitStatus { code, signal, oom_killed })
+    }
+
+    /// Pids of every process in the container.
+    pub fn pids(&self) -> Result<Vec<i32>> {
+        self.cgroup.procs()
+    }
+
+    /// Freezes every process of the container.
+    pub fn pause(&mut self) -> Result<()> {
+        if self.state.current_status() != Status::Running {
+            return Err(self.bad_status("only a running container can be paused"));
+        }
+        self.cgroup.freeze()?;
+        self.state.status = Status::Paused;
+        self.state.save(&self.root)
+    }
+
+    /// Thaws a paused container.
+    pub fn resume(&mut self) -> Result<()> {
+        if self.state.current_status() != Status::Paused {
+            return Err(self.bad_status("only a paused container can be resumed"));
+        }
+        self.cgroup.thaw()?;
+        self.state.status = Status::Running;
+        self.state.save(&self.root)
+    }
+
+    /// Applies new resource limits to the running container.
+    pub fn update(&self, resources: &LinuxResources) -> Result<()> {
+        self.cgroup.apply(resources)
+    }
+
+    /// Cgroup figures.
+    pub fn stats(&self) -> Result<Stats> {
+        self.cgroup.stats()
+    }
+
+    /// Removes the container: its cgroup and state directory. A container
+    /// whose init still lives is refused unless `force`, which kills it.
+    pub fn delete(mut self, force: bool) -> Result<()> {
+        if self.state.init_alive() {
+            if !force {
+                return Err(self.bad_status("kill it first or delete with force"));
+            }
+            if self.state.current_status() == Status::Paused {
+                let _ = self.cgroup.thaw();
+            }
+            let _ = self.cgroup.signal_all(Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(Pid::from_raw(self.state.pid), Signal::SIGKILL);
+            // Reap it if it is ours; otherwise its parent will.
+            if let Ok(ws @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) = waitpid(Pid::from_raw(self.state.pid), None) {
+                let _ = self.record_exit(ws);
+            }
+        }
+        self.cgroup.destroy()?;
+        let dir = State::dir(&self.root, &self.state.id);
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))
+    }
+}

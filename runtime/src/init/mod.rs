@@ -1,0 +1,188 @@
+//! The container init: this same binary, re-executed by [`crate::spawn`]
+//! inside the container's new namespaces.
+//!
+//! It reads its [`InitConfig`] from the sync socket, sets up the sandbox
+//! (namespaces joined by path, rootfs and mounts, pivot_root, hostname,
+//! rlimits, user, capabilities), loads a Wasm payload's compiled module,
+//! answers `ok` or `error: ...` on the socket, then blocks on the start FIFO.
+//! On `start` it either `execve`s the native entrypoint or runs the module.
+
+mod process;
+mod rootfs;
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::PathBuf;
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use serde::{Deserialize, Serialize};
+
+use crate::spawn::{INIT_ENV, INIT_FD};
+use crate::{Error, Result};
+
+/// What the payload is, as resolved by the creating process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum Payload {
+    /// `execve` this path (inside the container).
+    Native,
+    /// Run this compiled module (host path in the cache).
+    Wasm { cwasm: PathBuf },
+}
+
+/// Everything the init needs, sent by the creating process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct InitConfig {
+    pub id: String,
+    pub spec: Spec,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    /// The entrypoint's path inside the container.
+    pub entrypoint: String,
+    pub payload: Payload,
+    /// The start FIFO (host path).
+    pub fifo: PathBuf,
+    /// The effective memory limit in bytes, to bound Wasm linear memory.
+    pub memory_limit: Option<i64>,
+    /// Host file with the cgroup's current memory usage.
+    pub memory_usage_file: Option<PathBuf>,
+    /// Host cgroup directories to show at a `cgroup` mount: (name, dir).
+    pub cgroup_dirs: Vec<(String, PathBuf)>,
+}
+
+/// Call first thing in `main` of every binary that creates containers: when
+/// this process was started as a container init it never returns.
+pub fn run_if_init() {
+    if std::env::var_os(INIT_ENV).is_none() {
+        return;
+    }
+    // SAFETY: single-threaded at this point; the variable is ours.
+    unsafe { std::env::remove_var(INIT_ENV) };
+    let code = main();
+    std::process::exit(code);
+}
+
+fn main() -> i32 {
+    unblock_signals();
+    // SAFETY: spawn placed the sync socket at INIT_FD and nothing else owns it.
+    let mut sync = unsafe { File::from_raw_fd(INIT_FD) };
+    let _ = nix::fcntl::fcntl(&sync, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+    let mut buf = Vec::new();
+    if sync.read_to_end(&mut buf).is_err() {
+        return 126;
+    }
+    let cfg: InitConfig = match serde_json::from_slice(&buf) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = writeln!(sync, "error: bad init config: {e}");
+            return 126;
+        }
+    };
+    let ready = match setup(&cfg) {
+        Ok(r) => r,
+        Err(e) => {
+            let msg = e.to_string().replace('\n', " ");
+            let _ = writeln!(sync, "error: {msg}");
+            return 126;
+        }
+    };
+    if writeln!(sync, "ok").is_err() {
+        return 126;
+    }
+    drop(sync);
+    // Block until `start` writes a byte to the FIFO.
+    let mut fifo = File::from(ready.fifo);
+    let mut byte = [0u8; 1];
+    match fifo.read(&mut byte) {
+        Ok(1) => {}
+        _ => return 126,
+    }
+    drop(fifo);
+    match ready.payload {
+        Loaded::Native => process::exec(&cfg),
+        Loaded::Wasm(prepared) => {
+            let args = cfg.spec.process().as_ref().and_then(|p| p.args().clone()).unwrap_or_default();
+            let env = process::env_pairs(&cfg.spec);
+            crate::wasm::run(prepared, &args, &env, ready.wasm_memory_budget)
+        }
+    }
+}
+
+enum Loaded {
+    Native,
+    Wasm(crate::wasm::Prepared),
+}
+
+struct Ready {
+    fifo: OwnedFd,
+    payload: Loaded,
+    wasm_memory_budget: Option<u64>,
+}
+
+fn setup(cfg: &InitConfig) -> Result<Ready> {
+    let linux = cfg.spec.linux().as_ref();
+    let namespaces = linux.and_then(|l| l.namespaces().clone()).unwrap_or_default();
+    // Namespaces given by path are joined here; the others were created by clone.
+    for ns in namespaces.iter() {
+        if let Some(path) = ns.path() {
+            process::join_namespace(ns.typ(), path)?;
+        }
+    }
+    let has = |t: LinuxNamespaceType| namespaces.iter().any(|n| n.typ() == t);
+    process::apply_sysctls(&cfg.spec)?;
+    process::set_oom_score_adj(&cfg.spec)?;
+    rootfs::prepare(cfg)?;
+    if let Some(h) = cfg.spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        if !has(LinuxNamespaceType::Uts) {
+            return Err(Error::Spec("hostname is set but the spec has no UTS namespace".into()));
+        }
+        nix::unistd::sethostname(h).map_err(|e| Error::sys(format!("sethostname {h}"), e))?;
+    }
+    if let Some(d) = cfg.spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+        let c = std::ffi::CString::new(d).map_err(|_| Error::Spec("domainname has a NUL".into()))?;
+        // SAFETY: valid pointer and length.
+        if unsafe { libc::setdomainname(c.as_ptr(), d.len()) } != 0 {
+            return Err(Error::sys(format!("setdomainname {d}"), nix::Error::last()));
+        }
+    }
+    let payload = match &cfg.payload {
+        Payload::Native => Loaded::Native,
+        Payload::Wasm { cwasm } => Loaded::Wasm(crate::wasm::load(cwasm)?),
+    };
+    // Measured after the module is mapped: what the engine itself costs is
+    // already charged, the rest of the limit is the guest's.
+    let wasm_memory_budget = match (&payload, cfg.memory_limit.filter(|l| *l > 0)) {
+        (Loaded::Wasm(_), Some(limit)) => {
+            let used: u64 = cfg
+                .memory_usage_file
+                .as_ref()
+                .and_then(|f| std::fs::read_to_string(f).ok())
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0);
+            Some((limit as u64).saturating_sub(used + (4 << 20)))
+        }
+        _ => None,
+    };
+    // O_RDWR: the open never blocks and the FIFO always has a reader while
+    // the init lives, so `start` can tell a live init from a dead one.
+    let fifo: OwnedFd = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&cfg.fifo)
+        .map_err(|e| Error::io(&cfg.fifo, e))?
+        .into();
+    rootfs::pivot(&cfg.rootfs)?;
+    rootfs::finish(cfg)?;
+    process::apply_rlimits(&cfg.spec)?;
+    process::switch_user_and_caps(&cfg.spec)?;
+    process::chdir_cwd(&cfg.spec)?;
+    Ok(Ready { fifo, payload, wasm_memory_budget })
+}
+
+fn unblock_signals() {
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
+}

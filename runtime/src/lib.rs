@@ -1,0 +1,29 @@
+//! amphi's container runtime: an OCI runtime bundle becomes a running,
+//! sandboxed container whose payload is either a native Linux process or a
+//! WASI module under wasmtime. Both payloads get the same sandbox (namespaces,
+//! rootfs, mounts, user, capabilities, rlimits) and the same cgroup.
+//!
+//! The crate knows nothing of containerd or image stores. Front ends (the
+//! `amphi` CLI and the containerd shim) drive it through [`Runtime`] and
+//! [`Container`], and must call [`init::run_if_init`] first thing in `main`:
+//! the container init is this same binary, re-executed (see ARCHITECTURE.md).
+
+pub mod bundle;
+pub mod cgroup;
+mod container;
+pub mod detect;
+mod error;
+pub mod init;
+mod paths;
+mod spawn;
+pub mod state;
+pub mod stats;
+pub mod wasm;
+
+pub use container::{Container, CreateOptions, ExitStatus, Runtime, RuntimeConfig, Stdio};
+pub use error::{Error, Result};
+pub use state::{State, Status};
+pub use stats::Stats;
+
+/// Re-exported so front ends build specs and resources with the same types.
+pub use oci_spec;

@@ -1,0 +1,80 @@
+//! Starting the container init: `clone` straight into the new namespaces,
+//! then `execve` this same binary in init mode.
+//!
+//! The caller may be multi-threaded (the shim is), so between `clone` and
+//! `execve` the child does only async-signal-safe work: `fcntl`, `dup2`,
+//! `execve`, `_exit`. Everything else is prepared before the clone. The
+//! init is therefore a fresh single-threaded process, and the direct child
+//! of the caller, which can `waitpid` it.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use crate::{Error, Result};
+
+/// The variable that tells [`crate::init::run_if_init`] which fd carries
+/// the init's configuration.
+pub(crate) const INIT_ENV: &str = "_AMPHI_INIT_FD";
+/// The fd number the sync socket gets in the init.
+pub(crate) const INIT_FD: RawFd = 3;
+
+/// The three fds the init gets as 0, 1 and 2.
+pub(crate) struct ChildStdio<'a> {
+    pub stdin: Option<&'a OwnedFd>,
+    pub stdout: Option<&'a OwnedFd>,
+    pub stderr: Option<&'a OwnedFd>,
+}
+
+/// Clones a child into new namespaces (`clone_flags`) that execs `exe` as
+/// the init of container `id`. Returns its pid and our end of the sync socket.
+pub(crate) fn spawn_init(exe: &Path, id: &str, clone_flags: libc::c_int, stdio: &ChildStdio) -> Result<(i32, UnixStream)> {
+    let (ours, theirs) = UnixStream::pair().map_err(|e| Error::io("socketpair", e))?;
+    let exe_c = CString::new(exe.as_os_str().as_bytes()).map_err(|_| Error::Spec("init path has a NUL".into()))?;
+    let arg0 = CString::new("amphi-init").unwrap();
+    let arg1 = CString::new(id).map_err(|_| Error::InvalidId(id.into()))?;
+    let argv = [arg0.as_ptr(), arg1.as_ptr(), std::ptr::null()];
+    let env0 = CString::new(format!("{INIT_ENV}={INIT_FD}")).unwrap();
+    let envp = [env0.as_ptr(), std::ptr::null()];
+    let fds: [RawFd; 4] = [
+        stdio.stdin.map_or(0, |f| f.as_raw_fd()),
+        stdio.stdout.map_or(1, |f| f.as_raw_fd()),
+        stdio.stderr.map_or(2, |f| f.as_raw_fd()),
+        theirs.as_raw_fd(),
+    ];
+    let flags = (clone_flags | libc::SIGCHLD) as libc::c_ulong;
+    // SAFETY: a fork-like clone (no CLONE_VM, no new stack): the child gets
+    // a copy of our memory and runs only async-signal-safe calls below.
+    let ret = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
+    if ret < 0 {
+        return Err(Error::sys("clone", nix::Error::last()));
+    }
+    if ret == 0 {
+        // SAFETY: child side; see above.
+        unsafe { child(&fds, &exe_c, &argv, &envp) }
+    }
+    drop(theirs);
+    Ok((ret as i32, ours))
+}
+
+/// Child side of the clone: place the fds and exec. Never returns.
+unsafe fn child(fds: &[RawFd; 4], exe: &CString, argv: &[*const libc::c_char; 3], envp: &[*const libc::c_char; 2]) -> ! {
+    // First copy every source above the targets, so that placing one can't
+    // clobber another; dup2 onto a fresh number also clears close-on-exec.
+    let mut high = [0; 4];
+    for (i, fd) in fds.iter().enumerate() {
+        high[i] = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 10);
+        if high[i] < 0 {
+            libc::_exit(126);
+        }
+    }
+    for (target, fd) in high.iter().enumerate() {
+        if libc::dup2(*fd, target as RawFd) < 0 {
+            libc::_exit(126);
+        }
+    }
+    libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
+    libc::_exit(127)
+}

@@ -1,0 +1,219 @@
+//! The Wasm payload: one engine configuration, an on-disk cache of compiled
+//! modules, and running a WASI preview 1 command inside the sandbox.
+//!
+//! Compilation happens in the process that creates the container (only on a
+//! cache miss); the container's init only maps the compiled artifact
+//! (`Module::deserialize_file`), so a warm start never compiles.
+
+use std::hash::{Hash, Hasher};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::OnceLock;
+
+use sha2::{Digest, Sha256};
+use wasmtime::{Config, Engine, Linker, Module, ResourceLimiter, Store, Trap};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+
+use crate::{Error, Result};
+
+/// The WASI preview 1 import module name.
+const WASI_P1: &str = "wasi_snapshot_preview1";
+
+/// The engine every compile and every load uses: the settings are part of
+/// the cache key, so they live in one place.
+pub fn engine() -> Result<Engine> {
+    let mut config = Config::new();
+    // kill/SIGTERM must stop even a busy loop: generated code checks the epoch.
+    config.epoch_interruption(true);
+    config.wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Disable);
+    Engine::new(&config).map_err(|e| Error::Wasm { path: PathBuf::new(), msg: e.to_string() })
+}
+
+/// Compiled modules on disk, keyed by the module's sha256 and the engine's
+/// version and settings.
+#[derive(Debug, Clone)]
+pub struct ModuleCache {
+    dir: PathBuf,
+}
+
+impl ModuleCache {
+    /// A cache in `dir` (created on first use).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        ModuleCache { dir: dir.into() }
+    }
+
+    /// The cache directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Returns the compiled artifact for the module at `module`, compiling
+    /// and storing it first when it is not cached yet. Rejects modules that
+    /// are not WASI preview 1 commands.
+    pub fn ensure(&self, module: &Path) -> Result<PathBuf> {
+        let bad = |msg: String| Error::Wasm { path: module.to_path_buf(), msg };
+        let bytes = std::fs::read(module).map_err(|e| bad(format!("cannot read: {e}")))?;
+        let engine = engine()?;
+        let path = self.dir.join(format!("{}.cwasm", cache_key(&engine, &bytes)));
+        if path.exists() {
+            return Ok(path);
+        }
+        let compiled = engine.precompile_module(&bytes).map_err(|e| bad(one_line(&e)))?;
+        // SAFETY: the bytes were produced by this engine just now.
+        let loaded = unsafe { Module::deserialize(&engine, &compiled) }.map_err(|e| bad(one_line(&e)))?;
+        check_wasi_command(&loaded).map_err(bad)?;
+        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        // Atomic publish: concurrent creators race harmlessly to the same name.
+        let mut tmp = tempfile_in(&self.dir)?;
+        tmp.1.write_all(&compiled).map_err(|e| Error::io(&tmp.0, e))?;
+        drop(tmp.1);
+        std::fs::rename(&tmp.0, &path).map_err(|e| Error::io(&path, e))?;
+        Ok(path)
+    }
+}
+
+fn tempfile_in(dir: &Path) -> Result<(PathBuf, std::fs::File)> {
+    let name = format!(".tmp-{}-{}", std::process::id(), unique());
+    let path = dir.join(name);
+    let f = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+    Ok((path, f))
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::AtomicU64;
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// sha256 of the module plus a hash of the engine's version and settings.
+fn cache_key(engine: &Engine, module: &[u8]) -> String {
+    let digest = Sha256::digest(module);
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    format!("{}-{:016x}", hex(&digest), h.finish())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn one_line(e: &wasmtime::Error) -> String {
+    format!("{e:#}").replace('\n', " ")
+}
+
+/// A WASI command exports `_start` and imports only WASI preview 1.
+fn check_wasi_command(module: &Module) -> std::result::Result<(), String> {
+    if module.get_export("_start").is_none() {
+        return Err("exports no _start function: not a WASI command module".into());
+    }
+    if let Some(i) = module.imports().find(|i| i.module() != WASI_P1) {
+        return Err(format!(
+            "imports {}::{}, but only {WASI_P1} is provided",
+            i.module(),
+            i.name()
+        ));
+    }
+    Ok(())
+}
+
+/// A compiled module mapped into the init, ready to run after `start`.
+pub(crate) struct Prepared {
+    engine: Engine,
+    module: Module,
+}
+
+/// Maps the compiled artifact. Called in the init before pivot_root, while
+/// the cache is still visible.
+pub(crate) fn load(cwasm: &Path) -> Result<Prepared> {
+    let engine = engine()?;
+    // SAFETY: the cache holds only artifacts this runtime wrote, under a
+    // root-owned directory, keyed by the engine's compatibility hash.
+    let module = unsafe { Module::deserialize_file(&engine, cwasm) }.map_err(|e| Error::Wasm {
+        path: cwasm.to_path_buf(),
+        msg: one_line(&e),
+    })?;
+    Ok(Prepared { engine, module })
+}
+
+static ENGINE: OnceLock<Engine> = OnceLock::new();
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    SIGNAL.store(sig, Ordering::SeqCst);
+    // Async-signal-safe: an atomic add. Running code traps at its next check.
+    if let Some(engine) = ENGINE.get() {
+        engine.increment_epoch();
+    }
+}
+
+/// Linear memory and tables may not grow past what the cgroup allows.
+struct Limits {
+    max_memory: usize,
+}
+
+impl ResourceLimiter for Limits {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= self.max_memory)
+    }
+    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 10_000_000)
+    }
+}
+
+struct Ctx {
+    wasi: WasiP1Ctx,
+    limits: Limits,
+}
+
+/// Runs the module's `_start` with the rootfs preopened as `/`, the given
+/// args and env and the process's stdio. Returns the exit code: the
+/// `proc_exit` code, 128+signal when stopped by a signal, 134 on a trap.
+pub(crate) fn run(prepared: Prepared, args: &[String], env: &[(String, String)], max_memory: Option<u64>) -> i32 {
+    let Prepared { engine, module } = prepared;
+    let _ = ENGINE.set(engine.clone());
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2] {
+        // SAFETY: the handler only touches atomics.
+        unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
+    }
+    match run_inner(&engine, &module, args, env, max_memory) {
+        Ok(()) => 0,
+        Err(e) => {
+            if let Some(exit) = e.downcast_ref::<I32Exit>() {
+                return exit.0;
+            }
+            let sig = SIGNAL.load(Ordering::SeqCst);
+            if sig != 0 && e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+                return 128 + sig;
+            }
+            let _ = writeln!(std::io::stderr(), "wasm trap: {}", one_line(&e));
+            134
+        }
+    }
+}
+
+fn run_inner(engine: &Engine, module: &Module, args: &[String], env: &[(String, String)], max_memory: Option<u64>) -> wasmtime::Result<()> {
+    let wasi = WasiCtxBuilder::new()
+        .inherit_stdio()
+        .args(args)
+        .envs(env)
+        // WASI calls run on this thread: no tokio worker threads in the sandbox.
+        .allow_blocking_current_thread(true)
+        .preopened_dir("/", "/", FsPerms::ReadWrite)?
+        .build_p1();
+    let max_memory = max_memory.map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX));
+    let mut store = Store::new(engine, Ctx { wasi, limits: Limits { max_memory } });
+    store.limiter(|c| &mut c.limits);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_trap();
+    let mut linker: Linker<Ctx> = Linker::new(engine);
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |c| &mut c.wasi)?;
+    let instance = linker.instantiate(&mut store, module)?;
+    let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+    // A signal that arrived before the store existed must still stop us.
+    if SIGNAL.load(Ordering::SeqCst) != 0 {
+        engine.increment_epoch();
+    }
+    start.call(&mut store, ())
+}
