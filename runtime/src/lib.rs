@@ -27,3 +27,5 @@ pub use stats::Stats;
 
 /// Re-exported so front ends build specs and resources with the same types.
 pub use oci_spec;
+/// Signal names for [`Container::kill`].
+pub use nix::sys::signal as nix_signal;

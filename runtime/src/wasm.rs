@@ -187,9 +187,26 @@ pub(crate) fn run(prepared: Prepared, args: &[String], env: &[(String, String)],
             if sig != 0 && e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
                 return 128 + sig;
             }
-            let _ = writeln!(std::io::stderr(), "wasm trap: {}", one_line(&e));
+            // Trap messages read "wasm trap: ..." already.
+            let _ = writeln!(std::io::stderr(), "{}", describe_trap(&e));
             134
         }
+    }
+}
+
+/// "wasm `unreachable` instruction executed in boom": the trap and the
+/// innermost function, on one line.
+fn describe_trap(e: &wasmtime::Error) -> String {
+    let what = match e.downcast_ref::<Trap>() {
+        Some(t) => t.to_string(),
+        None => format!("wasm trap: {}", e.root_cause()),
+    };
+    let frame = e
+        .downcast_ref::<wasmtime::WasmBacktrace>()
+        .and_then(|bt| bt.frames().first().map(|f| f.func_name().map_or_else(|| format!("function {}", f.func_index()), str::to_string)));
+    match frame {
+        Some(f) => format!("{what} in {f}").replace('\n', " "),
+        None => what.replace('\n', " "),
     }
 }
 

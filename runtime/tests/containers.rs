@@ -1,0 +1,360 @@
+//! Runs every example through the `runtime` API, native and Wasm, as root,
+//! and checks each container leaves nothing behind.
+//!
+//! The harness is libtest-mimic rather than libtest: the container init is
+//! this test binary re-executed, so `main` must hand over to
+//! `init::run_if_init` before anything else.
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+use amphi_examples::Kind;
+use amphi_runtime::nix_signal::Signal;
+use amphi_runtime::{Container, CreateOptions, Error, ExitStatus, Runtime, RuntimeConfig, Status, Stdio};
+use amphi_testkit::{assert_no_leaks, unique_id, TestDirs};
+use libtest_mimic::{Arguments, Failed, Trial};
+use serde_json::json;
+
+/// One test's container: its own dirs, id and runtime.
+struct Fx {
+    dirs: TestDirs,
+    id: String,
+    rt: Runtime,
+}
+
+impl Fx {
+    fn new(example: &str) -> Fx {
+        let (kind, args) = amphi_examples::example(example).unwrap();
+        Fx::with_args(kind, &args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    fn with_args(kind: Kind, args: &[&str]) -> Fx {
+        let dirs = TestDirs::new();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        amphi_examples::write_bundle(&dirs.bundle, kind, &args).unwrap();
+        let rt = Runtime::new(RuntimeConfig {
+            state_root: dirs.state.clone(),
+            wasm_cache: dirs.store.join("wasm-cache"),
+            init_exe: std::env::current_exe().unwrap(),
+        });
+        Fx { id: unique_id("rt"), dirs, rt }
+    }
+
+    fn edit(&self, f: impl FnOnce(&mut serde_json::Value)) {
+        amphi_examples::edit_config(&self.dirs.bundle, f).unwrap();
+    }
+
+    fn out_path(&self, name: &str) -> PathBuf {
+        self.dirs.tmp.path().join(name)
+    }
+
+    fn create(&self) -> amphi_runtime::Result<Container> {
+        let file = |name: &str| -> Option<OwnedFd> { Some(std::fs::File::create(self.out_path(name)).unwrap().into()) };
+        let opts = CreateOptions {
+            stdio: Stdio { stdin: None, stdout: file("stdout"), stderr: file("stderr") },
+            cgroup_path: None,
+        };
+        self.rt.create(&self.id, &self.dirs.bundle, opts)
+    }
+
+    fn output(&self) -> (String, String) {
+        let read = |n: &str| std::fs::read_to_string(self.out_path(n)).unwrap_or_default();
+        (read("stdout"), read("stderr"))
+    }
+
+    /// create, start, wait, delete: the exit status and stdout, stderr.
+    fn run(&self) -> (ExitStatus, String, String) {
+        let mut c = self.create().unwrap_or_else(|e| panic!("create: {e}"));
+        c.start().unwrap();
+        let status = c.wait().unwrap();
+        assert_eq!(c.state().status, Status::Stopped);
+        c.delete(false).unwrap();
+        let (out, err) = self.output();
+        (status, out, err)
+    }
+
+    fn assert_clean(&self) {
+        assert_no_leaks(&self.id, &self.dirs.state, &self.dirs.bundle.join("rootfs"));
+    }
+}
+
+impl Drop for Fx {
+    fn drop(&mut self) {
+        // A failed test must not leak either.
+        if let Ok(c) = self.rt.load(&self.id) {
+            let _ = c.delete(true);
+        }
+    }
+}
+
+type TestResult = Result<(), Failed>;
+
+fn runs(example: &str, code: i32, stdout: &str) -> TestResult {
+    let fx = Fx::new(example);
+    let (status, out, err) = fx.run();
+    assert_eq!(status.code, code, "stdout: {out} stderr: {err}");
+    assert!(out.contains(stdout), "stdout {out:?} lacks {stdout:?}; stderr {err:?}");
+    fx.assert_clean();
+    Ok(())
+}
+
+fn args_and_env(kind: Kind, program: &str) -> TestResult {
+    let fx = Fx::with_args(kind, &[program, "first", "second arg"]);
+    fx.edit(|v| v["process"]["env"] = json!(["GREETING=hi there", "EMPTY="]));
+    let (status, out, _) = fx.run();
+    assert_eq!(status.code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(&lines[..3], &[program, "first", "second arg"]);
+    assert!(lines.contains(&"GREETING=hi there"), "{out}");
+    assert!(lines.contains(&"EMPTY="), "{out}");
+    // No PATH in the spec: the runtime supplies the default.
+    assert!(lines.iter().any(|l| l.starts_with("PATH=/usr/local/sbin")), "{out}");
+    fx.assert_clean();
+    Ok(())
+}
+
+fn wasm_trap() -> TestResult {
+    let fx = Fx::new("wasm/trap");
+    let (status, out, err) = fx.run();
+    assert_ne!(status.code, 0);
+    assert_eq!(out, "about to trap\n");
+    assert!(err.contains("unreachable"), "stderr: {err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    fx.assert_clean();
+    Ok(())
+}
+
+/// Waits until the container printed "spinning", i.e. runs its payload.
+fn wait_for_output(fx: &Fx, text: &str) {
+    for _ in 0..2000 {
+        if fx.output().0.contains(text) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    panic!("container never printed {text:?}");
+}
+
+fn kill_busy_loop(example: &str, signal: Signal, code: i32) -> TestResult {
+    let fx = Fx::new(example);
+    let mut c = fx.create().unwrap();
+    c.start().unwrap();
+    wait_for_output(&fx, "spinning");
+    assert_eq!(c.state().status, Status::Running);
+    c.kill(signal, false).unwrap();
+    let status = c.wait().unwrap();
+    assert_eq!(status.code, code);
+    assert!(!status.oom_killed);
+    c.delete(false).unwrap();
+    fx.assert_clean();
+    Ok(())
+}
+
+fn limit_memory(fx: &Fx, bytes: i64) {
+    fx.edit(|v| v["linux"]["resources"]["memory"] = json!({"limit": bytes, "swap": bytes}));
+}
+
+fn native_oom() -> TestResult {
+    let fx = Fx::new("native/memhog");
+    limit_memory(&fx, 32 << 20);
+    let (status, out, _) = fx.run();
+    assert_eq!(status.code, 137, "{out}");
+    assert!(status.oom_killed, "OOM flag not set");
+    fx.assert_clean();
+    Ok(())
+}
+
+fn wasm_memory_bounded() -> TestResult {
+    let fx = Fx::new("wasm/grow");
+    limit_memory(&fx, 32 << 20);
+    let (status, out, err) = fx.run();
+    // Refused by the engine before the kernel had to kill anything.
+    assert_eq!(status.code, 0, "{out} {err}");
+    assert!(!status.oom_killed);
+    let pages: u64 = out
+        .trim()
+        .strip_prefix("memory.grow refused at ")
+        .and_then(|s| s.strip_suffix(" pages"))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected output {out:?}"));
+    assert!(pages * 65536 <= 32 << 20, "{pages} pages exceed the limit");
+    assert!(pages > 16, "only {pages} pages: the budget is too small");
+    fx.assert_clean();
+    Ok(())
+}
+
+fn pids_limit_holds_fork_bomb() -> TestResult {
+    let fx = Fx::with_args(Kind::Native, &["/bin/forkbomb", "100"]);
+    fx.edit(|v| v["linux"]["resources"]["pids"] = json!({"limit": 16}));
+    let (status, out, _) = fx.run();
+    assert_eq!(status.code, 0);
+    let nums: Vec<u32> = out.split(|c: char| !c.is_ascii_digit()).filter_map(|s| s.parse().ok()).collect();
+    let (forked, refused) = (nums[0], nums[1]);
+    assert!(forked < 16, "{out}");
+    assert!(refused >= 100 - 16, "{out}");
+    fx.assert_clean();
+    Ok(())
+}
+
+fn readonly_rootfs() -> TestResult {
+    let fx = Fx::new("native/write");
+    fx.edit(|v| v["root"]["readonly"] = json!(true));
+    let (status, out, _) = fx.run();
+    assert_eq!(status.code, 1);
+    assert!(out.contains("Read-only file system"), "{out}");
+    assert!(!fx.dirs.bundle.join("rootfs/probe").exists());
+    fx.assert_clean();
+    Ok(())
+}
+
+fn hostname_and_user() -> TestResult {
+    let fx = Fx::new("native/id");
+    fx.edit(|v| {
+        v["hostname"] = json!("box-7");
+        v["process"]["user"] = json!({"uid": 1234, "gid": 2345, "additionalGids": [3456]});
+    });
+    let (status, out, err) = fx.run();
+    assert_eq!(status.code, 0, "{err}");
+    assert!(out.contains("uid=1234 gid=2345 groups=3456"), "{out}");
+    assert!(out.contains("hostname=box-7"), "{out}");
+    fx.assert_clean();
+    Ok(())
+}
+
+fn lifecycle_controls() -> TestResult {
+    let fx = Fx::new("native/sleep");
+    let mut c = fx.create().unwrap();
+    let pid = c.pid();
+    assert_eq!(c.state().status, Status::Created);
+    // Another process finds it by id.
+    let other = fx.rt.load(&fx.id).unwrap();
+    assert_eq!(other.pid(), pid);
+    assert!(c.pids().unwrap().contains(&pid));
+    assert!(matches!(c.pause(), Err(Error::BadStatus { .. })));
+    c.start().unwrap();
+    assert!(matches!(c.start(), Err(Error::BadStatus { .. })));
+    assert_eq!(fx.rt.load(&fx.id).unwrap().state().status, Status::Running);
+    c.pause().unwrap();
+    assert_eq!(fx.rt.load(&fx.id).unwrap().state().status, Status::Paused);
+    c.resume().unwrap();
+    let res: amphi_runtime::oci_spec::runtime::LinuxResources =
+        serde_json::from_value(json!({"memory": {"limit": 100 << 20}, "pids": {"limit": 50}})).unwrap();
+    c.update(&res).unwrap();
+    let stats = c.stats().unwrap();
+    assert_eq!(stats.memory.limit, 100 << 20);
+    assert_eq!(stats.pids.limit, 50);
+    assert!(stats.pids.current >= 1);
+    assert!(stats.memory.usage > 0);
+    // Deleting a running container needs force.
+    let again = fx.rt.load(&fx.id).unwrap();
+    assert!(matches!(again.delete(false), Err(Error::BadStatus { .. })));
+    // pid 1 of a pid namespace ignores SIGTERM without a handler; SIGKILL ends it.
+    c.kill(Signal::SIGKILL, false).unwrap();
+    let status = c.wait().unwrap();
+    assert_eq!(status.code, 137);
+    let st = fx.rt.load(&fx.id).unwrap().state();
+    assert_eq!(st.status, Status::Stopped);
+    assert_eq!(st.exit_code, Some(137));
+    assert!(st.exited_at.is_some());
+    assert!(matches!(c.kill(Signal::SIGTERM, false), Err(Error::BadStatus { .. })));
+    c.delete(false).unwrap();
+    fx.assert_clean();
+    Ok(())
+}
+
+fn delete_before_start() -> TestResult {
+    for example in ["native/hello", "wasm/hello"] {
+        let fx = Fx::new(example);
+        let c = fx.create().unwrap();
+        c.delete(true).unwrap();
+        fx.assert_clean();
+        assert_eq!(fx.output().0, "", "{example} ran without start");
+    }
+    Ok(())
+}
+
+fn compiled_modules_are_cached() -> TestResult {
+    let fx = Fx::new("wasm/hello");
+    fx.run();
+    let cache = fx.dirs.store.join("wasm-cache");
+    let files = |p: &std::path::Path| -> Vec<(PathBuf, std::time::SystemTime)> {
+        let mut v: Vec<_> = std::fs::read_dir(p).unwrap().flatten().map(|e| (e.path(), e.metadata().unwrap().modified().unwrap())).collect();
+        v.sort();
+        v
+    };
+    let first = files(&cache);
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert!(first[0].0.to_string_lossy().ends_with(".cwasm"));
+    let (status, out, _) = fx.run();
+    assert_eq!(status.code, 0);
+    assert_eq!(out, "Hello from Wasm!\n");
+    assert_eq!(files(&cache), first, "the second start compiled again");
+    fx.assert_clean();
+    Ok(())
+}
+
+/// Bad input: a one-line error naming the fault, and nothing left behind.
+fn rejects(setup: impl FnOnce(&Fx), expect: &str) -> TestResult {
+    let fx = Fx::new("native/hello");
+    setup(&fx);
+    let err = fx.create().expect_err("bad input was accepted").to_string();
+    assert!(err.contains(expect), "error {err:?} does not say {expect:?}");
+    assert!(!err.contains('\n'), "not one line: {err:?}");
+    fx.assert_clean();
+    Ok(())
+}
+
+fn duplicate_id() -> TestResult {
+    let fx = Fx::new("native/sleep");
+    let first = fx.create().unwrap();
+    let err = fx.create().expect_err("duplicate id accepted").to_string();
+    assert!(err.contains("already exists"), "{err}");
+    // The first container is untouched.
+    assert_eq!(fx.rt.load(&fx.id).unwrap().state().status, Status::Created);
+    assert!(first.state().init_alive());
+    first.delete(true).unwrap();
+    fx.assert_clean();
+    Ok(())
+}
+
+fn main() {
+    amphi_runtime::init::run_if_init();
+    let args = Arguments::from_args();
+    let t = |name: &str, f: fn() -> TestResult| Trial::test(name, f);
+    let tests = vec![
+        t("wasm_hello", || runs("wasm/hello", 0, "Hello from Wasm!")),
+        t("native_hello", || runs("native/hello", 0, "Hello from native!")),
+        t("wasm_args_env", || args_and_env(Kind::Wasm, "/args_env.wasm")),
+        t("native_args_env", || args_and_env(Kind::Native, "/bin/args_env")),
+        t("wasm_reads_rootfs_file", || runs("wasm/cat", 0, amphi_examples::MESSAGE)),
+        t("native_reads_rootfs_file", || runs("native/cat", 0, amphi_examples::MESSAGE)),
+        t("wasm_exit_42", || runs("wasm/exit42", 42, "")),
+        t("native_exit_42", || runs("native/exit42", 42, "")),
+        t("wasm_trap_exits_nonzero", wasm_trap),
+        t("wasm_busy_loop_stops_on_sigterm", || kill_busy_loop("wasm/busy", Signal::SIGTERM, 143)),
+        t("wasm_busy_loop_stops_on_sigkill", || kill_busy_loop("wasm/busy", Signal::SIGKILL, 137)),
+        t("native_busy_loop_stops_on_sigkill", || kill_busy_loop("native/busy", Signal::SIGKILL, 137)),
+        t("native_memory_hog_is_oom_killed", native_oom),
+        t("wasm_memory_growth_stops_at_limit", wasm_memory_bounded),
+        t("pids_limit_holds_fork_bomb", pids_limit_holds_fork_bomb),
+        t("readonly_rootfs_rejects_writes", readonly_rootfs),
+        t("hostname_and_user_from_spec", hostname_and_user),
+        t("lifecycle_pause_update_stats_kill", lifecycle_controls),
+        t("delete_before_start_runs_nothing", delete_before_start),
+        t("compiled_modules_are_cached", compiled_modules_are_cached),
+        t("rejects_missing_config", || rejects(|fx| std::fs::remove_file(fx.dirs.bundle.join("config.json")).unwrap(), "config.json is missing")),
+        t("rejects_malformed_config", || rejects(|fx| std::fs::write(fx.dirs.bundle.join("config.json"), "{\"ociVersion\": \"1.0.2\", \"process\": [").unwrap(), "malformed config.json")),
+        t("rejects_rootfs_outside_bundle", || rejects(|fx| fx.edit(|v| v["root"]["path"] = json!("/tmp")), "outside the bundle")),
+        t("rejects_missing_entrypoint", || rejects(|fx| fx.edit(|v| v["process"]["args"] = json!(["/bin/nope"])), "/bin/nope: not found in rootfs")),
+        t("rejects_non_wasm_dot_wasm", || rejects(|fx| {
+            std::fs::write(fx.dirs.bundle.join("rootfs/fake.wasm"), b"#!/bin/sh\necho hi\n").unwrap();
+            fx.edit(|v| v["process"]["args"] = json!(["/fake.wasm"]));
+        }, "is not a WebAssembly module")),
+        t("rejects_invalid_wasm_module", || rejects(|fx| {
+            std::fs::write(fx.dirs.bundle.join("rootfs/bad.wasm"), b"\0asm\x01\0\0\0\x01\xff").unwrap();
+            fx.edit(|v| v["process"]["args"] = json!(["/bad.wasm"]));
+        }, "wasm module")),
+        t("rejects_duplicate_id", duplicate_id),
+    ];
+    libtest_mimic::run(&args, tests).exit();
+}

@@ -1,0 +1,109 @@
+//! Test support shared by amphi's test suites: unique container ids,
+//! per-test directories, and the leak check every test ends with.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// A container id no other test (in this or any parallel process) uses.
+pub fn unique_id(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}-{}-{}-{nanos:x}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A test's own directories: a bundle dir, a state root and a store root,
+/// all under one temp dir removed at drop.
+pub struct TestDirs {
+    /// The temp dir holding everything.
+    pub tmp: tempfile::TempDir,
+    /// Where the test writes its bundle.
+    pub bundle: PathBuf,
+    /// The runtime's state root.
+    pub state: PathBuf,
+    /// The store root (Wasm cache, images).
+    pub store: PathBuf,
+}
+
+impl TestDirs {
+    /// Fresh directories for one test.
+    pub fn new() -> TestDirs {
+        let tmp = tempfile::Builder::new().prefix("amphi-test-").tempdir().expect("temp dir");
+        let bundle = tmp.path().join("bundle");
+        let state = tmp.path().join("state");
+        let store = tmp.path().join("store");
+        for d in [&bundle, &state, &store] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        TestDirs { tmp, bundle, state, store }
+    }
+}
+
+impl Default for TestDirs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Every leak the check found, empty when clean.
+pub fn leaks(id: &str, state_root: &Path, rootfs: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let state_dir = state_root.join(id);
+    if state_dir.exists() {
+        found.push(format!("state dir {} remains", state_dir.display()));
+    }
+    for dir in cgroup_dirs_named(id) {
+        found.push(format!("cgroup {} remains", dir.display()));
+    }
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let rootfs = rootfs.to_string_lossy();
+    for line in mountinfo.lines() {
+        if line.split(' ').nth(4).is_some_and(|mp| mp.starts_with(rootfs.as_ref())) {
+            found.push(format!("mount remains: {line}"));
+        }
+    }
+    for pid in processes_of(id) {
+        found.push(format!("process {pid} of container {id} remains"));
+    }
+    found
+}
+
+/// Panics with the list of leaks of container `id`, if any.
+pub fn assert_no_leaks(id: &str, state_root: &Path, rootfs: &Path) {
+    let found = leaks(id, state_root, rootfs);
+    assert!(found.is_empty(), "container {id} leaked:\n{}", found.join("\n"));
+}
+
+/// Cgroup directories named `id` anywhere under /sys/fs/cgroup (two levels
+/// below each hierarchy, which covers `amphi/<id>` and `<ns>/<id>`).
+pub fn cgroup_dirs_named(id: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut roots = vec![PathBuf::from("/sys/fs/cgroup")];
+    if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
+        roots.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+    }
+    for root in roots {
+        let Ok(level1) = std::fs::read_dir(&root) else { continue };
+        for l1 in level1.flatten().map(|e| e.path()).filter(|p| p.is_dir()) {
+            let candidate = l1.join(id);
+            if candidate.is_dir() {
+                out.push(candidate);
+            }
+        }
+    }
+    out
+}
+
+/// Pids of container inits (`amphi-init <id>`) still alive.
+pub fn processes_of(id: &str) -> Vec<i32> {
+    let want = format!("amphi-init\0{id}\0");
+    let Ok(rd) = std::fs::read_dir("/proc") else { return Vec::new() };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want.as_bytes())
+        })
+        .collect()
+}
