@@ -7,7 +7,9 @@ use std::process::Command;
 
 fn main() {
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
-    let mut table = String::from("/// (name, bytes) of every WASI example module.\npub const WASM: &[(&str, &[u8])] = &[\n");
+    let mut table = String::from(
+        "/// (name, bytes) of every WASI example module.\npub const WASM: &[(&str, &[u8])] = &[\n",
+    );
     for src in sorted("wasm", "wat") {
         let name = src.file_stem().unwrap().to_str().unwrap().to_string();
         let wasm = wat::parse_file(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));

@@ -15,10 +15,19 @@ use clap::{Parser, Subcommand};
 const EXIT_AMPHI_ERROR: u8 = 125;
 
 #[derive(Parser)]
-#[command(name = "amphi", version, about = "Run native and WebAssembly containers side by side")]
+#[command(
+    name = "amphi",
+    version,
+    about = "Run native and WebAssembly containers side by side"
+)]
 struct Cli {
     /// Store root (images, compiled Wasm modules).
-    #[arg(long, env = "AMPHI_ROOT", default_value = "/var/lib/amphi", global = true)]
+    #[arg(
+        long,
+        env = "AMPHI_ROOT",
+        default_value = "/var/lib/amphi",
+        global = true
+    )]
     root: PathBuf,
     /// Container state root.
     #[arg(long, env = "AMPHI_STATE", default_value = "/run/amphi", global = true)]
@@ -30,7 +39,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a container in the foreground.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// List containers.
     Ps,
     /// Send a signal to a container.
@@ -86,15 +95,25 @@ fn runtime(cli: &Cli) -> Runtime {
 fn dispatch(cli: Cli) -> Result<u8> {
     let rt = runtime(&cli);
     match cli.command {
-        Command::Run(args) => run::run(&rt, args),
+        Command::Run(args) => run::run(&rt, *args),
         Command::Ps => {
-            println!("{:<24} {:<8} {:<8} {:<8} {}", "ID", "KIND", "STATUS", "PID", "ENTRYPOINT");
+            println!(
+                "{:<24} {:<8} {:<8} {:<8} ENTRYPOINT",
+                "ID", "KIND", "STATUS", "PID"
+            );
             for s in rt.list()? {
                 let status = match (s.current_status(), s.exit_code) {
                     (amphi_runtime::Status::Stopped, Some(c)) => format!("exited({c})"),
                     (st, _) => st.to_string(),
                 };
-                println!("{:<24} {:<8} {:<8} {:<8} {}", s.id, s.payload.to_string(), status, s.pid, s.entrypoint);
+                println!(
+                    "{:<24} {:<8} {:<8} {:<8} {}",
+                    s.id,
+                    s.payload.to_string(),
+                    status,
+                    s.pid,
+                    s.entrypoint
+                );
             }
             Ok(0)
         }
@@ -105,7 +124,9 @@ fn dispatch(cli: Cli) -> Result<u8> {
         }
         Command::Rm { force, ids } => {
             for id in ids {
-                rt.load(&id)?.delete(force).with_context(|| format!("removing {id}"))?;
+                rt.load(&id)?
+                    .delete(force)
+                    .with_context(|| format!("removing {id}"))?;
                 println!("{id}");
             }
             Ok(0)

@@ -65,7 +65,14 @@ pub struct RunArgs {
 }
 
 /// The signals `amphi run` passes on to the container.
-const FORWARDED: [Signal; 6] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2];
+const FORWARDED: [Signal; 6] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
 
 pub fn run(rt: &Runtime, args: RunArgs) -> Result<u8> {
     let Some(dir) = args.bundle.clone() else {
@@ -74,7 +81,11 @@ pub fn run(rt: &Runtime, args: RunArgs) -> Result<u8> {
     if args.detach {
         bail!("-d is not supported with --bundle yet");
     }
-    let timeout = args.timeout.as_deref().map(units::parse_duration).transpose()?;
+    let timeout = args
+        .timeout
+        .as_deref()
+        .map(units::parse_duration)
+        .transpose()?;
     let bundle = Bundle::load(&dir)?;
     let bundle = apply_flags(bundle, &args)?;
     let id = match &args.name {
@@ -103,7 +114,9 @@ pub fn run(rt: &Runtime, args: RunArgs) -> Result<u8> {
         }
     };
     if args.rm {
-        container.delete(true).with_context(|| format!("removing container {id}"))?;
+        container
+            .delete(true)
+            .with_context(|| format!("removing container {id}"))?;
     }
     Ok(code)
 }
@@ -120,12 +133,19 @@ fn supervise(container: &mut Container, set: &SigSet, timeout: Option<Duration>)
             Some(d) if !killed => d.saturating_duration_since(Instant::now()),
             _ => Duration::from_secs(3600),
         };
-        let ts = libc::timespec { tv_sec: wait.as_secs() as libc::time_t, tv_nsec: wait.subsec_nanos() as libc::c_long };
+        let ts = libc::timespec {
+            tv_sec: wait.as_secs() as libc::time_t,
+            tv_nsec: wait.subsec_nanos() as libc::c_long,
+        };
         // SAFETY: valid set and timespec; a null siginfo is allowed.
         let sig = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &ts) };
         if sig < 0 {
             let err = nix::errno::Errno::last();
-            if err == nix::errno::Errno::EAGAIN && deadline.is_some() && !killed && Instant::now() >= deadline.unwrap() {
+            if err == nix::errno::Errno::EAGAIN
+                && deadline.is_some()
+                && !killed
+                && Instant::now() >= deadline.unwrap()
+            {
                 container.kill(Signal::SIGKILL, true)?;
                 killed = true;
             }
@@ -152,9 +172,12 @@ fn apply_flags(bundle: Bundle, a: &RunArgs) -> Result<Bundle> {
         v["process"]["args"] = json!(a.rest);
     }
     if !a.env.is_empty() {
-        let mut env: Vec<String> = serde_json::from_value(v["process"]["env"].take()).unwrap_or_default();
+        let mut env: Vec<String> =
+            serde_json::from_value(v["process"]["env"].take()).unwrap_or_default();
         for kv in &a.env {
-            let Some((k, _)) = kv.split_once('=') else { bail!("bad -e {kv:?}: use KEY=VALUE") };
+            let Some((k, _)) = kv.split_once('=') else {
+                bail!("bad -e {kv:?}: use KEY=VALUE")
+            };
             env.retain(|e| e.split_once('=').map(|(ek, _)| ek) != Some(k));
             env.push(kv.clone());
         }
@@ -195,7 +218,8 @@ fn apply_flags(bundle: Bundle, a: &RunArgs) -> Result<Bundle> {
         res["pids"] = json!({ "limit": p });
     }
     if let Some(net) = &a.network {
-        let mut ns: Vec<Value> = serde_json::from_value(v["linux"]["namespaces"].take()).unwrap_or_default();
+        let mut ns: Vec<Value> =
+            serde_json::from_value(v["linux"]["namespaces"].take()).unwrap_or_default();
         ns.retain(|n| n["type"] != "network");
         match net.as_str() {
             "host" => {}
@@ -212,7 +236,8 @@ fn apply_flags(bundle: Bundle, a: &RunArgs) -> Result<Bundle> {
             [s, d, "rw"] => (*s, *d, false),
             _ => bail!("bad -v {vol:?}: use SRC:DST[:ro]"),
         };
-        let src = std::fs::canonicalize(src).with_context(|| format!("bad -v {vol:?}: source {src}"))?;
+        let src =
+            std::fs::canonicalize(src).with_context(|| format!("bad -v {vol:?}: source {src}"))?;
         if !dst.starts_with('/') {
             bail!("bad -v {vol:?}: destination must be absolute");
         }

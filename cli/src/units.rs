@@ -15,8 +15,10 @@ pub fn parse_bytes(s: &str) -> Result<i64> {
         Some('g') => (&t[..t.len() - 1], 1 << 30),
         _ => (t, 1),
     };
-    let n: f64 = num.parse().with_context(|| format!("bad size {s:?}: use e.g. 64m, 1g, 512k"))?;
-    if !(n > 0.0) || n * mult as f64 > i64::MAX as f64 {
+    let n: f64 = num
+        .parse()
+        .with_context(|| format!("bad size {s:?}: use e.g. 64m, 1g, 512k"))?;
+    if n.is_nan() || n <= 0.0 || n * mult as f64 > i64::MAX as f64 {
         bail!("bad size {s:?}: must be positive");
     }
     Ok((n * mult as f64) as i64)
@@ -36,8 +38,10 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
     } else {
         (t, 1.0)
     };
-    let n: f64 = num.parse().with_context(|| format!("bad duration {s:?}: use e.g. 10s, 500ms, 2m"))?;
-    if !(n > 0.0) || !n.is_finite() {
+    let n: f64 = num
+        .parse()
+        .with_context(|| format!("bad duration {s:?}: use e.g. 10s, 500ms, 2m"))?;
+    if n.is_nan() || n <= 0.0 || !n.is_finite() {
         bail!("bad duration {s:?}: must be positive");
     }
     Ok(Duration::from_secs_f64(n * scale))
@@ -45,8 +49,11 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
 
 /// "0.5" CPUs → (quota, period) in microseconds.
 pub fn parse_cpus(s: &str) -> Result<(i64, u64)> {
-    let n: f64 = s.trim().parse().with_context(|| format!("bad --cpus {s:?}: use e.g. 0.5 or 2"))?;
-    if !(n > 0.0) || n > 1024.0 {
+    let n: f64 = s
+        .trim()
+        .parse()
+        .with_context(|| format!("bad --cpus {s:?}: use e.g. 0.5 or 2"))?;
+    if n.is_nan() || n <= 0.0 || n > 1024.0 {
         bail!("bad --cpus {s:?}: must be between 0 and 1024");
     }
     const PERIOD: u64 = 100_000;
@@ -59,8 +66,13 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
         return Signal::try_from(n).with_context(|| format!("bad signal {s:?}"));
     }
     let name = s.to_ascii_uppercase();
-    let name = if name.starts_with("SIG") { name } else { format!("SIG{name}") };
-    name.parse::<Signal>().with_context(|| format!("bad signal {s:?}"))
+    let name = if name.starts_with("SIG") {
+        name
+    } else {
+        format!("SIG{name}")
+    };
+    name.parse::<Signal>()
+        .with_context(|| format!("bad signal {s:?}"))
 }
 
 #[cfg(test)]

@@ -22,12 +22,16 @@ impl Fx {
     fn with_args(kind: Kind, args: &[String]) -> Fx {
         let dirs = TestDirs::new();
         amphi_examples::write_bundle(&dirs.bundle, kind, args).unwrap();
-        Fx { dirs, id: unique_id("cli") }
+        Fx {
+            dirs,
+            id: unique_id("cli"),
+        }
     }
 
     fn amphi(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_amphi"));
-        cmd.env("AMPHI_ROOT", &self.dirs.store).env("AMPHI_STATE", &self.dirs.state);
+        cmd.env("AMPHI_ROOT", &self.dirs.store)
+            .env("AMPHI_STATE", &self.dirs.state);
         cmd
     }
 
@@ -55,8 +59,18 @@ fn text(b: &[u8]) -> String {
 fn check(example: &str, flags: &[&str], code: i32, stdout: &str) -> Output {
     let fx = Fx::new(example);
     let out = fx.run(flags);
-    assert_eq!(out.status.code(), Some(code), "stdout {} stderr {}", text(&out.stdout), text(&out.stderr));
-    assert!(text(&out.stdout).contains(stdout), "stdout {:?}", text(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout {} stderr {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains(stdout),
+        "stdout {:?}",
+        text(&out.stdout)
+    );
     fx.assert_clean();
     out
 }
@@ -69,7 +83,10 @@ fn hello_wasm_and_native() {
 
 #[test]
 fn args_env_and_files() {
-    for (kind, prog) in [(Kind::Wasm, "/args_env.wasm"), (Kind::Native, "/bin/args_env")] {
+    for (kind, prog) in [
+        (Kind::Wasm, "/args_env.wasm"),
+        (Kind::Native, "/bin/args_env"),
+    ] {
         let fx = Fx::with_args(kind, &[prog.to_string()]);
         let out = fx.run(&["-e", "ANSWER=42", "-w", "/tmp"]);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -86,7 +103,11 @@ fn exit_codes_pass_through() {
     check("wasm/exit42", &[], 42, "");
     check("native/exit42", &[], 42, "");
     let out = check("wasm/trap", &[], 134, "about to trap");
-    assert!(text(&out.stderr).contains("unreachable"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("unreachable"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -98,8 +119,16 @@ fn timeout_kills_busy_loops() {
 #[test]
 fn memory_limit() {
     check("native/memhog", &["--memory", "32m"], 137, "");
-    let out = check("wasm/grow", &["--memory", "32m"], 0, "memory.grow refused at");
-    let pages: u64 = text(&out.stdout).split_whitespace().find_map(|w| w.parse().ok()).unwrap();
+    let out = check(
+        "wasm/grow",
+        &["--memory", "32m"],
+        0,
+        "memory.grow refused at",
+    );
+    let pages: u64 = text(&out.stdout)
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .unwrap();
     assert!(pages * 65536 <= 32 << 20);
 }
 
@@ -108,7 +137,10 @@ fn pids_limit_and_cpus() {
     let fx = Fx::with_args(Kind::Native, &["/bin/forkbomb".into(), "60".into()]);
     let out = fx.run(&["--pids-limit", "10", "--cpus", "0.5"]);
     assert_eq!(out.status.code(), Some(0));
-    let nums: Vec<u32> = text(&out.stdout).split(|c: char| !c.is_ascii_digit()).filter_map(|s| s.parse().ok()).collect();
+    let nums: Vec<u32> = text(&out.stdout)
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|s| s.parse().ok())
+        .collect();
     assert!(nums[0] < 10 && nums[1] > 0, "{}", text(&out.stdout));
     fx.assert_clean();
 }
@@ -135,7 +167,11 @@ fn sigterm_to_amphi_reaches_the_container() {
     let mut buf = [0u8; 9];
     std::io::Read::read_exact(&mut stdout, &mut buf).unwrap();
     assert_eq!(&buf, b"spinning\n");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(143));
     fx.assert_clean();
@@ -145,7 +181,10 @@ fn rejected(fx: &Fx, flags: &[&str], expect: &str) {
     let out = fx.run(flags);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(125), "stderr {err}");
-    assert!(err.contains(expect), "stderr {err:?} does not say {expect:?}");
+    assert!(
+        err.contains(expect),
+        "stderr {err:?} does not say {expect:?}"
+    );
     assert_eq!(err.lines().count(), 1, "not one line: {err:?}");
     fx.assert_clean();
 }
@@ -165,12 +204,18 @@ fn bad_input_is_one_line_and_leaves_nothing() {
     rejected(&fx, &[], "outside the bundle");
 
     let fx = Fx::new("native/hello");
-    amphi_examples::edit_config(&fx.dirs.bundle, |v| v["process"]["args"] = json!(["missing"])).unwrap();
+    amphi_examples::edit_config(&fx.dirs.bundle, |v| {
+        v["process"]["args"] = json!(["missing"])
+    })
+    .unwrap();
     rejected(&fx, &[], "missing: not found in rootfs");
 
     let fx = Fx::new("native/hello");
     std::fs::write(fx.dirs.bundle.join("rootfs/app.wasm"), "plain text").unwrap();
-    amphi_examples::edit_config(&fx.dirs.bundle, |v| v["process"]["args"] = json!(["/app.wasm"])).unwrap();
+    amphi_examples::edit_config(&fx.dirs.bundle, |v| {
+        v["process"]["args"] = json!(["/app.wasm"])
+    })
+    .unwrap();
     rejected(&fx, &[], "is not a WebAssembly module");
 
     let fx = Fx::new("native/hello");
@@ -198,7 +243,11 @@ fn duplicate_name_is_rejected_and_first_survives() {
     }
     let out = fx.run(&[]);
     assert_eq!(out.status.code(), Some(125));
-    assert!(text(&out.stderr).contains("already exists"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("already exists"),
+        "{}",
+        text(&out.stderr)
+    );
     let kill = fx.amphi().args(["kill", &fx.id]).output().unwrap();
     assert!(kill.status.success(), "{}", text(&kill.stderr));
     assert_eq!(first.wait().unwrap().code(), Some(137));
@@ -216,7 +265,11 @@ fn ps_and_rm_without_rm_flag() {
         .unwrap();
     assert_eq!(out.status.code(), Some(42));
     let ps = text(&fx.amphi().arg("ps").output().unwrap().stdout);
-    assert!(ps.lines().any(|l| l.starts_with(&fx.id) && l.contains("exited(42)")), "{ps}");
+    assert!(
+        ps.lines()
+            .any(|l| l.starts_with(&fx.id) && l.contains("exited(42)")),
+        "{ps}"
+    );
     let rm = fx.amphi().args(["rm", &fx.id]).output().unwrap();
     assert!(rm.status.success(), "{}", text(&rm.stderr));
     fx.assert_clean();

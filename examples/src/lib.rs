@@ -30,7 +30,9 @@ pub enum Kind {
 /// Looks up an example by `kind/name` (e.g. `wasm/hello`, `native/exit42`)
 /// and returns its kind and default args.
 pub fn example(spec: &str) -> Result<(Kind, Vec<String>)> {
-    let (kind, name) = spec.split_once('/').with_context(|| format!("example {spec:?}: use KIND/NAME"))?;
+    let (kind, name) = spec
+        .split_once('/')
+        .with_context(|| format!("example {spec:?}: use KIND/NAME"))?;
     let (kind, table, path) = match kind {
         "wasm" => (Kind::Wasm, WASM, format!("/{name}.wasm")),
         "native" => (Kind::Native, NATIVE, format!("/bin/{name}")),
@@ -59,7 +61,8 @@ pub fn names() -> Vec<String> {
 pub fn write_bundle(dir: &Path, kind: Kind, args: &[String]) -> Result<PathBuf> {
     let rootfs = dir.join("rootfs");
     for sub in ["proc", "sys", "dev", "tmp", "etc", "bin"] {
-        std::fs::create_dir_all(rootfs.join(sub)).with_context(|| format!("creating {}", rootfs.join(sub).display()))?;
+        std::fs::create_dir_all(rootfs.join(sub))
+            .with_context(|| format!("creating {}", rootfs.join(sub).display()))?;
     }
     std::fs::write(rootfs.join("etc/message"), MESSAGE)?;
     match kind {

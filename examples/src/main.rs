@@ -12,7 +12,12 @@ use anyhow::{bail, Context, Result};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["list"] => {
             for n in amphi_examples::names() {
                 println!("{n}");
@@ -34,7 +39,9 @@ fn main() -> Result<()> {
                 .with_context(|| format!("no wasm example {name:?}"))?;
             std::fs::write(file, bytes).with_context(|| format!("writing {file}"))?;
         }
-        _ => bail!("usage: amphi-examples list | bundle KIND/NAME DIR [-- ARGS...] | wasm NAME FILE"),
+        _ => {
+            bail!("usage: amphi-examples list | bundle KIND/NAME DIR [-- ARGS...] | wasm NAME FILE")
+        }
     }
     Ok(())
 }

@@ -21,7 +21,10 @@ impl Bundle {
     /// Reads `dir/config.json` and checks what the runtime relies on: a
     /// process with arguments and a rootfs directory inside the bundle.
     pub fn load(dir: &Path) -> Result<Bundle> {
-        let bad = |path: &Path, msg: String| Error::Bundle { path: path.to_path_buf(), msg };
+        let bad = |path: &Path, msg: String| Error::Bundle {
+            path: path.to_path_buf(),
+            msg,
+        };
         let dir = dir
             .canonicalize()
             .map_err(|e| bad(dir, format!("cannot open bundle directory: {e}")))?;
@@ -38,7 +41,10 @@ impl Bundle {
     /// Validates an already parsed spec for the bundle directory `dir`.
     pub fn from_spec(dir: PathBuf, spec: Spec) -> Result<Bundle> {
         let config = dir.join("config.json");
-        let bad = |msg: String| Error::Bundle { path: config.clone(), msg };
+        let bad = |msg: String| Error::Bundle {
+            path: config.clone(),
+            msg,
+        };
         let root = spec
             .root()
             .as_ref()
@@ -48,9 +54,9 @@ impl Bundle {
         } else {
             dir.join(root.path())
         };
-        let rootfs = root_path.canonicalize().map_err(|e| {
-            bad(format!("rootfs {}: {e}", root_path.display()))
-        })?;
+        let rootfs = root_path
+            .canonicalize()
+            .map_err(|e| bad(format!("rootfs {}: {e}", root_path.display())))?;
         if !rootfs.starts_with(&dir) || rootfs == dir {
             return Err(bad(format!(
                 "rootfs {} is outside the bundle {}",
@@ -59,7 +65,10 @@ impl Bundle {
             )));
         }
         if !rootfs.is_dir() {
-            return Err(bad(format!("rootfs {} is not a directory", rootfs.display())));
+            return Err(bad(format!(
+                "rootfs {} is not a directory",
+                rootfs.display()
+            )));
         }
         let process = spec
             .process()

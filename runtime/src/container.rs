@@ -108,36 +108,62 @@ impl Runtime {
         let ep = resolve_entrypoint(&bundle)?;
         let payload = match ep.kind {
             PayloadKind::Native => Payload::Native,
-            PayloadKind::Wasm => Payload::Wasm { cwasm: ModuleCache::new(&self.config.wasm_cache).ensure(&ep.host)? },
+            PayloadKind::Wasm => Payload::Wasm {
+                cwasm: ModuleCache::new(&self.config.wasm_cache).ensure(&ep.host)?,
+            },
         };
-        std::fs::create_dir_all(&self.config.state_root).map_err(|e| Error::io(&self.config.state_root, e))?;
+        std::fs::create_dir_all(&self.config.state_root)
+            .map_err(|e| Error::io(&self.config.state_root, e))?;
         let dir = State::dir(&self.config.state_root, id);
         match std::fs::create_dir(&dir) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Error::AlreadyExists(id.into())),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::AlreadyExists(id.into()))
+            }
             Err(e) => return Err(Error::io(&dir, e)),
         }
         let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
         let cgroup_path = opts
             .cgroup_path
             .clone()
-            .or_else(|| bundle.spec.linux().as_ref().and_then(|l| l.cgroups_path().as_ref()).map(|p| p.to_string_lossy().into_owned()))
+            .or_else(|| {
+                bundle
+                    .spec
+                    .linux()
+                    .as_ref()
+                    .and_then(|l| l.cgroups_path().as_ref())
+                    .map(|p| p.to_string_lossy().into_owned())
+            })
             .unwrap_or_else(|| format!("amphi/{id}"));
-        let mut undo = Undo { dir: Some(dir.clone()), cgroup: None, pid: None };
+        let mut undo = Undo {
+            dir: Some(dir.clone()),
+            cgroup: None,
+            pid: None,
+        };
         let cgroup = Cgroup::open(&cgroup_path)?;
         if cgroup.exists() && !cgroup.procs()?.is_empty() {
-            return Err(Error::Cgroup { path: cgroup_path.into(), msg: "is in use by other processes".into() });
+            return Err(Error::Cgroup {
+                path: cgroup_path.into(),
+                msg: "is in use by other processes".into(),
+            });
         }
         cgroup.create()?;
         undo.cgroup = Some(cgroup.clone());
-        let resources = bundle.spec.linux().as_ref().and_then(|l| l.resources().clone());
+        let resources = bundle
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().clone());
         if let Some(res) = &resources {
             cgroup.apply(res)?;
         }
         let fifo = dir.join(START_FIFO);
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
             .map_err(|e| Error::sys(format!("mkfifo {}", fifo.display()), e))?;
-        let memory_limit = resources.as_ref().and_then(|r| r.memory().as_ref()).and_then(|m| m.limit());
+        let memory_limit = resources
+            .as_ref()
+            .and_then(|r| r.memory().as_ref())
+            .and_then(|m| m.limit());
         let cfg = InitConfig {
             id: id.to_string(),
             spec: bundle.spec.clone(),
@@ -150,19 +176,35 @@ impl Runtime {
             memory_usage_file: Some(cgroup.memory_usage_file()),
             cgroup_dirs: cgroup.mount_dirs(),
         };
-        let stdio = ChildStdio { stdin: opts.stdio.stdin.as_ref(), stdout: opts.stdio.stdout.as_ref(), stderr: opts.stdio.stderr.as_ref() };
+        let stdio = ChildStdio {
+            stdin: opts.stdio.stdin.as_ref(),
+            stdout: opts.stdio.stdout.as_ref(),
+            stderr: opts.stdio.stderr.as_ref(),
+        };
         let (pid, sock) = spawn_init(&self.config.init_exe, id, clone_flags, &stdio)?;
         undo.pid = Some(pid);
         cgroup.add_pid(pid)?;
-        let init_err = |msg: String| Error::Init { id: id.to_string(), msg };
-        (&sock).write_all(&serde_json::to_vec(&cfg).expect("config serialises")).map_err(|e| init_err(format!("sending config to init: {e}")))?;
-        sock.shutdown(std::net::Shutdown::Write).map_err(|e| init_err(format!("sync socket: {e}")))?;
+        let init_err = |msg: String| Error::Init {
+            id: id.to_string(),
+            msg,
+        };
+        (&sock)
+            .write_all(&serde_json::to_vec(&cfg).expect("config serialises"))
+            .map_err(|e| init_err(format!("sending config to init: {e}")))?;
+        sock.shutdown(std::net::Shutdown::Write)
+            .map_err(|e| init_err(format!("sync socket: {e}")))?;
         let mut line = String::new();
-        BufReader::new(&sock).read_line(&mut line).map_err(|e| init_err(format!("sync socket: {e}")))?;
+        BufReader::new(&sock)
+            .read_line(&mut line)
+            .map_err(|e| init_err(format!("sync socket: {e}")))?;
         match line.trim_end() {
             "ok" => {}
             "" => return Err(init_err("init exited during setup".into())),
-            other => return Err(init_err(other.strip_prefix("error: ").unwrap_or(other).to_string())),
+            other => {
+                return Err(init_err(
+                    other.strip_prefix("error: ").unwrap_or(other).to_string(),
+                ))
+            }
         }
         let pid_start_time = crate::state::process_start_time(pid).unwrap_or(0);
         let state = State {
@@ -184,7 +226,11 @@ impl Runtime {
         };
         state.save(&self.config.state_root)?;
         undo.disarm();
-        Ok(Container { root: self.config.state_root.clone(), state, cgroup })
+        Ok(Container {
+            root: self.config.state_root.clone(),
+            state,
+            cgroup,
+        })
     }
 
     /// Finds an existing container.
@@ -192,7 +238,11 @@ impl Runtime {
         validate_id(id)?;
         let state = State::load(&self.config.state_root, id)?;
         let cgroup = Cgroup::open(&state.cgroup)?;
-        Ok(Container { root: self.config.state_root.clone(), state, cgroup })
+        Ok(Container {
+            root: self.config.state_root.clone(),
+            state,
+            cgroup,
+        })
     }
 
     /// States of every container in the state root, by id.
@@ -204,7 +254,10 @@ impl Runtime {
             Err(e) => return Err(Error::io(&self.config.state_root, e)),
         };
         for entry in entries.flatten() {
-            if let Ok(s) = State::load(&self.config.state_root, &entry.file_name().to_string_lossy()) {
+            if let Ok(s) = State::load(
+                &self.config.state_root,
+                &entry.file_name().to_string_lossy(),
+            ) {
                 out.push(s);
             }
         }
@@ -245,7 +298,12 @@ impl Drop for Undo {
 
 /// Which namespaces the clone creates; rejects what the runtime can't do.
 fn check_namespaces(bundle: &Bundle) -> Result<libc::c_int> {
-    let namespaces = bundle.spec.linux().as_ref().and_then(|l| l.namespaces().clone()).unwrap_or_default();
+    let namespaces = bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default();
     let mut flags = 0;
     let mut has_mount = false;
     for ns in &namespaces {
@@ -258,18 +316,24 @@ fn check_namespaces(bundle: &Bundle) -> Result<libc::c_int> {
         }
         if typ == LinuxNamespaceType::Mount {
             if ns.path().is_some() {
-                return Err(Error::Spec("joining an existing mount namespace is not supported".into()));
+                return Err(Error::Spec(
+                    "joining an existing mount namespace is not supported".into(),
+                ));
             }
             has_mount = true;
         }
         if ns.path().is_none() {
             flags |= typ as libc::c_int;
         } else if typ == LinuxNamespaceType::Pid {
-            return Err(Error::Spec("joining an existing pid namespace is not supported yet".into()));
+            return Err(Error::Spec(
+                "joining an existing pid namespace is not supported yet".into(),
+            ));
         }
     }
     if !has_mount {
-        return Err(Error::Spec("the spec must ask for a mount namespace".into()));
+        return Err(Error::Spec(
+            "the spec must ask for a mount namespace".into(),
+        ));
     }
     Ok(flags)
 }
@@ -281,7 +345,11 @@ struct Entrypoint {
 }
 
 fn resolve_entrypoint(bundle: &Bundle) -> Result<Entrypoint> {
-    let process = bundle.spec.process().as_ref().expect("bundle checks process");
+    let process = bundle
+        .spec
+        .process()
+        .as_ref()
+        .expect("bundle checks process");
     let program = &process.args().as_ref().expect("bundle checks args")[0];
     let path_var = process
         .env()
@@ -290,19 +358,35 @@ fn resolve_entrypoint(bundle: &Bundle) -> Result<Entrypoint> {
         .find_map(|kv| kv.strip_prefix("PATH="))
         .unwrap_or(DEFAULT_PATH);
     let cwd = process.cwd().to_string_lossy();
-    let (inside, host) = find_in_rootfs(&bundle.rootfs, program, &cwd, path_var).ok_or_else(|| Error::Entrypoint {
-        path: program.clone(),
-        msg: format!("not found in rootfs {}", bundle.rootfs.display()),
-    })?;
+    let (inside, host) =
+        find_in_rootfs(&bundle.rootfs, program, &cwd, path_var).ok_or_else(|| {
+            Error::Entrypoint {
+                path: program.clone(),
+                msg: format!("not found in rootfs {}", bundle.rootfs.display()),
+            }
+        })?;
     let annotations = bundle.spec.annotations().clone().unwrap_or_default();
     let magic = detect::has_wasm_magic(&host).map_err(|e| Error::io(&host, e))?;
     let kind = detect::payload_kind(&annotations, &host);
-    let bad = |msg: &str| Error::Entrypoint { path: inside.clone(), msg: msg.into() };
+    let bad = |msg: &str| Error::Entrypoint {
+        path: inside.clone(),
+        msg: msg.into(),
+    };
     match kind {
-        PayloadKind::Wasm if !magic => return Err(bad("the spec asks for Wasm but the file is not a WebAssembly module (no \\0asm magic)")),
-        PayloadKind::Native if inside.ends_with(".wasm") => return Err(bad("is not a WebAssembly module (no \\0asm magic)")),
+        PayloadKind::Wasm if !magic => {
+            return Err(bad(
+                "the spec asks for Wasm but the file is not a WebAssembly module (no \\0asm magic)",
+            ))
+        }
+        PayloadKind::Native if inside.ends_with(".wasm") => {
+            return Err(bad("is not a WebAssembly module (no \\0asm magic)"))
+        }
         PayloadKind::Native => {
-            let mode = host.metadata().map_err(|e| Error::io(&host, e))?.permissions().mode();
+            let mode = host
+                .metadata()
+                .map_err(|e| Error::io(&host, e))?
+                .permissions()
+                .mode();
             if mode & 0o111 == 0 {
                 return Err(bad("is not executable"));
             }
@@ -344,7 +428,11 @@ impl Container {
     }
 
     fn bad_status(&self, msg: &str) -> Error {
-        Error::BadStatus { id: self.state.id.clone(), status: self.state.current_status().to_string(), msg: msg.into() }
+        Error::BadStatus {
+            id: self.state.id.clone(),
+            status: self.state.current_status().to_string(),
+            msg: msg.into(),
+        }
     }
 
     /// Lets the payload run.
@@ -358,7 +446,10 @@ impl Container {
             .write(true)
             .custom_flags(libc::O_NONBLOCK)
             .open(&fifo)
-            .map_err(|e| Error::Init { id: self.state.id.clone(), msg: format!("init is not waiting on {}: {e}", fifo.display()) })?;
+            .map_err(|e| Error::Init {
+                id: self.state.id.clone(),
+                msg: format!("init is not waiting on {}: {e}", fifo.display()),
+            })?;
         f.write_all(&[1]).map_err(|e| Error::io(&fifo, e))?;
         drop(f);
         let _ = std::fs::remove_file(&fifo);
@@ -388,7 +479,9 @@ impl Container {
         }
         loop {
             match waitpid(Pid::from_raw(self.state.pid), None) {
-                Ok(ws @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => return self.record_exit(ws),
+                Ok(ws @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
+                    return self.record_exit(ws)
+                }
                 Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(Error::sys(format!("waitpid {}", self.state.pid), e)),
             }
@@ -401,14 +494,20 @@ impl Container {
             return Ok(Some(self.recorded_exit(code)));
         }
         match waitpid(Pid::from_raw(self.state.pid), Some(WaitPidFlag::WNOHANG)) {
-            Ok(ws @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => self.record_exit(ws).map(Some),
+            Ok(ws @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
+                self.record_exit(ws).map(Some)
+            }
             Ok(_) => Ok(None),
             Err(e) => Err(Error::sys(format!("waitpid {}", self.state.pid), e)),
         }
     }
 
     fn recorded_exit(&self, code: i32) -> ExitStatus {
-        ExitStatus { code, signal: (code > 128 && code < 160).then_some(code - 128), oom_killed: self.state.oom_killed }
+        ExitStatus {
+            code,
+            signal: (code > 128 && code < 160).then_some(code - 128),
+            oom_killed: self.state.oom_killed,
+        }
     }
 
     /// Records an exit reaped by the caller's own `waitpid` loop (a shim
@@ -426,7 +525,11 @@ impl Container {
         self.state.oom_killed = oom_killed;
         self.state.status = Status::Stopped;
         self.state.save(&self.root)?;
-        Ok(ExitStatus { code, signal, oom_killed })
+        Ok(ExitStatus {
+            code,
+            signal,
+            oom_killed,
+        })
     }
 
     /// Pids of every process in the container.
@@ -477,7 +580,9 @@ impl Container {
             let _ = self.cgroup.signal_all(Signal::SIGKILL);
             let _ = nix::sys::signal::kill(Pid::from_raw(self.state.pid), Signal::SIGKILL);
             // Reap it if it is ours; otherwise its parent will.
-            if let Ok(ws @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) = waitpid(Pid::from_raw(self.state.pid), None) {
+            if let Ok(ws @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) =
+                waitpid(Pid::from_raw(self.state.pid), None)
+            {
                 let _ = self.record_exit(ws);
             }
         }

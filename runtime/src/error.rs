@@ -33,7 +33,11 @@ pub enum Error {
     Init { id: String, msg: String },
     /// The operation does not fit the container's current status.
     #[error("container {id} is {status}: {msg}")]
-    BadStatus { id: String, status: String, msg: String },
+    BadStatus {
+        id: String,
+        status: String,
+        msg: String,
+    },
     /// A filesystem operation failed.
     #[error("{path}: {source}")]
     Io {
@@ -55,10 +59,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
     pub(crate) fn sys(what: impl Into<String>, source: nix::Error) -> Self {
-        Error::Sys { what: what.into(), source }
+        Error::Sys {
+            what: what.into(),
+            source,
+        }
     }
 }
 

@@ -25,7 +25,7 @@ pub use error::{Error, Result};
 pub use state::{State, Status};
 pub use stats::Stats;
 
-/// Re-exported so front ends build specs and resources with the same types.
-pub use oci_spec;
 /// Signal names for [`Container::kill`].
 pub use nix::sys::signal as nix_signal;
+/// Re-exported so front ends build specs and resources with the same types.
+pub use oci_spec;

@@ -82,7 +82,10 @@ pub(crate) fn find_in_rootfs(
     };
     inside.into_iter().find_map(|p| {
         let host = secure_join(root, Path::new(&p));
-        host.metadata().ok().filter(|m| m.is_file()).map(|_| (p, host))
+        host.metadata()
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|_| (p, host))
     })
 }
 
@@ -99,7 +102,10 @@ mod tests {
         symlink("/etc", root.join("a/abs")).unwrap();
         symlink("../../../../..", root.join("a/up")).unwrap();
         assert_eq!(secure_join(root, Path::new("../../x")), root.join("x"));
-        assert_eq!(secure_join(root, Path::new("/a/abs/passwd")), root.join("etc/passwd"));
+        assert_eq!(
+            secure_join(root, Path::new("/a/abs/passwd")),
+            root.join("etc/passwd")
+        );
         assert_eq!(secure_join(root, Path::new("/a/up/etc")), root.join("etc"));
         assert_eq!(secure_join(root, Path::new("a/b/../b")), root.join("a/b"));
     }

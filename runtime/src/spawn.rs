@@ -30,9 +30,15 @@ pub(crate) struct ChildStdio<'a> {
 
 /// Clones a child into new namespaces (`clone_flags`) that execs `exe` as
 /// the init of container `id`. Returns its pid and our end of the sync socket.
-pub(crate) fn spawn_init(exe: &Path, id: &str, clone_flags: libc::c_int, stdio: &ChildStdio) -> Result<(i32, UnixStream)> {
+pub(crate) fn spawn_init(
+    exe: &Path,
+    id: &str,
+    clone_flags: libc::c_int,
+    stdio: &ChildStdio,
+) -> Result<(i32, UnixStream)> {
     let (ours, theirs) = UnixStream::pair().map_err(|e| Error::io("socketpair", e))?;
-    let exe_c = CString::new(exe.as_os_str().as_bytes()).map_err(|_| Error::Spec("init path has a NUL".into()))?;
+    let exe_c = CString::new(exe.as_os_str().as_bytes())
+        .map_err(|_| Error::Spec("init path has a NUL".into()))?;
     let arg0 = CString::new("amphi-init").unwrap();
     let arg1 = CString::new(id).map_err(|_| Error::InvalidId(id.into()))?;
     let argv = [arg0.as_ptr(), arg1.as_ptr(), std::ptr::null()];
@@ -60,7 +66,12 @@ pub(crate) fn spawn_init(exe: &Path, id: &str, clone_flags: libc::c_int, stdio: 
 }
 
 /// Child side of the clone: place the fds and exec. Never returns.
-unsafe fn child(fds: &[RawFd; 4], exe: &CString, argv: &[*const libc::c_char; 3], envp: &[*const libc::c_char; 2]) -> ! {
+unsafe fn child(
+    fds: &[RawFd; 4],
+    exe: &CString,
+    argv: &[*const libc::c_char; 3],
+    envp: &[*const libc::c_char; 2],
+) -> ! {
     // First copy every source above the targets, so that placing one can't
     // clobber another; dup2 onto a fresh number also clears close-on-exec.
     let mut high = [0; 4];

@@ -28,7 +28,10 @@ pub fn engine() -> Result<Engine> {
     // kill/SIGTERM must stop even a busy loop: generated code checks the epoch.
     config.epoch_interruption(true);
     config.wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Disable);
-    Engine::new(&config).map_err(|e| Error::Wasm { path: PathBuf::new(), msg: e.to_string() })
+    Engine::new(&config).map_err(|e| Error::Wasm {
+        path: PathBuf::new(),
+        msg: e.to_string(),
+    })
 }
 
 /// Compiled modules on disk, keyed by the module's sha256 and the engine's
@@ -53,21 +56,31 @@ impl ModuleCache {
     /// and storing it first when it is not cached yet. Rejects modules that
     /// are not WASI preview 1 commands.
     pub fn ensure(&self, module: &Path) -> Result<PathBuf> {
-        let bad = |msg: String| Error::Wasm { path: module.to_path_buf(), msg };
+        let bad = |msg: String| Error::Wasm {
+            path: module.to_path_buf(),
+            msg,
+        };
         let bytes = std::fs::read(module).map_err(|e| bad(format!("cannot read: {e}")))?;
         let engine = engine()?;
-        let path = self.dir.join(format!("{}.cwasm", cache_key(&engine, &bytes)));
+        let path = self
+            .dir
+            .join(format!("{}.cwasm", cache_key(&engine, &bytes)));
         if path.exists() {
             return Ok(path);
         }
-        let compiled = engine.precompile_module(&bytes).map_err(|e| bad(one_line(&e)))?;
+        let compiled = engine
+            .precompile_module(&bytes)
+            .map_err(|e| bad(one_line(&e)))?;
         // SAFETY: the bytes were produced by this engine just now.
-        let loaded = unsafe { Module::deserialize(&engine, &compiled) }.map_err(|e| bad(one_line(&e)))?;
+        let loaded =
+            unsafe { Module::deserialize(&engine, &compiled) }.map_err(|e| bad(one_line(&e)))?;
         check_wasi_command(&loaded).map_err(bad)?;
         std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
         // Atomic publish: concurrent creators race harmlessly to the same name.
         let mut tmp = tempfile_in(&self.dir)?;
-        tmp.1.write_all(&compiled).map_err(|e| Error::io(&tmp.0, e))?;
+        tmp.1
+            .write_all(&compiled)
+            .map_err(|e| Error::io(&tmp.0, e))?;
         drop(tmp.1);
         std::fs::rename(&tmp.0, &path).map_err(|e| Error::io(&path, e))?;
         Ok(path)
@@ -154,10 +167,20 @@ struct Limits {
 }
 
 impl ResourceLimiter for Limits {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= self.max_memory)
     }
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 10_000_000)
     }
 }
@@ -170,10 +193,22 @@ struct Ctx {
 /// Runs the module's `_start` with the rootfs preopened as `/`, the given
 /// args and env and the process's stdio. Returns the exit code: the
 /// `proc_exit` code, 128+signal when stopped by a signal, 134 on a trap.
-pub(crate) fn run(prepared: Prepared, args: &[String], env: &[(String, String)], max_memory: Option<u64>) -> i32 {
+pub(crate) fn run(
+    prepared: Prepared,
+    args: &[String],
+    env: &[(String, String)],
+    max_memory: Option<u64>,
+) -> i32 {
     let Prepared { engine, module } = prepared;
     let _ = ENGINE.set(engine.clone());
-    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2] {
+    for sig in [
+        libc::SIGTERM,
+        libc::SIGINT,
+        libc::SIGHUP,
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+    ] {
         // SAFETY: the handler only touches atomics.
         unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
     }
@@ -201,16 +236,25 @@ fn describe_trap(e: &wasmtime::Error) -> String {
         Some(t) => t.to_string(),
         None => format!("wasm trap: {}", e.root_cause()),
     };
-    let frame = e
-        .downcast_ref::<wasmtime::WasmBacktrace>()
-        .and_then(|bt| bt.frames().first().map(|f| f.func_name().map_or_else(|| format!("function {}", f.func_index()), str::to_string)));
+    let frame = e.downcast_ref::<wasmtime::WasmBacktrace>().and_then(|bt| {
+        bt.frames().first().map(|f| {
+            f.func_name()
+                .map_or_else(|| format!("function {}", f.func_index()), str::to_string)
+        })
+    });
     match frame {
         Some(f) => format!("{what} in {f}").replace('\n', " "),
         None => what.replace('\n', " "),
     }
 }
 
-fn run_inner(engine: &Engine, module: &Module, args: &[String], env: &[(String, String)], max_memory: Option<u64>) -> wasmtime::Result<()> {
+fn run_inner(
+    engine: &Engine,
+    module: &Module,
+    args: &[String],
+    env: &[(String, String)],
+    max_memory: Option<u64>,
+) -> wasmtime::Result<()> {
     let wasi = WasiCtxBuilder::new()
         .inherit_stdio()
         .args(args)
@@ -220,7 +264,13 @@ fn run_inner(engine: &Engine, module: &Module, args: &[String], env: &[(String, 
         .preopened_dir("/", "/", FsPerms::ReadWrite)?
         .build_p1();
     let max_memory = max_memory.map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX));
-    let mut store = Store::new(engine, Ctx { wasi, limits: Limits { max_memory } });
+    let mut store = Store::new(
+        engine,
+        Ctx {
+            wasi,
+            limits: Limits { max_memory },
+        },
+    );
     store.limiter(|c| &mut c.limits);
     store.set_epoch_deadline(1);
     store.epoch_deadline_trap();

@@ -10,7 +10,9 @@ use std::path::PathBuf;
 
 use amphi_examples::Kind;
 use amphi_runtime::nix_signal::Signal;
-use amphi_runtime::{Container, CreateOptions, Error, ExitStatus, Runtime, RuntimeConfig, Status, Stdio};
+use amphi_runtime::{
+    Container, CreateOptions, Error, ExitStatus, Runtime, RuntimeConfig, Status, Stdio,
+};
 use amphi_testkit::{assert_no_leaks, unique_id, TestDirs};
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::json;
@@ -37,7 +39,11 @@ impl Fx {
             wasm_cache: dirs.store.join("wasm-cache"),
             init_exe: std::env::current_exe().unwrap(),
         });
-        Fx { id: unique_id("rt"), dirs, rt }
+        Fx {
+            id: unique_id("rt"),
+            dirs,
+            rt,
+        }
     }
 
     fn edit(&self, f: impl FnOnce(&mut serde_json::Value)) {
@@ -49,9 +55,15 @@ impl Fx {
     }
 
     fn create(&self) -> amphi_runtime::Result<Container> {
-        let file = |name: &str| -> Option<OwnedFd> { Some(std::fs::File::create(self.out_path(name)).unwrap().into()) };
+        let file = |name: &str| -> Option<OwnedFd> {
+            Some(std::fs::File::create(self.out_path(name)).unwrap().into())
+        };
         let opts = CreateOptions {
-            stdio: Stdio { stdin: None, stdout: file("stdout"), stderr: file("stderr") },
+            stdio: Stdio {
+                stdin: None,
+                stdout: file("stdout"),
+                stderr: file("stderr"),
+            },
             cgroup_path: None,
         };
         self.rt.create(&self.id, &self.dirs.bundle, opts)
@@ -93,7 +105,10 @@ fn runs(example: &str, code: i32, stdout: &str) -> TestResult {
     let fx = Fx::new(example);
     let (status, out, err) = fx.run();
     assert_eq!(status.code, code, "stdout: {out} stderr: {err}");
-    assert!(out.contains(stdout), "stdout {out:?} lacks {stdout:?}; stderr {err:?}");
+    assert!(
+        out.contains(stdout),
+        "stdout {out:?} lacks {stdout:?}; stderr {err:?}"
+    );
     fx.assert_clean();
     Ok(())
 }
@@ -108,7 +123,10 @@ fn args_and_env(kind: Kind, program: &str) -> TestResult {
     assert!(lines.contains(&"GREETING=hi there"), "{out}");
     assert!(lines.contains(&"EMPTY="), "{out}");
     // No PATH in the spec: the runtime supplies the default.
-    assert!(lines.iter().any(|l| l.starts_with("PATH=/usr/local/sbin")), "{out}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("PATH=/usr/local/sbin")),
+        "{out}"
+    );
     fx.assert_clean();
     Ok(())
 }
@@ -188,7 +206,10 @@ fn pids_limit_holds_fork_bomb() -> TestResult {
     fx.edit(|v| v["linux"]["resources"]["pids"] = json!({"limit": 16}));
     let (status, out, _) = fx.run();
     assert_eq!(status.code, 0);
-    let nums: Vec<u32> = out.split(|c: char| !c.is_ascii_digit()).filter_map(|s| s.parse().ok()).collect();
+    let nums: Vec<u32> = out
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|s| s.parse().ok())
+        .collect();
     let (forked, refused) = (nums[0], nums[1]);
     assert!(forked < 16, "{out}");
     assert!(refused >= 100 - 16, "{out}");
@@ -238,7 +259,8 @@ fn lifecycle_controls() -> TestResult {
     assert_eq!(fx.rt.load(&fx.id).unwrap().state().status, Status::Paused);
     c.resume().unwrap();
     let res: amphi_runtime::oci_spec::runtime::LinuxResources =
-        serde_json::from_value(json!({"memory": {"limit": 100 << 20}, "pids": {"limit": 50}})).unwrap();
+        serde_json::from_value(json!({"memory": {"limit": 100 << 20}, "pids": {"limit": 50}}))
+            .unwrap();
     c.update(&res).unwrap();
     let stats = c.stats().unwrap();
     assert_eq!(stats.memory.limit, 100 << 20);
@@ -256,7 +278,10 @@ fn lifecycle_controls() -> TestResult {
     assert_eq!(st.status, Status::Stopped);
     assert_eq!(st.exit_code, Some(137));
     assert!(st.exited_at.is_some());
-    assert!(matches!(c.kill(Signal::SIGTERM, false), Err(Error::BadStatus { .. })));
+    assert!(matches!(
+        c.kill(Signal::SIGTERM, false),
+        Err(Error::BadStatus { .. })
+    ));
     c.delete(false).unwrap();
     fx.assert_clean();
     Ok(())
@@ -278,7 +303,11 @@ fn compiled_modules_are_cached() -> TestResult {
     fx.run();
     let cache = fx.dirs.store.join("wasm-cache");
     let files = |p: &std::path::Path| -> Vec<(PathBuf, std::time::SystemTime)> {
-        let mut v: Vec<_> = std::fs::read_dir(p).unwrap().flatten().map(|e| (e.path(), e.metadata().unwrap().modified().unwrap())).collect();
+        let mut v: Vec<_> = std::fs::read_dir(p)
+            .unwrap()
+            .flatten()
+            .map(|e| (e.path(), e.metadata().unwrap().modified().unwrap()))
+            .collect();
         v.sort();
         v
     };
@@ -298,7 +327,10 @@ fn rejects(setup: impl FnOnce(&Fx), expect: &str) -> TestResult {
     let fx = Fx::new("native/hello");
     setup(&fx);
     let err = fx.create().expect_err("bad input was accepted").to_string();
-    assert!(err.contains(expect), "error {err:?} does not say {expect:?}");
+    assert!(
+        err.contains(expect),
+        "error {err:?} does not say {expect:?}"
+    );
     assert!(!err.contains('\n'), "not one line: {err:?}");
     fx.assert_clean();
     Ok(())
@@ -323,17 +355,33 @@ fn main() {
     let t = |name: &str, f: fn() -> TestResult| Trial::test(name, f);
     let tests = vec![
         t("wasm_hello", || runs("wasm/hello", 0, "Hello from Wasm!")),
-        t("native_hello", || runs("native/hello", 0, "Hello from native!")),
-        t("wasm_args_env", || args_and_env(Kind::Wasm, "/args_env.wasm")),
-        t("native_args_env", || args_and_env(Kind::Native, "/bin/args_env")),
-        t("wasm_reads_rootfs_file", || runs("wasm/cat", 0, amphi_examples::MESSAGE)),
-        t("native_reads_rootfs_file", || runs("native/cat", 0, amphi_examples::MESSAGE)),
+        t("native_hello", || {
+            runs("native/hello", 0, "Hello from native!")
+        }),
+        t("wasm_args_env", || {
+            args_and_env(Kind::Wasm, "/args_env.wasm")
+        }),
+        t("native_args_env", || {
+            args_and_env(Kind::Native, "/bin/args_env")
+        }),
+        t("wasm_reads_rootfs_file", || {
+            runs("wasm/cat", 0, amphi_examples::MESSAGE)
+        }),
+        t("native_reads_rootfs_file", || {
+            runs("native/cat", 0, amphi_examples::MESSAGE)
+        }),
         t("wasm_exit_42", || runs("wasm/exit42", 42, "")),
         t("native_exit_42", || runs("native/exit42", 42, "")),
         t("wasm_trap_exits_nonzero", wasm_trap),
-        t("wasm_busy_loop_stops_on_sigterm", || kill_busy_loop("wasm/busy", Signal::SIGTERM, 143)),
-        t("wasm_busy_loop_stops_on_sigkill", || kill_busy_loop("wasm/busy", Signal::SIGKILL, 137)),
-        t("native_busy_loop_stops_on_sigkill", || kill_busy_loop("native/busy", Signal::SIGKILL, 137)),
+        t("wasm_busy_loop_stops_on_sigterm", || {
+            kill_busy_loop("wasm/busy", Signal::SIGTERM, 143)
+        }),
+        t("wasm_busy_loop_stops_on_sigkill", || {
+            kill_busy_loop("wasm/busy", Signal::SIGKILL, 137)
+        }),
+        t("native_busy_loop_stops_on_sigkill", || {
+            kill_busy_loop("native/busy", Signal::SIGKILL, 137)
+        }),
         t("native_memory_hog_is_oom_killed", native_oom),
         t("wasm_memory_growth_stops_at_limit", wasm_memory_bounded),
         t("pids_limit_holds_fork_bomb", pids_limit_holds_fork_bomb),
@@ -342,18 +390,62 @@ fn main() {
         t("lifecycle_pause_update_stats_kill", lifecycle_controls),
         t("delete_before_start_runs_nothing", delete_before_start),
         t("compiled_modules_are_cached", compiled_modules_are_cached),
-        t("rejects_missing_config", || rejects(|fx| std::fs::remove_file(fx.dirs.bundle.join("config.json")).unwrap(), "config.json is missing")),
-        t("rejects_malformed_config", || rejects(|fx| std::fs::write(fx.dirs.bundle.join("config.json"), "{\"ociVersion\": \"1.0.2\", \"process\": [").unwrap(), "malformed config.json")),
-        t("rejects_rootfs_outside_bundle", || rejects(|fx| fx.edit(|v| v["root"]["path"] = json!("/tmp")), "outside the bundle")),
-        t("rejects_missing_entrypoint", || rejects(|fx| fx.edit(|v| v["process"]["args"] = json!(["/bin/nope"])), "/bin/nope: not found in rootfs")),
-        t("rejects_non_wasm_dot_wasm", || rejects(|fx| {
-            std::fs::write(fx.dirs.bundle.join("rootfs/fake.wasm"), b"#!/bin/sh\necho hi\n").unwrap();
-            fx.edit(|v| v["process"]["args"] = json!(["/fake.wasm"]));
-        }, "is not a WebAssembly module")),
-        t("rejects_invalid_wasm_module", || rejects(|fx| {
-            std::fs::write(fx.dirs.bundle.join("rootfs/bad.wasm"), b"\0asm\x01\0\0\0\x01\xff").unwrap();
-            fx.edit(|v| v["process"]["args"] = json!(["/bad.wasm"]));
-        }, "wasm module")),
+        t("rejects_missing_config", || {
+            rejects(
+                |fx| std::fs::remove_file(fx.dirs.bundle.join("config.json")).unwrap(),
+                "config.json is missing",
+            )
+        }),
+        t("rejects_malformed_config", || {
+            rejects(
+                |fx| {
+                    std::fs::write(
+                        fx.dirs.bundle.join("config.json"),
+                        "{\"ociVersion\": \"1.0.2\", \"process\": [",
+                    )
+                    .unwrap()
+                },
+                "malformed config.json",
+            )
+        }),
+        t("rejects_rootfs_outside_bundle", || {
+            rejects(
+                |fx| fx.edit(|v| v["root"]["path"] = json!("/tmp")),
+                "outside the bundle",
+            )
+        }),
+        t("rejects_missing_entrypoint", || {
+            rejects(
+                |fx| fx.edit(|v| v["process"]["args"] = json!(["/bin/nope"])),
+                "/bin/nope: not found in rootfs",
+            )
+        }),
+        t("rejects_non_wasm_dot_wasm", || {
+            rejects(
+                |fx| {
+                    std::fs::write(
+                        fx.dirs.bundle.join("rootfs/fake.wasm"),
+                        b"#!/bin/sh\necho hi\n",
+                    )
+                    .unwrap();
+                    fx.edit(|v| v["process"]["args"] = json!(["/fake.wasm"]));
+                },
+                "is not a WebAssembly module",
+            )
+        }),
+        t("rejects_invalid_wasm_module", || {
+            rejects(
+                |fx| {
+                    std::fs::write(
+                        fx.dirs.bundle.join("rootfs/bad.wasm"),
+                        b"\0asm\x01\0\0\0\x01\xff",
+                    )
+                    .unwrap();
+                    fx.edit(|v| v["process"]["args"] = json!(["/bad.wasm"]));
+                },
+                "wasm module",
+            )
+        }),
         t("rejects_duplicate_id", duplicate_id),
     ];
     libtest_mimic::run(&args, tests).exit();

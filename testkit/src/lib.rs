@@ -11,7 +11,11 @@ pub fn unique_id(prefix: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .subsec_nanos();
-    format!("{prefix}-{}-{}-{nanos:x}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{}-{nanos:x}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A test's own directories: a bundle dir, a state root and a store root,
@@ -30,14 +34,22 @@ pub struct TestDirs {
 impl TestDirs {
     /// Fresh directories for one test.
     pub fn new() -> TestDirs {
-        let tmp = tempfile::Builder::new().prefix("amphi-test-").tempdir().expect("temp dir");
+        let tmp = tempfile::Builder::new()
+            .prefix("amphi-test-")
+            .tempdir()
+            .expect("temp dir");
         let bundle = tmp.path().join("bundle");
         let state = tmp.path().join("state");
         let store = tmp.path().join("store");
         for d in [&bundle, &state, &store] {
             std::fs::create_dir_all(d).unwrap();
         }
-        TestDirs { tmp, bundle, state, store }
+        TestDirs {
+            tmp,
+            bundle,
+            state,
+            store,
+        }
     }
 }
 
@@ -60,7 +72,11 @@ pub fn leaks(id: &str, state_root: &Path, rootfs: &Path) -> Vec<String> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let rootfs = rootfs.to_string_lossy();
     for line in mountinfo.lines() {
-        if line.split(' ').nth(4).is_some_and(|mp| mp.starts_with(rootfs.as_ref())) {
+        if line
+            .split(' ')
+            .nth(4)
+            .is_some_and(|mp| mp.starts_with(rootfs.as_ref()))
+        {
             found.push(format!("mount remains: {line}"));
         }
     }
@@ -73,7 +89,11 @@ pub fn leaks(id: &str, state_root: &Path, rootfs: &Path) -> Vec<String> {
 /// Panics with the list of leaks of container `id`, if any.
 pub fn assert_no_leaks(id: &str, state_root: &Path, rootfs: &Path) {
     let found = leaks(id, state_root, rootfs);
-    assert!(found.is_empty(), "container {id} leaked:\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "container {id} leaked:\n{}",
+        found.join("\n")
+    );
 }
 
 /// Cgroup directories named `id` anywhere under /sys/fs/cgroup (two levels
@@ -85,7 +105,9 @@ pub fn cgroup_dirs_named(id: &str) -> Vec<PathBuf> {
         roots.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
     }
     for root in roots {
-        let Ok(level1) = std::fs::read_dir(&root) else { continue };
+        let Ok(level1) = std::fs::read_dir(&root) else {
+            continue;
+        };
         for l1 in level1.flatten().map(|e| e.path()).filter(|p| p.is_dir()) {
             let candidate = l1.join(id);
             if candidate.is_dir() {
@@ -99,7 +121,9 @@ pub fn cgroup_dirs_named(id: &str) -> Vec<PathBuf> {
 /// Pids of container inits (`amphi-init <id>`) still alive.
 pub fn processes_of(id: &str) -> Vec<i32> {
     let want = format!("amphi-init\0{id}\0");
-    let Ok(rd) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     rd.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| {

@@ -9,8 +9,10 @@ use super::{mkdir, read, read_u64, rmdir, write};
 use crate::stats::{parse_flat_keyed, Stats};
 use crate::{Error, Result};
 
-/// The controllers the runtime limits, accounts or freezes with.
-const CONTROLLERS: &[&str] = &["memory", "cpu", "cpuacct", "cpuset", "pids", "freezer", "devices", "blkio"];
+/// The controllers the runtime limits, accounts or freezes with. Joining a
+/// hierarchy costs a mkdir, a write and an rmdir per container, so the ones
+/// it does not use (devices, blkio, ...) are left alone.
+const CONTROLLERS: &[&str] = &["memory", "cpu", "cpuacct", "cpuset", "pids", "freezer"];
 
 /// A container's cgroup across the v1 hierarchies.
 #[derive(Debug, Clone)]
@@ -29,7 +31,10 @@ impl CgroupV1 {
                 msg: "no cgroup v1 memory controller is mounted".into(),
             });
         }
-        Ok(CgroupV1 { mounts, path: path.to_string() })
+        Ok(CgroupV1 {
+            mounts,
+            path: path.to_string(),
+        })
     }
 
     fn dir_of(&self, controller: &str) -> Option<PathBuf> {
@@ -55,7 +60,10 @@ impl CgroupV1 {
     pub(super) fn named_dirs(&self) -> Vec<(String, PathBuf)> {
         let mut out: Vec<(String, PathBuf)> = Vec::new();
         for (_, m) in &self.mounts {
-            let name = m.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = m
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             if !out.iter().any(|(n, _)| *n == name) {
                 out.push((name, m.join(&self.path)));
             }
@@ -64,7 +72,8 @@ impl CgroupV1 {
     }
 
     pub(super) fn memory_dir(&self) -> PathBuf {
-        self.dir_of("memory").expect("memory controller checked in new")
+        self.dir_of("memory")
+            .expect("memory controller checked in new")
     }
 
     pub(super) fn procs_file(&self) -> PathBuf {
@@ -115,7 +124,9 @@ impl CgroupV1 {
                     }
                 }
                 (Some(limit), None) => write(&dir, "memory.limit_in_bytes", &limit.to_string())?,
-                (None, Some(swap)) => write(&dir, "memory.memsw.limit_in_bytes", &swap.to_string())?,
+                (None, Some(swap)) => {
+                    write(&dir, "memory.memsw.limit_in_bytes", &swap.to_string())?
+                }
                 (None, None) => {}
             }
             if let Some(r) = mem.reservation() {
@@ -151,7 +162,11 @@ impl CgroupV1 {
         }
         if let Some(pids) = res.pids() {
             if let Some(dir) = self.dir_of("pids") {
-                let v = if pids.limit() > 0 { pids.limit().to_string() } else { "max".into() };
+                let v = if pids.limit() > 0 {
+                    pids.limit().to_string()
+                } else {
+                    "max".into()
+                };
                 write(&dir, "pids.max", &v)?;
             }
         }
@@ -172,7 +187,10 @@ impl CgroupV1 {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        Err(Error::Cgroup { path: dir, msg: format!("did not reach {want}") })
+        Err(Error::Cgroup {
+            path: dir,
+            msg: format!("did not reach {want}"),
+        })
     }
 
     pub(super) fn oom_kills(&self) -> u64 {
@@ -185,7 +203,10 @@ impl CgroupV1 {
         let mut st = Stats::default();
         let mem = self.memory_dir();
         if !mem.exists() {
-            return Err(Error::Cgroup { path: mem, msg: "does not exist".into() });
+            return Err(Error::Cgroup {
+                path: mem,
+                msg: "does not exist".into(),
+            });
         }
         st.memory.usage = read_u64(&mem, "memory.usage_in_bytes");
         st.memory.max_usage = read_u64(&mem, "memory.max_usage_in_bytes");
@@ -242,13 +263,17 @@ fn mounted_controllers() -> Result<Vec<(String, PathBuf)>> {
     let mut out = Vec::new();
     for line in info.lines() {
         // "... mountpoint opts - fstype source superopts"
-        let Some((pre, post)) = line.split_once(" - ") else { continue };
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
         let mut post = post.split(' ');
         if post.next() != Some("cgroup") {
             continue;
         }
         let superopts = post.nth(1).unwrap_or("");
-        let Some(mountpoint) = pre.split(' ').nth(4) else { continue };
+        let Some(mountpoint) = pre.split(' ').nth(4) else {
+            continue;
+        };
         for opt in superopts.split(',') {
             if CONTROLLERS.contains(&opt) && !out.iter().any(|(c, _)| c == opt) {
                 out.push((opt.to_string(), PathBuf::from(mountpoint)));

@@ -18,7 +18,9 @@ pub struct CgroupV2 {
 
 impl CgroupV2 {
     pub(super) fn new(path: &str) -> Self {
-        CgroupV2 { path: path.to_string() }
+        CgroupV2 {
+            path: path.to_string(),
+        }
     }
 
     pub(super) fn dir(&self) -> PathBuf {
@@ -93,7 +95,11 @@ impl CgroupV2 {
             }
         }
         if let Some(pids) = res.pids() {
-            let v = if pids.limit() > 0 { pids.limit().to_string() } else { "max".into() };
+            let v = if pids.limit() > 0 {
+                pids.limit().to_string()
+            } else {
+                "max".into()
+            };
             write(&dir, "pids.max", &v)?;
         }
         if let Some(unified) = res.unified() {

@@ -66,7 +66,10 @@ fn main() -> i32 {
     unblock_signals();
     // SAFETY: spawn placed the sync socket at INIT_FD and nothing else owns it.
     let mut sync = unsafe { File::from_raw_fd(INIT_FD) };
-    let _ = nix::fcntl::fcntl(&sync, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+    let _ = nix::fcntl::fcntl(
+        &sync,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
     let mut buf = Vec::new();
     if sync.read_to_end(&mut buf).is_err() {
         return 126;
@@ -101,7 +104,12 @@ fn main() -> i32 {
     match ready.payload {
         Loaded::Native => process::exec(&cfg),
         Loaded::Wasm(prepared) => {
-            let args = cfg.spec.process().as_ref().and_then(|p| p.args().clone()).unwrap_or_default();
+            let args = cfg
+                .spec
+                .process()
+                .as_ref()
+                .and_then(|p| p.args().clone())
+                .unwrap_or_default();
             let env = process::env_pairs(&cfg.spec);
             crate::wasm::run(prepared, &args, &env, ready.wasm_memory_budget)
         }
@@ -121,7 +129,9 @@ struct Ready {
 
 fn setup(cfg: &InitConfig) -> Result<Ready> {
     let linux = cfg.spec.linux().as_ref();
-    let namespaces = linux.and_then(|l| l.namespaces().clone()).unwrap_or_default();
+    let namespaces = linux
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default();
     // Namespaces given by path are joined here; the others were created by clone.
     for ns in namespaces.iter() {
         if let Some(path) = ns.path() {
@@ -134,12 +144,15 @@ fn setup(cfg: &InitConfig) -> Result<Ready> {
     rootfs::prepare(cfg)?;
     if let Some(h) = cfg.spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         if !has(LinuxNamespaceType::Uts) {
-            return Err(Error::Spec("hostname is set but the spec has no UTS namespace".into()));
+            return Err(Error::Spec(
+                "hostname is set but the spec has no UTS namespace".into(),
+            ));
         }
         nix::unistd::sethostname(h).map_err(|e| Error::sys(format!("sethostname {h}"), e))?;
     }
     if let Some(d) = cfg.spec.domainname().as_deref().filter(|d| !d.is_empty()) {
-        let c = std::ffi::CString::new(d).map_err(|_| Error::Spec("domainname has a NUL".into()))?;
+        let c =
+            std::ffi::CString::new(d).map_err(|_| Error::Spec("domainname has a NUL".into()))?;
         // SAFETY: valid pointer and length.
         if unsafe { libc::setdomainname(c.as_ptr(), d.len()) } != 0 {
             return Err(Error::sys(format!("setdomainname {d}"), nix::Error::last()));
@@ -176,7 +189,11 @@ fn setup(cfg: &InitConfig) -> Result<Ready> {
     process::apply_rlimits(&cfg.spec)?;
     process::switch_user_and_caps(&cfg.spec)?;
     process::chdir_cwd(&cfg.spec)?;
-    Ok(Ready { fifo, payload, wasm_memory_budget })
+    Ok(Ready {
+        fifo,
+        payload,
+        wasm_memory_budget,
+    })
 }
 
 fn unblock_signals() {

@@ -89,8 +89,12 @@ pub(super) fn apply_rlimits(spec: &Spec) -> Result<()> {
     };
     for l in limits {
         let name = spec_name(&l.typ());
-        let res = rlimit_resource(&name).ok_or_else(|| Error::Spec(format!("unknown rlimit {name}")))?;
-        let lim = libc::rlimit { rlim_cur: l.soft(), rlim_max: l.hard() };
+        let res =
+            rlimit_resource(&name).ok_or_else(|| Error::Spec(format!("unknown rlimit {name}")))?;
+        let lim = libc::rlimit {
+            rlim_cur: l.soft(),
+            rlim_max: l.hard(),
+        };
         // SAFETY: valid pointer to a filled struct.
         if unsafe { libc::setrlimit(res, &lim) } != 0 {
             return Err(Error::sys(format!("setrlimit {name}"), nix::Error::last()));
@@ -122,9 +126,12 @@ pub(super) fn switch_user_and_caps(spec: &Spec) -> Result<()> {
     let bounding = caps_spec.map(|c| cap_set(c.bounding())).transpose()?;
     if let Some(bounding) = &bounding {
         for cap in caps::all() {
-            if !bounding.contains(&cap) && caps::has_cap(None, caps::CapSet::Bounding, cap).unwrap_or(false) {
-                caps::drop(None, caps::CapSet::Bounding, cap)
-                    .map_err(|e| Error::Spec(format!("cannot drop bounding capability {cap}: {e}")))?;
+            if !bounding.contains(&cap)
+                && caps::has_cap(None, caps::CapSet::Bounding, cap).unwrap_or(false)
+            {
+                caps::drop(None, caps::CapSet::Bounding, cap).map_err(|e| {
+                    Error::Spec(format!("cannot drop bounding capability {cap}: {e}"))
+                })?;
             }
         }
     }
@@ -161,13 +168,18 @@ pub(super) fn switch_user_and_caps(spec: &Spec) -> Result<()> {
         let _ = caps::set(None, caps::CapSet::Ambient, &cap_set(c.ambient())?);
     }
     if process.no_new_privileges() == Some(true) {
-        nix::sys::prctl::set_no_new_privs().map_err(|e| Error::sys("prctl(PR_SET_NO_NEW_PRIVS)", e))?;
+        nix::sys::prctl::set_no_new_privs()
+            .map_err(|e| Error::sys("prctl(PR_SET_NO_NEW_PRIVS)", e))?;
     }
     Ok(())
 }
 
 pub(super) fn chdir_cwd(spec: &Spec) -> Result<()> {
-    let cwd = spec.process().as_ref().expect("bundle checks process").cwd();
+    let cwd = spec
+        .process()
+        .as_ref()
+        .expect("bundle checks process")
+        .cwd();
     nix::unistd::chdir(cwd).map_err(|e| Error::sys(format!("chdir {}", cwd.display()), e))
 }
 
@@ -206,11 +218,20 @@ pub(super) fn exec(cfg: &InitConfig) -> i32 {
         .into_iter()
         .filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok())
         .collect();
-    let Ok(path) = CString::new(cfg.entrypoint.as_str()) else { return 127 };
+    let Ok(path) = CString::new(cfg.entrypoint.as_str()) else {
+        return 127;
+    };
     reset_signal_dispositions();
     // Fds we still hold (the FIFO is gone, but be sure) must not leak in.
     // SAFETY: close_range with CLOEXEC only flags descriptors.
-    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as u32) };
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
     let err = nix::unistd::execve(&path, &args, &env).unwrap_err();
     eprintln!("amphi: exec {}: {err}", cfg.entrypoint);
     if err == nix::errno::Errno::ENOENT {

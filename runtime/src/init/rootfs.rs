@@ -12,7 +12,13 @@ use super::InitConfig;
 use crate::paths::secure_join;
 use crate::{Error, Result};
 
-fn do_mount(src: Option<&Path>, dest: &Path, typ: Option<&str>, flags: MsFlags, data: Option<&str>) -> Result<()> {
+fn do_mount(
+    src: Option<&Path>,
+    dest: &Path,
+    typ: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<()> {
     mount(src, dest, typ, flags, data).map_err(|e| {
         Error::sys(
             format!(
@@ -29,7 +35,12 @@ fn do_mount(src: Option<&Path>, dest: &Path, typ: Option<&str>, flags: MsFlags, 
 
 /// Mounts everything under the rootfs, before pivot_root.
 pub(super) fn prepare(cfg: &InitConfig) -> Result<()> {
-    let propagation = match cfg.spec.linux().as_ref().and_then(|l| l.rootfs_propagation().as_deref()) {
+    let propagation = match cfg
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().as_deref())
+    {
         None | Some("") | Some("slave") | Some("rslave") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
         Some("private") | Some("rprivate") => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
         Some("shared") | Some("rshared") => MsFlags::MS_SHARED | MsFlags::MS_REC,
@@ -37,9 +48,21 @@ pub(super) fn prepare(cfg: &InitConfig) -> Result<()> {
         Some(other) => return Err(Error::Spec(format!("unknown rootfsPropagation {other:?}"))),
     };
     // Nothing we mount may propagate back to the host.
-    do_mount(None, Path::new("/"), None, MsFlags::MS_SLAVE | MsFlags::MS_REC, None)?;
+    do_mount(
+        None,
+        Path::new("/"),
+        None,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None,
+    )?;
     // pivot_root needs the new root to be a mount point.
-    do_mount(Some(&cfg.rootfs), &cfg.rootfs, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+    do_mount(
+        Some(&cfg.rootfs),
+        &cfg.rootfs,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )?;
     let mut dev_is_tmpfs = false;
     for m in cfg.spec.mounts().iter().flatten() {
         mount_one(cfg, m)?;
@@ -65,7 +88,12 @@ struct Options {
 }
 
 fn parse_options(opts: &[String]) -> Options {
-    let mut o = Options { flags: MsFlags::empty(), propagation: MsFlags::empty(), data: Vec::new(), bind: false };
+    let mut o = Options {
+        flags: MsFlags::empty(),
+        propagation: MsFlags::empty(),
+        data: Vec::new(),
+        bind: false,
+    };
     for opt in opts {
         let (set, clear) = match opt.as_str() {
             "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
@@ -95,14 +123,38 @@ fn parse_options(opts: &[String]) -> Options {
                 o.bind = true;
                 (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty())
             }
-            "private" => { o.propagation = MsFlags::MS_PRIVATE; continue }
-            "rprivate" => { o.propagation = MsFlags::MS_PRIVATE | MsFlags::MS_REC; continue }
-            "shared" => { o.propagation = MsFlags::MS_SHARED; continue }
-            "rshared" => { o.propagation = MsFlags::MS_SHARED | MsFlags::MS_REC; continue }
-            "slave" => { o.propagation = MsFlags::MS_SLAVE; continue }
-            "rslave" => { o.propagation = MsFlags::MS_SLAVE | MsFlags::MS_REC; continue }
-            "unbindable" => { o.propagation = MsFlags::MS_UNBINDABLE; continue }
-            "runbindable" => { o.propagation = MsFlags::MS_UNBINDABLE | MsFlags::MS_REC; continue }
+            "private" => {
+                o.propagation = MsFlags::MS_PRIVATE;
+                continue;
+            }
+            "rprivate" => {
+                o.propagation = MsFlags::MS_PRIVATE | MsFlags::MS_REC;
+                continue;
+            }
+            "shared" => {
+                o.propagation = MsFlags::MS_SHARED;
+                continue;
+            }
+            "rshared" => {
+                o.propagation = MsFlags::MS_SHARED | MsFlags::MS_REC;
+                continue;
+            }
+            "slave" => {
+                o.propagation = MsFlags::MS_SLAVE;
+                continue;
+            }
+            "rslave" => {
+                o.propagation = MsFlags::MS_SLAVE | MsFlags::MS_REC;
+                continue;
+            }
+            "unbindable" => {
+                o.propagation = MsFlags::MS_UNBINDABLE;
+                continue;
+            }
+            "runbindable" => {
+                o.propagation = MsFlags::MS_UNBINDABLE | MsFlags::MS_REC;
+                continue;
+            }
             // Options other runtimes define that have no kernel meaning here.
             "tmpcopyup" | "rro" | "idmap" | "ridmap" => continue,
             other => {
@@ -118,24 +170,43 @@ fn parse_options(opts: &[String]) -> Options {
 
 fn mount_one(cfg: &InitConfig, m: &Mount) -> Result<()> {
     if !m.destination().is_absolute() {
-        return Err(Error::Spec(format!("mount destination {} is not absolute", m.destination().display())));
+        return Err(Error::Spec(format!(
+            "mount destination {} is not absolute",
+            m.destination().display()
+        )));
     }
     let dest = secure_join(&cfg.rootfs, m.destination());
     let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
-    let typ = m.typ().as_deref().unwrap_or(if opts.bind { "bind" } else { "none" });
+    let typ = m
+        .typ()
+        .as_deref()
+        .unwrap_or(if opts.bind { "bind" } else { "none" });
     let data = (!opts.data.is_empty()).then(|| opts.data.join(","));
     if typ == "bind" || opts.bind {
         let src = m.source().as_ref().ok_or_else(|| {
-            Error::Spec(format!("bind mount on {} has no source", m.destination().display()))
+            Error::Spec(format!(
+                "bind mount on {} has no source",
+                m.destination().display()
+            ))
         })?;
-        let src = if src.is_absolute() { src.clone() } else { cfg.bundle.join(src) };
+        let src = if src.is_absolute() {
+            src.clone()
+        } else {
+            cfg.bundle.join(src)
+        };
         let meta = std::fs::metadata(&src).map_err(|e| Error::io(&src, e))?;
         make_mountpoint(&dest, meta.is_dir())?;
         let rec = opts.flags & MsFlags::MS_REC;
         do_mount(Some(&src), &dest, None, MsFlags::MS_BIND | rec, None)?;
         let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC);
         if !extra.is_empty() {
-            do_mount(None, &dest, None, extra | MsFlags::MS_BIND | MsFlags::MS_REMOUNT | rec, None)?;
+            do_mount(
+                None,
+                &dest,
+                None,
+                extra | MsFlags::MS_BIND | MsFlags::MS_REMOUNT | rec,
+                None,
+            )?;
         }
     } else if typ == "cgroup" || typ == "cgroup2" {
         mount_cgroup(cfg, &dest, opts.flags)?;
@@ -170,44 +241,102 @@ fn mount_cgroup(cfg: &InitConfig, dest: &Path, flags: MsFlags) -> Result<()> {
     let ro = flags & MsFlags::MS_RDONLY;
     let bind_ro = |src: &Path, at: &Path| -> Result<()> {
         do_mount(Some(src), at, None, MsFlags::MS_BIND, None)?;
-        do_mount(None, at, None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | ro, None)
+        do_mount(
+            None,
+            at,
+            None,
+            MsFlags::MS_BIND
+                | MsFlags::MS_REMOUNT
+                | MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV
+                | MsFlags::MS_NOEXEC
+                | ro,
+            None,
+        )
     };
     match cfg.cgroup_dirs.as_slice() {
         [(name, dir)] if name.is_empty() => bind_ro(dir, dest),
         dirs => {
-            do_mount(Some(Path::new("tmpfs")), dest, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("mode=755"))?;
+            do_mount(
+                Some(Path::new("tmpfs")),
+                dest,
+                Some("tmpfs"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                Some("mode=755"),
+            )?;
             for (name, dir) in dirs {
                 let at = dest.join(name);
                 make_mountpoint(&at, true)?;
                 bind_ro(dir, &at)?;
             }
             if !ro.is_empty() {
-                do_mount(None, dest, None, MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | ro, Some("mode=755"))?;
+                do_mount(
+                    None,
+                    dest,
+                    None,
+                    MsFlags::MS_REMOUNT
+                        | MsFlags::MS_NOSUID
+                        | MsFlags::MS_NODEV
+                        | MsFlags::MS_NOEXEC
+                        | ro,
+                    Some("mode=755"),
+                )?;
             }
             Ok(())
         }
     }
 }
 
-fn node(path: &Path, kind: SFlag, major: u64, minor: u64, mode: u32, uid: u32, gid: u32) -> Result<()> {
+fn node(
+    path: &Path,
+    kind: SFlag,
+    major: u64,
+    minor: u64,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+) -> Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }
     let _ = std::fs::remove_file(path);
-    mknod(path, kind, Mode::from_bits_truncate(mode), makedev(major, minor))
-        .map_err(|e| Error::sys(format!("mknod {}", path.display()), e))?;
+    mknod(
+        path,
+        kind,
+        Mode::from_bits_truncate(mode),
+        makedev(major, minor),
+    )
+    .map_err(|e| Error::sys(format!("mknod {}", path.display()), e))?;
     // mknod honours the umask; the spec's mode is exact.
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| Error::io(path, e))?;
-    nix::unistd::chown(path, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)))
-        .map_err(|e| Error::sys(format!("chown {}", path.display()), e))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io(path, e))?;
+    nix::unistd::chown(
+        path,
+        Some(nix::unistd::Uid::from_raw(uid)),
+        Some(nix::unistd::Gid::from_raw(gid)),
+    )
+    .map_err(|e| Error::sys(format!("chown {}", path.display()), e))
 }
 
 fn default_devices(rootfs: &Path) -> Result<()> {
     let dev = rootfs.join("dev");
-    for (name, major, minor) in [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)] {
+    for (name, major, minor) in [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ] {
         node(&dev.join(name), SFlag::S_IFCHR, major, minor, 0o666, 0, 0)?;
     }
-    for (link, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx")] {
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+    ] {
         let at = dev.join(link);
         if at.symlink_metadata().is_err() {
             symlink(target, &at).map_err(|e| Error::io(&at, e))?;
@@ -217,18 +346,41 @@ fn default_devices(rootfs: &Path) -> Result<()> {
 }
 
 fn spec_devices(cfg: &InitConfig) -> Result<()> {
-    for d in cfg.spec.linux().as_ref().and_then(|l| l.devices().as_ref()).into_iter().flatten() {
+    for d in cfg
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.devices().as_ref())
+        .into_iter()
+        .flatten()
+    {
         let kind = match d.typ() {
             LinuxDeviceType::C | LinuxDeviceType::U => SFlag::S_IFCHR,
             LinuxDeviceType::B => SFlag::S_IFBLK,
             LinuxDeviceType::P => SFlag::S_IFIFO,
-            LinuxDeviceType::A => return Err(Error::Spec(format!("device {} has type 'a'", d.path().display()))),
+            LinuxDeviceType::A => {
+                return Err(Error::Spec(format!(
+                    "device {} has type 'a'",
+                    d.path().display()
+                )))
+            }
         };
         if !d.path().starts_with("/dev") {
-            return Err(Error::Spec(format!("device {} is not under /dev", d.path().display())));
+            return Err(Error::Spec(format!(
+                "device {} is not under /dev",
+                d.path().display()
+            )));
         }
         let at = secure_join(&cfg.rootfs, d.path());
-        node(&at, kind, d.major() as u64, d.minor() as u64, d.file_mode().unwrap_or(0o666), d.uid().unwrap_or(0), d.gid().unwrap_or(0))?;
+        node(
+            &at,
+            kind,
+            d.major() as u64,
+            d.minor() as u64,
+            d.file_mode().unwrap_or(0o666),
+            d.uid().unwrap_or(0),
+            d.gid().unwrap_or(0),
+        )?;
     }
     Ok(())
 }
@@ -237,8 +389,15 @@ fn spec_devices(cfg: &InitConfig) -> Result<()> {
 pub(super) fn pivot(rootfs: &Path) -> Result<()> {
     nix::unistd::chdir(rootfs).map_err(|e| Error::sys(format!("chdir {}", rootfs.display()), e))?;
     // pivot_root(".", ".") stacks the old root on the new one; unmount it.
-    nix::unistd::pivot_root(".", ".").map_err(|e| Error::sys(format!("pivot_root {}", rootfs.display()), e))?;
-    do_mount(None, Path::new("."), None, MsFlags::MS_SLAVE | MsFlags::MS_REC, None)?;
+    nix::unistd::pivot_root(".", ".")
+        .map_err(|e| Error::sys(format!("pivot_root {}", rootfs.display()), e))?;
+    do_mount(
+        None,
+        Path::new("."),
+        None,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None,
+    )?;
     umount2(".", MntFlags::MNT_DETACH).map_err(|e| Error::sys("unmount old root", e))?;
     nix::unistd::chdir("/").map_err(|e| Error::sys("chdir /", e))
 }
@@ -246,23 +405,67 @@ pub(super) fn pivot(rootfs: &Path) -> Result<()> {
 /// After pivot_root: masked paths, read-only paths, read-only root.
 pub(super) fn finish(cfg: &InitConfig) -> Result<()> {
     let linux = cfg.spec.linux().as_ref();
-    for p in linux.and_then(|l| l.masked_paths().as_ref()).into_iter().flatten() {
+    for p in linux
+        .and_then(|l| l.masked_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
         let path = Path::new(p);
         match std::fs::metadata(path) {
-            Ok(m) if m.is_dir() => do_mount(Some(Path::new("tmpfs")), path, Some("tmpfs"), MsFlags::MS_RDONLY, None)?,
-            Ok(_) => do_mount(Some(Path::new("/dev/null")), path, None, MsFlags::MS_BIND, None)?,
+            Ok(m) if m.is_dir() => do_mount(
+                Some(Path::new("tmpfs")),
+                path,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                None,
+            )?,
+            Ok(_) => do_mount(
+                Some(Path::new("/dev/null")),
+                path,
+                None,
+                MsFlags::MS_BIND,
+                None,
+            )?,
             Err(_) => {}
         }
     }
-    for p in linux.and_then(|l| l.readonly_paths().as_ref()).into_iter().flatten() {
+    for p in linux
+        .and_then(|l| l.readonly_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
         let path = Path::new(p);
         if path.exists() {
-            do_mount(Some(path), path, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
-            do_mount(None, path, None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None)?;
+            do_mount(
+                Some(path),
+                path,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+            )?;
+            do_mount(
+                None,
+                path,
+                None,
+                MsFlags::MS_BIND
+                    | MsFlags::MS_REMOUNT
+                    | MsFlags::MS_RDONLY
+                    | MsFlags::MS_REC
+                    | MsFlags::MS_NOSUID
+                    | MsFlags::MS_NODEV
+                    | MsFlags::MS_NOEXEC,
+                None,
+            )?;
         }
     }
     if cfg.spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
-        do_mount(None, Path::new("/"), None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None)?;
+        do_mount(
+            None,
+            Path::new("/"),
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None,
+        )?;
     }
     Ok(())
 }
