@@ -10,11 +10,11 @@ use std::time::SystemTime;
 use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use oci_spec::runtime::{LinuxNamespaceType, LinuxResources};
+use oci_spec::runtime::{LinuxNamespaceType, LinuxResources, Process};
 
 use crate::bundle::Bundle;
 use crate::cgroup::Cgroup;
-use crate::init::{InitConfig, Payload};
+use crate::init::{ExecConfig, InitConfig, InitMessage, Payload};
 use crate::paths::{find_in_rootfs, DEFAULT_PATH};
 use crate::spawn::{spawn_init, ChildStdio};
 use crate::state::{validate_id, PayloadKind, State, Status, START_FIFO};
@@ -189,7 +189,7 @@ impl Runtime {
             msg,
         };
         (&sock)
-            .write_all(&serde_json::to_vec(&cfg).expect("config serialises"))
+            .write_all(&serde_json::to_vec(&InitMessage::Create(Box::new(cfg))).expect("config serialises"))
             .map_err(|e| init_err(format!("sending config to init: {e}")))?;
         sock.shutdown(std::net::Shutdown::Write)
             .map_err(|e| init_err(format!("sync socket: {e}")))?;
@@ -345,12 +345,20 @@ struct Entrypoint {
 }
 
 fn resolve_entrypoint(bundle: &Bundle) -> Result<Entrypoint> {
-    let process = bundle
-        .spec
-        .process()
-        .as_ref()
-        .expect("bundle checks process");
-    let program = &process.args().as_ref().expect("bundle checks args")[0];
+    let process = bundle.spec.process().as_ref().expect("bundle checks process");
+    let annotations = bundle.spec.annotations().clone().unwrap_or_default();
+    resolve_in(&bundle.rootfs, process, &annotations)
+}
+
+fn resolve_in(
+    rootfs: &Path,
+    process: &Process,
+    annotations: &std::collections::HashMap<String, String>,
+) -> Result<Entrypoint> {
+    let program = match process.args() {
+        Some(args) if !args.is_empty() && !args[0].is_empty() => &args[0],
+        _ => return Err(Error::Spec("process.args is empty".into())),
+    };
     let path_var = process
         .env()
         .iter()
@@ -359,15 +367,12 @@ fn resolve_entrypoint(bundle: &Bundle) -> Result<Entrypoint> {
         .unwrap_or(DEFAULT_PATH);
     let cwd = process.cwd().to_string_lossy();
     let (inside, host) =
-        find_in_rootfs(&bundle.rootfs, program, &cwd, path_var).ok_or_else(|| {
-            Error::Entrypoint {
-                path: program.clone(),
-                msg: format!("not found in rootfs {}", bundle.rootfs.display()),
-            }
+        find_in_rootfs(rootfs, program, &cwd, path_var).ok_or_else(|| Error::Entrypoint {
+            path: program.clone(),
+            msg: format!("not found in rootfs {}", rootfs.display()),
         })?;
-    let annotations = bundle.spec.annotations().clone().unwrap_or_default();
     let magic = detect::has_wasm_magic(&host).map_err(|e| Error::io(&host, e))?;
-    let kind = detect::payload_kind(&annotations, &host);
+    let kind = detect::payload_kind(annotations, &host);
     let bad = |msg: &str| Error::Entrypoint {
         path: inside.clone(),
         msg: msg.into(),
@@ -530,6 +535,72 @@ impl Container {
             signal,
             oom_killed,
         })
+    }
+
+    /// Records an exit code reaped elsewhere (128+signal for a signal).
+    pub fn record_exit_code(&mut self, code: i32) -> Result<ExitStatus> {
+        let signal = (code > 128 && code < 160).then_some(code - 128);
+        let oom_killed = signal == Some(libc::SIGKILL) && self.cgroup.oom_kills() > 0;
+        self.state.exit_code = Some(code);
+        self.state.exited_at = Some(SystemTime::now());
+        self.state.oom_killed = oom_killed;
+        self.state.status = Status::Stopped;
+        self.state.save(&self.root)?;
+        Ok(ExitStatus { code, signal, oom_killed })
+    }
+
+    /// Runs another process in the running container: its namespaces, its
+    /// cgroup, the given user, env, cwd and capabilities. A Wasm entrypoint
+    /// runs as another module instance. Returns the process's host pid; it
+    /// becomes a child of the nearest child subreaper (the caller must be
+    /// one, as containerd shims are) to reap. `init_exe` is the binary that
+    /// calls [`crate::init::run_if_init`].
+    pub fn exec(&self, init_exe: &Path, wasm_cache: &Path, process: &Process, stdio: Stdio) -> Result<i32> {
+        if !self.state.init_alive() || self.state.status == Status::Paused {
+            return Err(self.bad_status("exec needs a running container"));
+        }
+        let ep = resolve_in(&self.state.rootfs, process, &self.state.annotations)?;
+        let payload = match ep.kind {
+            PayloadKind::Native => Payload::Native,
+            PayloadKind::Wasm => Payload::Wasm { cwasm: ModuleCache::new(wasm_cache).ensure(&ep.host)? },
+        };
+        let cfg = ExecConfig { target_pid: self.state.pid, process: process.clone(), entrypoint: ep.inside, payload };
+        let child_stdio = ChildStdio { stdin: stdio.stdin.as_ref(), stdout: stdio.stdout.as_ref(), stderr: stdio.stderr.as_ref() };
+        let (pid, sock) = spawn_init(init_exe, &self.state.id, 0, &child_stdio)?;
+        let fail = |msg: String| {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = waitpid(Pid::from_raw(pid), None);
+            Error::Init { id: self.state.id.clone(), msg }
+        };
+        if let Err(e) = self.cgroup.add_pid(pid) {
+            return Err(fail(e.to_string()));
+        }
+        if let Err(e) = (&sock).write_all(&serde_json::to_vec(&InitMessage::Exec(Box::new(cfg))).expect("config serialises")) {
+            return Err(fail(format!("sending exec config: {e}")));
+        }
+        let _ = sock.shutdown(std::net::Shutdown::Write);
+        let mut reader = BufReader::new(&sock);
+        let mut line = String::new();
+        let _ = reader.read_line(&mut line);
+        // The first process exits once it forked; reap it if it is ours.
+        let _ = waitpid(Pid::from_raw(pid), None);
+        let exec_pid: i32 = match line.trim_end().strip_prefix("pid ") {
+            Some(p) => p.parse().map_err(|_| Error::Init { id: self.state.id.clone(), msg: format!("bad reply {line:?}") })?,
+            None => {
+                let msg = line.trim_end().strip_prefix("error: ").unwrap_or("exec init exited during setup").to_string();
+                return Err(Error::Init { id: self.state.id.clone(), msg });
+            }
+        };
+        line.clear();
+        let _ = reader.read_line(&mut line);
+        match line.trim_end() {
+            "ok" => Ok(exec_pid),
+            other => {
+                let _ = nix::sys::signal::kill(Pid::from_raw(exec_pid), Signal::SIGKILL);
+                let msg = other.strip_prefix("error: ").unwrap_or("exec process exited during setup").to_string();
+                Err(Error::Init { id: self.state.id.clone(), msg })
+            }
+        }
     }
 
     /// Pids of every process in the container.

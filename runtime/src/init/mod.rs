@@ -7,6 +7,7 @@
 //! answers `ok` or `error: ...` on the socket, then blocks on the start FIFO.
 //! On `start` it either `execve`s the native entrypoint or runs the module.
 
+mod exec;
 mod process;
 mod rootfs;
 
@@ -15,7 +16,7 @@ use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::PathBuf;
 
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 use serde::{Deserialize, Serialize};
 
 use crate::spawn::{INIT_ENV, INIT_FD};
@@ -50,6 +51,26 @@ pub(crate) struct InitConfig {
     pub cgroup_dirs: Vec<(String, PathBuf)>,
 }
 
+/// What the init is asked to do.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum InitMessage {
+    /// Become a new container's init.
+    Create(Box<InitConfig>),
+    /// Run another process in a running container.
+    Exec(Box<ExecConfig>),
+}
+
+/// An extra process in an existing container's namespaces and cgroup.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ExecConfig {
+    /// Host pid of the container's init, whose namespaces we join.
+    pub target_pid: i32,
+    pub process: Process,
+    /// The entrypoint's path inside the container.
+    pub entrypoint: String,
+    pub payload: Payload,
+}
+
 /// Call first thing in `main` of every binary that creates containers: when
 /// this process was started as a container init it never returns.
 pub fn run_if_init() {
@@ -66,28 +87,32 @@ fn main() -> i32 {
     unblock_signals();
     // SAFETY: spawn placed the sync socket at INIT_FD and nothing else owns it.
     let mut sync = unsafe { File::from_raw_fd(INIT_FD) };
-    let _ = nix::fcntl::fcntl(
-        &sync,
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-    );
+    let _ = nix::fcntl::fcntl(&sync, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
     let mut buf = Vec::new();
     if sync.read_to_end(&mut buf).is_err() {
         return 126;
     }
-    let cfg: InitConfig = match serde_json::from_slice(&buf) {
-        Ok(c) => c,
+    match serde_json::from_slice(&buf) {
+        Ok(InitMessage::Create(cfg)) => create_main(&cfg, sync),
+        Ok(InitMessage::Exec(cfg)) => exec::main(&cfg, sync),
         Err(e) => {
             let _ = writeln!(sync, "error: bad init config: {e}");
-            return 126;
+            126
         }
-    };
-    let ready = match setup(&cfg) {
+    }
+}
+
+/// Reports a setup failure on the sync socket as one line.
+fn report(sync: &mut File, e: &Error) -> i32 {
+    let msg = e.to_string().replace('\n', " ");
+    let _ = writeln!(sync, "error: {msg}");
+    126
+}
+
+fn create_main(cfg: &InitConfig, mut sync: File) -> i32 {
+    let ready = match setup(cfg) {
         Ok(r) => r,
-        Err(e) => {
-            let msg = e.to_string().replace('\n', " ");
-            let _ = writeln!(sync, "error: {msg}");
-            return 126;
-        }
+        Err(e) => return report(&mut sync, &e),
     };
     if writeln!(sync, "ok").is_err() {
         return 126;
@@ -101,17 +126,19 @@ fn main() -> i32 {
         _ => return 126,
     }
     drop(fifo);
-    match ready.payload {
-        Loaded::Native => process::exec(&cfg),
+    let process = cfg.spec.process().as_ref().expect("bundle checks process");
+    run_payload(process, &cfg.entrypoint, ready.payload, ready.wasm_memory_budget)
+}
+
+/// The last step, shared by create and exec: exec the native entrypoint or
+/// run the module.
+fn run_payload(process: &Process, entrypoint: &str, payload: Loaded, budget: Option<u64>) -> i32 {
+    match payload {
+        Loaded::Native => process::exec(process, entrypoint),
         Loaded::Wasm(prepared) => {
-            let args = cfg
-                .spec
-                .process()
-                .as_ref()
-                .and_then(|p| p.args().clone())
-                .unwrap_or_default();
-            let env = process::env_pairs(&cfg.spec);
-            crate::wasm::run(prepared, &args, &env, ready.wasm_memory_budget)
+            let args = process.args().clone().unwrap_or_default();
+            let env = process::env_pairs(process);
+            crate::wasm::run(prepared, &args, &env, budget)
         }
     }
 }
@@ -186,9 +213,11 @@ fn setup(cfg: &InitConfig) -> Result<Ready> {
         .into();
     rootfs::pivot(&cfg.rootfs)?;
     rootfs::finish(cfg)?;
-    process::apply_rlimits(&cfg.spec)?;
-    process::switch_user_and_caps(&cfg.spec)?;
-    process::chdir_cwd(&cfg.spec)?;
+    let process = cfg.spec.process().as_ref().expect("bundle checks process");
+    process::new_session(process)?;
+    process::apply_rlimits(process)?;
+    process::switch_user_and_caps(process)?;
+    process::chdir_cwd(process)?;
     Ok(Ready {
         fifo,
         payload,

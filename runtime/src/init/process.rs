@@ -7,9 +7,8 @@ use std::path::Path;
 use std::str::FromStr;
 
 use nix::sched::CloneFlags;
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 
-use super::InitConfig;
 use crate::paths::DEFAULT_PATH;
 use crate::{Error, Result};
 
@@ -83,8 +82,8 @@ fn spec_name<T: serde::Serialize>(v: &T) -> String {
         .unwrap_or_default()
 }
 
-pub(super) fn apply_rlimits(spec: &Spec) -> Result<()> {
-    let Some(limits) = spec.process().as_ref().and_then(|p| p.rlimits().as_ref()) else {
+pub(super) fn apply_rlimits(process: &Process) -> Result<()> {
+    let Some(limits) = process.rlimits().as_ref() else {
         return Ok(());
     };
     for l in limits {
@@ -119,8 +118,7 @@ fn cap_set(names: &Option<oci_spec::runtime::Capabilities>) -> Result<caps::Caps
     Ok(set)
 }
 
-pub(super) fn switch_user_and_caps(spec: &Spec) -> Result<()> {
-    let process = spec.process().as_ref().expect("bundle checks process");
+pub(super) fn switch_user_and_caps(process: &Process) -> Result<()> {
     let user = process.user();
     let caps_spec = process.capabilities().as_ref();
     let bounding = caps_spec.map(|c| cap_set(c.bounding())).transpose()?;
@@ -174,21 +172,29 @@ pub(super) fn switch_user_and_caps(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn chdir_cwd(spec: &Spec) -> Result<()> {
-    let cwd = spec
-        .process()
-        .as_ref()
-        .expect("bundle checks process")
-        .cwd();
+/// A new session, and the terminal on stdin as its controlling terminal
+/// when the process asks for one.
+pub(super) fn new_session(process: &Process) -> Result<()> {
+    nix::unistd::setsid().map_err(|e| Error::sys("setsid", e))?;
+    if process.terminal() == Some(true) {
+        // SAFETY: plain ioctl on fd 0.
+        if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } != 0 {
+            return Err(Error::sys("ioctl(TIOCSCTTY) on stdin", nix::Error::last()));
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn chdir_cwd(process: &Process) -> Result<()> {
+    let cwd = process.cwd();
     nix::unistd::chdir(cwd).map_err(|e| Error::sys(format!("chdir {}", cwd.display()), e))
 }
 
 /// The spec's env as pairs, with the default PATH when it sets none.
-pub(super) fn env_pairs(spec: &Spec) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.env().clone())
+pub(super) fn env_pairs(process: &Process) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = process
+        .env()
+        .clone()
         .unwrap_or_default()
         .into_iter()
         .map(|kv| match kv.split_once('=') {
@@ -204,21 +210,19 @@ pub(super) fn env_pairs(spec: &Spec) -> Vec<(String, String)> {
 
 /// Replaces the init with the native entrypoint. Returns only on failure,
 /// with the exit code a shell would give (126 not executable, 127 missing).
-pub(super) fn exec(cfg: &InitConfig) -> i32 {
-    let args: Vec<CString> = cfg
-        .spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.args().clone())
+pub(super) fn exec(process: &Process, entrypoint: &str) -> i32 {
+    let args: Vec<CString> = process
+        .args()
+        .clone()
         .unwrap_or_default()
         .into_iter()
         .filter_map(|a| CString::new(a).ok())
         .collect();
-    let env: Vec<CString> = env_pairs(&cfg.spec)
+    let env: Vec<CString> = env_pairs(process)
         .into_iter()
         .filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok())
         .collect();
-    let Ok(path) = CString::new(cfg.entrypoint.as_str()) else {
+    let Ok(path) = CString::new(entrypoint) else {
         return 127;
     };
     reset_signal_dispositions();
@@ -233,7 +237,7 @@ pub(super) fn exec(cfg: &InitConfig) -> i32 {
         )
     };
     let err = nix::unistd::execve(&path, &args, &env).unwrap_err();
-    eprintln!("amphi: exec {}: {err}", cfg.entrypoint);
+    eprintln!("amphi: exec {entrypoint}: {err}");
     if err == nix::errno::Errno::ENOENT {
         127
     } else {
