@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
+mod image;
+pub use image::write_image;
+
 include!(concat!(env!("OUT_DIR"), "/programs.rs"));
 
 /// The text of `/etc/message` in every example rootfs.

@@ -3,6 +3,7 @@
 //! ```text
 //! amphi-examples list
 //! amphi-examples bundle wasm/hello DIR [-- ARGS...]   # ARGS replace the default args
+//! amphi-examples image wasm|native OUT.tar NAME     # OCI image archive for ctr import
 //! amphi-examples wasm NAME FILE                       # write one module to FILE
 //! ```
 
@@ -32,6 +33,14 @@ fn main() -> Result<()> {
             }
             amphi_examples::write_bundle(Path::new(dir), kind, &argv)?;
         }
+        ["image", kind, out, name] => {
+            let kind = match *kind {
+                "wasm" => amphi_examples::Kind::Wasm,
+                "native" => amphi_examples::Kind::Native,
+                _ => bail!("image kind must be wasm or native"),
+            };
+            amphi_examples::write_image(Path::new(out), kind, name)?;
+        }
         ["wasm", name, file] => {
             let (_, bytes) = amphi_examples::WASM
                 .iter()
@@ -40,7 +49,7 @@ fn main() -> Result<()> {
             std::fs::write(file, bytes).with_context(|| format!("writing {file}"))?;
         }
         _ => {
-            bail!("usage: amphi-examples list | bundle KIND/NAME DIR [-- ARGS...] | wasm NAME FILE")
+            bail!("usage: amphi-examples list | bundle KIND/NAME DIR [-- ARGS...] | image KIND OUT.tar NAME | wasm NAME FILE")
         }
     }
     Ok(())

@@ -1,0 +1,73 @@
+//! The shim's process lifecycle: `start` (spawn or reuse the group's shim),
+//! `delete` (clean up after a dead shim), and serving the task service.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use containerd_shim::api::DeleteResponse;
+use containerd_shim::publisher::RemotePublisher;
+use containerd_shim::{Config, ExitSignal, Flags, Shim, StartOpts};
+
+use crate::service::TaskService;
+
+/// Annotations whose value names a shim group: containers with the same
+/// value share one shim process (the CRI sandbox, or runc's explicit group).
+const GROUP_ANNOTATIONS: [&str; 2] = ["io.kubernetes.cri.sandbox-id", "io.containerd.runc.v2.group"];
+
+/// The shim process.
+pub struct AmphiShim {
+    exit: Arc<ExitSignal>,
+    id: String,
+    namespace: String,
+}
+
+impl Shim for AmphiShim {
+    type T = TaskService;
+
+    fn new(_runtime_id: &str, args: &Flags, _config: &mut Config) -> Self {
+        AmphiShim { exit: Arc::new(ExitSignal::default()), id: args.id.clone(), namespace: args.namespace.clone() }
+    }
+
+    fn start_shim(&mut self, opts: StartOpts) -> containerd_shim::Result<String> {
+        let grouping = group_of(Path::new("config.json")).unwrap_or_else(|| opts.id.clone());
+        let (_, address) = containerd_shim::spawn(opts, &grouping, Vec::new())?;
+        containerd_shim::util::write_address(&address)?;
+        Ok(address)
+    }
+
+    fn delete_shim(&mut self) -> containerd_shim::Result<DeleteResponse> {
+        // containerd runs `delete` in the bundle when the shim died: kill
+        // what is left, unmount the rootfs, remove the state.
+        let bundle = std::env::current_dir().unwrap_or_default();
+        let pid = crate::service::cleanup_bundle(&self.id, &bundle);
+        let mut resp = DeleteResponse::new();
+        resp.pid = pid.unwrap_or(0) as u32;
+        resp.exit_status = 128 + libc::SIGKILL as u32;
+        resp.exited_at = Some(containerd_shim::util::timestamp()?).into();
+        Ok(resp)
+    }
+
+    fn wait(&mut self) {
+        self.exit.wait();
+    }
+
+    fn create_task_service(&self, publisher: RemotePublisher) -> TaskService {
+        TaskService::new(self.namespace.clone(), publisher, self.exit.clone())
+    }
+}
+
+/// The group a bundle's container belongs to, from its annotations.
+fn group_of(config: &Path) -> Option<String> {
+    let bytes = std::fs::read(config).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    GROUP_ANNOTATIONS
+        .iter()
+        .find_map(|a| v["annotations"][a].as_str().filter(|s| !s.is_empty()).map(str::to_string))
+}
+
+/// Where the runtime keeps a container's state: inside its bundle, so
+/// containerd's removal of the bundle takes it along and two containerd
+/// instances never share it.
+pub fn state_root(bundle: &Path) -> PathBuf {
+    bundle.join("amphi-state")
+}
