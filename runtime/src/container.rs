@@ -1,7 +1,7 @@
 //! The container lifecycle: create → start → (kill | wait) → delete, plus
 //! state, pids, pause/resume, update and stats.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -193,10 +193,15 @@ impl Runtime {
             .map_err(|e| init_err(format!("sending config to init: {e}")))?;
         sock.shutdown(std::net::Shutdown::Write)
             .map_err(|e| init_err(format!("sync socket: {e}")))?;
-        let mut line = String::new();
-        BufReader::new(&sock)
-            .read_line(&mut line)
-            .map_err(|e| init_err(format!("sync socket: {e}")))?;
+        let mut console = None;
+        let line = loop {
+            let (line, fd) = crate::sync::read_line(&sock).map_err(|e| init_err(format!("sync socket: {e}")))?;
+            if line == "console" {
+                console = fd;
+                continue;
+            }
+            break line;
+        };
         match line.trim_end() {
             "ok" => {}
             "" => return Err(init_err("init exited during setup".into())),
@@ -226,11 +231,7 @@ impl Runtime {
         };
         state.save(&self.config.state_root)?;
         undo.disarm();
-        Ok(Container {
-            root: self.config.state_root.clone(),
-            state,
-            cgroup,
-        })
+        Ok(Container { root: self.config.state_root.clone(), state, cgroup, console })
     }
 
     /// Finds an existing container.
@@ -238,11 +239,7 @@ impl Runtime {
         validate_id(id)?;
         let state = State::load(&self.config.state_root, id)?;
         let cgroup = Cgroup::open(&state.cgroup)?;
-        Ok(Container {
-            root: self.config.state_root.clone(),
-            state,
-            cgroup,
-        })
+        Ok(Container { root: self.config.state_root.clone(), state, cgroup, console: None })
     }
 
     /// States of every container in the state root, by id.
@@ -407,6 +404,16 @@ pub struct Container {
     root: PathBuf,
     state: State,
     cgroup: Cgroup,
+    console: Option<OwnedFd>,
+}
+
+/// A process started by [`Container::exec`].
+#[derive(Debug)]
+pub struct ExecProcess {
+    /// Its host pid.
+    pub pid: i32,
+    /// The master side of its terminal, when its spec asked for one.
+    pub console: Option<OwnedFd>,
 }
 
 impl Container {
@@ -425,6 +432,12 @@ impl Container {
         let mut s = self.state.clone();
         s.status = s.current_status();
         s
+    }
+
+    /// The master side of the container's terminal, when its spec asked
+    /// for one (`process.terminal`); the caller relays it to its own stdio.
+    pub fn take_console(&mut self) -> Option<OwnedFd> {
+        self.console.take()
     }
 
     /// The container's cgroup.
@@ -555,7 +568,7 @@ impl Container {
     /// becomes a child of the nearest child subreaper (the caller must be
     /// one, as containerd shims are) to reap. `init_exe` is the binary that
     /// calls [`crate::init::run_if_init`].
-    pub fn exec(&self, init_exe: &Path, wasm_cache: &Path, process: &Process, stdio: Stdio) -> Result<i32> {
+    pub fn exec(&self, init_exe: &Path, wasm_cache: &Path, process: &Process, stdio: Stdio) -> Result<ExecProcess> {
         if !self.state.init_alive() || self.state.status == Status::Paused {
             return Err(self.bad_status("exec needs a running container"));
         }
@@ -579,26 +592,27 @@ impl Container {
             return Err(fail(format!("sending exec config: {e}")));
         }
         let _ = sock.shutdown(std::net::Shutdown::Write);
-        let mut reader = BufReader::new(&sock);
-        let mut line = String::new();
-        let _ = reader.read_line(&mut line);
+        let first = crate::sync::read_line(&sock).map(|(l, _)| l).unwrap_or_default();
         // The first process exits once it forked; reap it if it is ours.
         let _ = waitpid(Pid::from_raw(pid), None);
-        let exec_pid: i32 = match line.trim_end().strip_prefix("pid ") {
-            Some(p) => p.parse().map_err(|_| Error::Init { id: self.state.id.clone(), msg: format!("bad reply {line:?}") })?,
+        let exec_pid: i32 = match first.strip_prefix("pid ") {
+            Some(p) => p.parse().map_err(|_| Error::Init { id: self.state.id.clone(), msg: format!("bad reply {first:?}") })?,
             None => {
-                let msg = line.trim_end().strip_prefix("error: ").unwrap_or("exec init exited during setup").to_string();
+                let msg = first.strip_prefix("error: ").unwrap_or("exec init exited during setup").to_string();
                 return Err(Error::Init { id: self.state.id.clone(), msg });
             }
         };
-        line.clear();
-        let _ = reader.read_line(&mut line);
-        match line.trim_end() {
-            "ok" => Ok(exec_pid),
-            other => {
-                let _ = nix::sys::signal::kill(Pid::from_raw(exec_pid), Signal::SIGKILL);
-                let msg = other.strip_prefix("error: ").unwrap_or("exec process exited during setup").to_string();
-                Err(Error::Init { id: self.state.id.clone(), msg })
+        let mut console = None;
+        loop {
+            let (line, fd) = crate::sync::read_line(&sock).unwrap_or_default();
+            match line.as_str() {
+                "console" => console = fd,
+                "ok" => return Ok(ExecProcess { pid: exec_pid, console }),
+                other => {
+                    let _ = nix::sys::signal::kill(Pid::from_raw(exec_pid), Signal::SIGKILL);
+                    let msg = other.strip_prefix("error: ").unwrap_or("exec process exited during setup").to_string();
+                    return Err(Error::Init { id: self.state.id.clone(), msg });
+                }
             }
         }
     }

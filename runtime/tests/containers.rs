@@ -359,7 +359,7 @@ fn exec_joins_the_container(example: &str, exec_args: &[&str], expect: &str) -> 
     .unwrap();
     let out = fx.out_path("exec-out");
     let stdio = Stdio { stdin: None, stdout: Some(std::fs::File::create(&out).unwrap().into()), stderr: None };
-    let pid = c.exec(&std::env::current_exe().unwrap(), &fx.dirs.store.join("wasm-cache"), &spec, stdio).unwrap();
+    let pid = c.exec(&std::env::current_exe().unwrap(), &fx.dirs.store.join("wasm-cache"), &spec, stdio).unwrap().pid;
     assert!(c.pids().unwrap().contains(&pid), "exec process is not in the container's cgroup");
     let ws = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).unwrap();
     assert!(matches!(ws, nix::sys::wait::WaitStatus::Exited(_, 0)), "{ws:?}");

@@ -36,17 +36,17 @@ impl Console {
     }
 }
 
-/// Opens what the container's fds 0, 1, 2 become.
-pub fn open(stdin: &str, stdout: &str, stderr: &str, terminal: bool) -> std::io::Result<(Stdio, Option<Console>)> {
+/// Opens what the container's fds 0, 1, 2 become. With a terminal the
+/// init replaces them with its console; see [`attach_console`].
+pub fn open(stdin: &str, stdout: &str, stderr: &str, terminal: bool) -> std::io::Result<Stdio> {
     if terminal {
-        return open_terminal(stdin, stdout);
+        return Ok(Stdio { stdin: Some(null(false)?), stdout: Some(null(true)?), stderr: Some(null(true)?) });
     }
-    let stdio = Stdio {
+    Ok(Stdio {
         stdin: Some(if stdin.is_empty() { null(false)? } else { open_reader(stdin)? }),
         stdout: Some(open_writer(stdout)?),
         stderr: Some(open_writer(stderr)?),
-    };
-    Ok((stdio, None))
+    })
 }
 
 fn null(write: bool) -> std::io::Result<OwnedFd> {
@@ -104,11 +104,10 @@ fn set_blocking(f: &File) -> std::io::Result<()> {
     Ok(())
 }
 
-fn open_terminal(stdin: &str, stdout: &str) -> std::io::Result<(Stdio, Option<Console>)> {
-    let pty = nix::pty::openpty(None, None).map_err(std::io::Error::from)?;
-    let master = File::from(pty.master);
-    let slave = pty.slave;
-    let stdio = Stdio { stdin: Some(slave.try_clone()?), stdout: Some(slave.try_clone()?), stderr: Some(slave) };
+/// Relays a container's console (the master side the init sent back)
+/// to and from containerd's FIFOs.
+pub fn attach_console(master: OwnedFd, stdin: &str, stdout: &str) -> std::io::Result<Console> {
+    let master = File::from(master);
     if !stdin.is_empty() {
         let mut input = File::from(open_reader(stdin)?);
         let mut to_master = master.try_clone()?;
@@ -135,5 +134,5 @@ fn open_terminal(stdin: &str, stdout: &str) -> std::io::Result<(Stdio, Option<Co
             done.1.notify_all();
         });
     }
-    Ok((stdio, Some(Console { master, done })))
+    Ok(Console { master, done })
 }

@@ -285,11 +285,18 @@ impl TaskService {
         let result = (|| {
             let loaded = Bundle::load(&bundle).map_err(rt_err)?;
             let cgroup = cgroup_path(loaded.spec.linux().as_ref().and_then(|l| l.cgroups_path().as_deref()));
-            let (stdio, console) = crate::io::open(&req.stdin, &req.stdout, &req.stderr, req.terminal)
+            let stdio = crate::io::open(&req.stdin, &req.stdout, &req.stderr, req.terminal)
                 .map_err(|e| err(Code::INVALID_ARGUMENT, format!("opening stdio: {e}")))?;
-            let container = runtime_for(&bundle)
+            let mut container = runtime_for(&bundle)
                 .create_from(&req.id, loaded, CreateOptions { stdio, cgroup_path: cgroup })
                 .map_err(rt_err)?;
+            let console = match container.take_console() {
+                Some(master) => Some(
+                    crate::io::attach_console(master, &req.stdin, &req.stdout)
+                        .map_err(|e| err(Code::INTERNAL, format!("relaying the console: {e}")))?,
+                ),
+                None => None,
+            };
             Ok::<_, ttrpc::Error>((container, console))
         })();
         let (container, console) = match result {
@@ -360,9 +367,17 @@ impl Task for TaskService {
                 return Err(err(Code::FAILED_PRECONDITION, format!("exec {} was started already", req.exec_id)));
             }
             let p = &exec.proc_;
-            let (stdio, console) = crate::io::open(&p.stdin, &p.stdout, &p.stderr, p.terminal)
+            let stdio = crate::io::open(&p.stdin, &p.stdout, &p.stderr, p.terminal)
                 .map_err(|e| err(Code::INVALID_ARGUMENT, format!("opening stdio: {e}")))?;
-            let pid = task.container.exec(&exe, &wasm_cache(), &exec.spec, stdio).map_err(rt_err)?;
+            let started = task.container.exec(&exe, &wasm_cache(), &exec.spec, stdio).map_err(rt_err)?;
+            let pid = started.pid;
+            let console = match started.console {
+                Some(master) => Some(
+                    crate::io::attach_console(master, &p.stdin, &p.stdout)
+                        .map_err(|e| err(Code::INTERNAL, format!("relaying the console: {e}")))?,
+                ),
+                None => None,
+            };
             exec.proc_.pid = pid;
             exec.proc_.console = console;
             exec.proc_.status = Status::RUNNING;

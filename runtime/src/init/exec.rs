@@ -49,7 +49,7 @@ pub(super) fn main(cfg: &ExecConfig, mut sync: File) -> i32 {
             let mut buf = [0u8; 1];
             let _ = release_rx.read(&mut buf);
             drop(release_rx);
-            let loaded = match setup(cfg, payload) {
+            let loaded = match setup(cfg, payload, &sync) {
                 Ok(l) => l,
                 Err(e) => return report(&mut sync, &e),
             };
@@ -85,7 +85,8 @@ fn join(cfg: &ExecConfig) -> Result<Loaded> {
     Ok(payload)
 }
 
-fn setup(cfg: &ExecConfig, payload: Loaded) -> Result<Loaded> {
+fn setup(cfg: &ExecConfig, payload: Loaded, sync: &File) -> Result<Loaded> {
+    process::setup_console(&cfg.process, sync)?;
     process::new_session(&cfg.process)?;
     process::apply_rlimits(&cfg.process)?;
     process::switch_user_and_caps(&cfg.process)?;

@@ -110,7 +110,7 @@ fn report(sync: &mut File, e: &Error) -> i32 {
 }
 
 fn create_main(cfg: &InitConfig, mut sync: File) -> i32 {
-    let ready = match setup(cfg) {
+    let ready = match setup(cfg, &sync) {
         Ok(r) => r,
         Err(e) => return report(&mut sync, &e),
     };
@@ -154,7 +154,7 @@ struct Ready {
     wasm_memory_budget: Option<u64>,
 }
 
-fn setup(cfg: &InitConfig) -> Result<Ready> {
+fn setup(cfg: &InitConfig, sync: &File) -> Result<Ready> {
     let linux = cfg.spec.linux().as_ref();
     let namespaces = linux
         .and_then(|l| l.namespaces().clone())
@@ -214,6 +214,7 @@ fn setup(cfg: &InitConfig) -> Result<Ready> {
     rootfs::pivot(&cfg.rootfs)?;
     rootfs::finish(cfg)?;
     let process = cfg.spec.process().as_ref().expect("bundle checks process");
+    process::setup_console(process, sync)?;
     process::new_session(process)?;
     process::apply_rlimits(process)?;
     process::switch_user_and_caps(process)?;

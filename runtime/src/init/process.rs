@@ -172,6 +172,33 @@ pub(super) fn switch_user_and_caps(process: &Process) -> Result<()> {
     Ok(())
 }
 
+/// With `process.terminal`: opens a terminal inside the container (its own
+/// devpts, so `ttyname` works), makes the slave fds 0-2 and sends the
+/// master to the creator, which relays it.
+pub(super) fn setup_console(process: &Process, sync: &std::fs::File) -> Result<()> {
+    use nix::fcntl::OFlag;
+    use std::os::fd::AsRawFd;
+    if process.terminal() != Some(true) {
+        return Ok(());
+    }
+    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .map_err(|e| Error::sys("open /dev/ptmx", e))?;
+    nix::pty::grantpt(&master).map_err(|e| Error::sys("grantpt", e))?;
+    nix::pty::unlockpt(&master).map_err(|e| Error::sys("unlockpt", e))?;
+    let name = nix::pty::ptsname_r(&master).map_err(|e| Error::sys("ptsname", e))?;
+    let slave = nix::fcntl::open(name.as_str(), OFlag::O_RDWR | OFlag::O_NOCTTY, nix::sys::stat::Mode::empty())
+        .map_err(|e| Error::sys(format!("open {name}"), e))?;
+    let user = process.user();
+    let _ = nix::unistd::fchown(&slave, Some(nix::unistd::Uid::from_raw(user.uid())), Some(nix::unistd::Gid::from_raw(user.gid())));
+    for target in 0..3 {
+        // SAFETY: dup2 onto the standard descriptors of this process.
+        if unsafe { libc::dup2(slave.as_raw_fd(), target) } < 0 {
+            return Err(Error::sys("dup2 console", nix::Error::last()));
+        }
+    }
+    crate::sync::send_fd(sync, "console", master.as_raw_fd()).map_err(|e| Error::io("sync socket", e))
+}
+
 /// A new session, and the terminal on stdin as its controlling terminal
 /// when the process asks for one.
 pub(super) fn new_session(process: &Process) -> Result<()> {

@@ -1,0 +1,49 @@
+//! The line protocol on the socketpair between a container's creator and
+//! its init: newline-terminated replies, one of which may carry a file
+//! descriptor (the console's master side) as SCM_RIGHTS.
+//!
+//! Replies are read one byte per `recvmsg`, never through a buffered
+//! reader: a plain read of the bytes a descriptor rides on would drop it.
+
+use std::io::IoSliceMut;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+
+/// Reads one reply line (without the newline; empty at EOF) and any
+/// descriptor sent with it.
+pub(crate) fn read_line(sock: &impl AsRawFd) -> std::io::Result<(String, Option<OwnedFd>)> {
+    let mut line = Vec::new();
+    let mut fd = None;
+    loop {
+        let mut byte = [0u8; 1];
+        let mut iov = [IoSliceMut::new(&mut byte)];
+        let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+        let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
+            .map_err(std::io::Error::from)?;
+        for c in msg.cmsgs().map_err(std::io::Error::from)? {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                for raw in fds {
+                    // SAFETY: the kernel just installed this descriptor for us.
+                    let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+                    fd.get_or_insert(owned);
+                }
+            }
+        }
+        if msg.bytes == 0 || byte[0] == b'\n' {
+            break;
+        }
+        line.push(byte[0]);
+    }
+    Ok((String::from_utf8_lossy(&line).into_owned(), fd))
+}
+
+/// Sends `line` (a newline is added) with `fd` attached.
+pub(crate) fn send_fd(sock: &impl AsRawFd, line: &str, fd: RawFd) -> std::io::Result<()> {
+    let data = format!("{line}\n");
+    let iov = [std::io::IoSlice::new(data.as_bytes())];
+    let fds = [fd];
+    sendmsg::<()>(sock.as_raw_fd(), &iov, &[ControlMessage::ScmRights(&fds)], MsgFlags::empty(), None)
+        .map_err(std::io::Error::from)?;
+    Ok(())
+}
