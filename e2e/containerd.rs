@@ -2,215 +2,17 @@
 //! (own socket, root and state in a temp dir), imports the example images
 //! and drives the shim through `ctr`. See e2e/README.md.
 
+#[path = "support.rs"]
+mod support;
+
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use amphi_examples::Kind;
 use amphi_testkit::{cgroup_dirs_named, unique_id};
-
-const RUNTIME: &str = "io.containerd.amphi.v1";
-const NATIVE: &str = "docker.io/library/amphi-native:latest";
-const WASM: &str = "docker.io/library/amphi-wasm:latest";
-
-fn shim_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_containerd-shim-amphi-v1")).parent().unwrap().to_path_buf()
-}
-
-/// Polls `f` until it holds; panics naming `what` after ~20 s.
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    for _ in 0..2000 {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("timed out waiting for {what}");
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// A private containerd, stopped and cleaned up on drop.
-struct Containerd {
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-    ids: Vec<String>,
-}
-
-impl Containerd {
-    fn start() -> Containerd {
-        let dir = tempfile::Builder::new().prefix("amphi-e2e-").tempdir().unwrap();
-        let p = dir.path();
-        let config = format!(
-            "version = 2\nroot = \"{r}/root\"\nstate = \"{r}/state\"\n\
-             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
-             [grpc]\n  address = \"{r}/c.sock\"\n[ttrpc]\n  address = \"{r}/c.sock.ttrpc\"\n",
-            r = p.display()
-        );
-        std::fs::write(p.join("config.toml"), config).unwrap();
-        let mut cd = Containerd { dir, child: None, ids: Vec::new() };
-        cd.spawn();
-        cd.import();
-        cd
-    }
-
-    fn spawn(&mut self) {
-        let p = self.dir.path();
-        let path = format!("{}:{}", shim_dir().display(), std::env::var("PATH").unwrap_or_default());
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(p.join("containerd.log")).unwrap();
-        let child = Command::new("containerd")
-            .arg("--config")
-            .arg(p.join("config.toml"))
-            .env("PATH", path)
-            .env("AMPHI_ROOT", p.join("store"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("containerd is installed (scripts/install-deps)");
-        self.child = Some(child);
-        wait_until("containerd to serve", || self.ctr(&["version"]).status.success());
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
-            let _ = c.wait();
-        }
-    }
-
-    fn sock(&self) -> PathBuf {
-        self.dir.path().join("c.sock")
-    }
-
-    fn ctr_cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("ctr");
-        cmd.arg("--address").arg(self.sock()).args(args).stdin(Stdio::null());
-        cmd
-    }
-
-    fn ctr(&self, args: &[&str]) -> Output {
-        self.ctr_cmd(args).output().unwrap()
-    }
-
-    fn ctr_ok(&self, args: &[&str]) -> String {
-        let out = self.ctr(args);
-        assert!(out.status.success(), "ctr {args:?}: {}{}", text(&out.stdout), text(&out.stderr));
-        text(&out.stdout)
-    }
-
-    fn import(&self) {
-        for (kind, name, extra) in [(Kind::Native, NATIVE, None), (Kind::Wasm, WASM, Some("--all-platforms"))] {
-            let tar = self.dir.path().join(format!("{kind:?}.tar"));
-            amphi_examples::write_image(&tar, kind, name).unwrap();
-            let mut args = vec!["images", "import"];
-            args.extend(extra);
-            let tar = tar.to_string_lossy().into_owned();
-            args.push(&tar);
-            self.ctr_ok(&args);
-        }
-    }
-
-    fn new_id(&mut self, prefix: &str) -> String {
-        let id = unique_id(prefix);
-        self.ids.push(id.clone());
-        id
-    }
-
-    /// `ctr run FLAGS --runtime amphi IMAGE ID ARGS...`
-    fn run_args(kind: Kind, flags: &[&str], id: &str, args: &[&str]) -> Vec<String> {
-        let mut v: Vec<String> = vec!["run".into()];
-        v.extend(flags.iter().map(|s| s.to_string()));
-        v.extend(["--runtime".into(), RUNTIME.into()]);
-        match kind {
-            Kind::Native => v.push(NATIVE.into()),
-            Kind::Wasm => v.extend(["--platform".into(), "wasip1/wasm".into(), WASM.into()]),
-        }
-        v.push(id.into());
-        v.extend(args.iter().map(|s| s.to_string()));
-        v
-    }
-
-    fn run(&self, kind: Kind, flags: &[&str], id: &str, args: &[&str]) -> Output {
-        let v = Self::run_args(kind, flags, id, args);
-        self.ctr(&v.iter().map(String::as_str).collect::<Vec<_>>())
-    }
-
-    fn task_status(&self, id: &str) -> Option<String> {
-        let out = text(&self.ctr(&["task", "ls"]).stdout);
-        out.lines().find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.first() == Some(&id)).then(|| f.get(2).unwrap_or(&"").to_string())
-        })
-    }
-
-    /// Pids of shim processes serving this containerd.
-    fn shims(&self) -> Vec<i32> {
-        let sock = self.sock().to_string_lossy().into_owned();
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|pid| {
-                std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-                    let c = text(&c);
-                    c.contains("containerd-shim-amphi-v1") && c.contains(&sock)
-                })
-            })
-            .collect()
-    }
-
-    /// Mount points under this containerd's dirs.
-    fn mounts(&self) -> Vec<String> {
-        let root = self.dir.path().to_string_lossy().into_owned();
-        std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap()
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-            .filter(|m| m.starts_with(&root))
-            .collect()
-    }
-
-    fn remove(&self, id: &str) {
-        let _ = self.ctr(&["task", "kill", "-s", "SIGKILL", id]);
-        let _ = self.ctr(&["task", "rm", "-f", id]);
-        let _ = self.ctr(&["containers", "rm", id]);
-    }
-
-    /// Nothing of container `id` is left: no cgroup, no rootfs mount.
-    fn assert_clean(&self, id: &str) {
-        assert!(cgroup_dirs_named(id).is_empty(), "cgroups of {id} remain: {:?}", cgroup_dirs_named(id));
-        let mounts: Vec<String> = self.mounts().into_iter().filter(|m| m.contains(id)).collect();
-        assert!(mounts.is_empty(), "mounts of {id} remain: {mounts:?}");
-    }
-}
-
-impl Drop for Containerd {
-    fn drop(&mut self) {
-        if self.child.is_some() {
-            for id in self.ids.clone() {
-                self.remove(&id);
-            }
-        }
-        self.stop();
-        for pid in self.shims() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-        }
-        let mut mounts = self.mounts();
-        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in mounts {
-            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
-        }
-        let leaked = self.mounts();
-        if !leaked.is_empty() && !std::thread::panicking() {
-            panic!("mounts leaked: {leaked:?}");
-        }
-    }
-}
+use support::*;
 
 #[test]
 fn native_and_wasm_output_and_exit_codes() {
@@ -225,7 +27,12 @@ fn native_and_wasm_output_and_exit_codes() {
     for (kind, args, code, stdout) in cases {
         let id = cd.new_id("out");
         let out = cd.run(kind, &["--rm"], &id, args);
-        assert_eq!(out.status.code(), Some(code), "{kind:?} {args:?}: {}", text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{kind:?} {args:?}: {}",
+            text(&out.stderr)
+        );
         assert_eq!(text(&out.stdout), stdout);
         cd.assert_clean(&id);
     }
@@ -235,7 +42,12 @@ fn native_and_wasm_output_and_exit_codes() {
 fn detached_task_exec_pause_metrics_kill_delete() {
     let mut cd = Containerd::start();
     let id = cd.new_id("det");
-    cd.ctr_ok(&Containerd::run_args(Kind::Native, &["-d"], &id, &["/bin/sleep", "1000"]).iter().map(String::as_str).collect::<Vec<_>>());
+    cd.ctr_ok(
+        &Containerd::run_args(Kind::Native, &["-d"], &id, &["/bin/sleep", "1000"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
     assert_eq!(cd.task_status(&id).as_deref(), Some("RUNNING"));
     let out = cd.ctr_ok(&["task", "exec", "--exec-id", "e1", &id, "/bin/id"]);
     assert!(out.contains("uid=0"), "{out}");
@@ -244,11 +56,16 @@ fn detached_task_exec_pause_metrics_kill_delete() {
     cd.ctr_ok(&["task", "resume", &id]);
     assert_eq!(cd.task_status(&id).as_deref(), Some("RUNNING"));
     let metrics = cd.ctr_ok(&["task", "metrics", &id]);
-    assert!(metrics.contains("pids.current") && metrics.contains("memory.usage_in_bytes"), "{metrics}");
+    assert!(
+        metrics.contains("pids.current") && metrics.contains("memory.usage_in_bytes"),
+        "{metrics}"
+    );
     let pids = cd.ctr_ok(&["task", "ps", &id]);
     assert!(pids.lines().count() >= 2, "{pids}");
     cd.ctr_ok(&["task", "kill", "-s", "SIGKILL", &id]);
-    wait_until("the task to stop", || cd.task_status(&id).as_deref() == Some("STOPPED"));
+    wait_until("the task to stop", || {
+        cd.task_status(&id).as_deref() == Some("STOPPED")
+    });
     let rm = cd.ctr(&["task", "rm", &id]);
     assert!(rm.status.success());
     assert!(text(&rm.stderr).contains("137"), "{}", text(&rm.stderr));
@@ -261,12 +78,19 @@ fn detached_task_exec_pause_metrics_kill_delete() {
 fn wasm_exec_and_sigterm_stop_a_busy_module() {
     let mut cd = Containerd::start();
     let id = cd.new_id("wbusy");
-    cd.ctr_ok(&Containerd::run_args(Kind::Wasm, &["-d"], &id, &["/busy.wasm"]).iter().map(String::as_str).collect::<Vec<_>>());
+    cd.ctr_ok(
+        &Containerd::run_args(Kind::Wasm, &["-d"], &id, &["/busy.wasm"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
     // Another module instance in the same sandbox, compiled modules shared.
     let out = cd.ctr_ok(&["task", "exec", "--exec-id", "hello", &id, "/hello.wasm"]);
     assert_eq!(out, "Hello from Wasm!\n");
     cd.ctr_ok(&["task", "kill", "-s", "SIGTERM", &id]);
-    wait_until("the module to stop", || cd.task_status(&id).as_deref() == Some("STOPPED"));
+    wait_until("the module to stop", || {
+        cd.task_status(&id).as_deref() == Some("STOPPED")
+    });
     let rm = cd.ctr(&["task", "rm", &id]);
     assert!(text(&rm.stderr).contains("143"), "{}", text(&rm.stderr));
     cd.ctr_ok(&["containers", "rm", &id]);
@@ -276,7 +100,11 @@ fn wasm_exec_and_sigterm_stop_a_busy_module() {
 #[test]
 fn oom_kill_exits_137_and_publishes_oom_event() {
     let mut cd = Containerd::start();
-    let mut events = cd.ctr_cmd(&["events"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut events = cd
+        .ctr_cmd(&["events"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let (tx, rx) = mpsc::channel();
     let stdout = events.stdout.take().unwrap();
     std::thread::spawn(move || {
@@ -286,14 +114,22 @@ fn oom_kill_exits_137_and_publishes_oom_event() {
     });
     std::thread::sleep(Duration::from_millis(200));
     let id = cd.new_id("oom");
-    let out = cd.run(Kind::Native, &["--rm", "--memory-limit", "33554432"], &id, &["/bin/memhog"]);
+    let out = cd.run(
+        Kind::Native,
+        &["--rm", "--memory-limit", "33554432"],
+        &id,
+        &["/bin/memhog"],
+    );
     assert_eq!(out.status.code(), Some(137), "{}", text(&out.stderr));
     let mut seen = Vec::new();
     let found = (0..200).any(|_| {
         while let Ok(l) = rx.try_recv() {
             seen.push(l);
         }
-        if seen.iter().any(|l| l.contains("/tasks/oom") && l.contains(&id)) {
+        if seen
+            .iter()
+            .any(|l| l.contains("/tasks/oom") && l.contains(&id))
+        {
             return true;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -309,10 +145,21 @@ fn oom_kill_exits_137_and_publishes_oom_event() {
 fn tty_run_gets_a_terminal() {
     let mut cd = Containerd::start();
     let id = cd.new_id("tty");
-    let cmd = format!("ctr --address {} run -t --rm --runtime {RUNTIME} {NATIVE} {id} /bin/tty", cd.sock().display());
-    let out = Command::new("script").args(["-qec", &cmd, "/dev/null"]).stdin(Stdio::null()).output().unwrap();
+    let cmd = format!(
+        "ctr --address {} run -t --rm --runtime {RUNTIME} {NATIVE} {id} /bin/tty",
+        cd.sock().display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("tty: /dev/pts/"), "{stdout} {}", text(&out.stderr));
+    assert!(
+        stdout.contains("tty: /dev/pts/"),
+        "{stdout} {}",
+        text(&out.stderr)
+    );
     cd.assert_clean(&id);
 }
 
@@ -320,14 +167,27 @@ fn tty_run_gets_a_terminal() {
 fn killed_shim_is_cleaned_up_by_containerd() {
     let mut cd = Containerd::start();
     let id = cd.new_id("shimkill");
-    cd.ctr_ok(&Containerd::run_args(Kind::Native, &["-d"], &id, &["/bin/sleep", "1000"]).iter().map(String::as_str).collect::<Vec<_>>());
+    cd.ctr_ok(
+        &Containerd::run_args(Kind::Native, &["-d"], &id, &["/bin/sleep", "1000"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
     let shims = cd.shims();
     assert_eq!(shims.len(), 1, "{shims:?}");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(shims[0]), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shims[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     // containerd runs `containerd-shim-amphi-v1 delete`, which kills the
     // container and unmounts its rootfs.
-    wait_until("the container's cgroup to go", || cgroup_dirs_named(&id).is_empty());
-    wait_until("the rootfs to be unmounted", || cd.mounts().iter().all(|m| !m.contains(&id)));
+    wait_until("the container's cgroup to go", || {
+        cgroup_dirs_named(&id).is_empty()
+    });
+    wait_until("the rootfs to be unmounted", || {
+        cd.mounts().iter().all(|m| !m.contains(&id))
+    });
     let _ = cd.ctr(&["task", "rm", "-f", &id]);
     cd.ctr_ok(&["containers", "rm", &id]);
     cd.assert_clean(&id);
@@ -337,12 +197,21 @@ fn killed_shim_is_cleaned_up_by_containerd() {
 fn containerd_restart_keeps_control_of_tasks() {
     let mut cd = Containerd::start();
     let id = cd.new_id("restart");
-    cd.ctr_ok(&Containerd::run_args(Kind::Native, &["-d"], &id, &["/bin/sleep", "1000"]).iter().map(String::as_str).collect::<Vec<_>>());
+    cd.ctr_ok(
+        &Containerd::run_args(Kind::Native, &["-d"], &id, &["/bin/sleep", "1000"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
     cd.stop();
     cd.spawn();
-    wait_until("the task to be listed again", || cd.task_status(&id).as_deref() == Some("RUNNING"));
+    wait_until("the task to be listed again", || {
+        cd.task_status(&id).as_deref() == Some("RUNNING")
+    });
     cd.ctr_ok(&["task", "kill", "-s", "SIGKILL", &id]);
-    wait_until("the task to stop", || cd.task_status(&id).as_deref() == Some("STOPPED"));
+    wait_until("the task to stop", || {
+        cd.task_status(&id).as_deref() == Some("STOPPED")
+    });
     cd.ctr_ok(&["task", "rm", &id]);
     cd.ctr_ok(&["containers", "rm", &id]);
     cd.assert_clean(&id);
@@ -355,10 +224,25 @@ fn sandbox_group_shares_one_shim() {
     let ann = format!("io.kubernetes.cri.sandbox-id={group}");
     let (a, b, c) = (cd.new_id("ga"), cd.new_id("gb"), cd.new_id("gc"));
     for id in [&a, &b] {
-        cd.ctr_ok(&Containerd::run_args(Kind::Native, &["-d", "--annotation", &ann], id, &["/bin/sleep", "1000"]).iter().map(String::as_str).collect::<Vec<_>>());
+        cd.ctr_ok(
+            &Containerd::run_args(
+                Kind::Native,
+                &["-d", "--annotation", &ann],
+                id,
+                &["/bin/sleep", "1000"],
+            )
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        );
     }
     assert_eq!(cd.shims().len(), 1, "a and b share a shim");
-    cd.ctr_ok(&Containerd::run_args(Kind::Wasm, &["-d"], &c, &["/busy.wasm"]).iter().map(String::as_str).collect::<Vec<_>>());
+    cd.ctr_ok(
+        &Containerd::run_args(Kind::Wasm, &["-d"], &c, &["/busy.wasm"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
     assert_eq!(cd.shims().len(), 2, "c has its own shim");
     // Removing one of the group keeps the shared shim for the other.
     cd.remove(&a);
@@ -377,36 +261,133 @@ fn bad_requests_get_clear_errors_and_the_shim_keeps_serving() {
     let mut cd = Containerd::start();
     let unknown = cd.ctr(&["task", "kill", "no-such-task"]);
     assert!(!unknown.status.success());
-    assert!(text(&unknown.stderr).contains("not found"), "{}", text(&unknown.stderr));
+    assert!(
+        text(&unknown.stderr).contains("not found"),
+        "{}",
+        text(&unknown.stderr)
+    );
 
     let group = unique_id("bad");
     let ann = format!("io.containerd.runc.v2.group={group}");
     let good = cd.new_id("good");
-    cd.ctr_ok(&Containerd::run_args(Kind::Native, &["-d", "--annotation", &ann], &good, &["/bin/sleep", "1000"]).iter().map(String::as_str).collect::<Vec<_>>());
+    cd.ctr_ok(
+        &Containerd::run_args(
+            Kind::Native,
+            &["-d", "--annotation", &ann],
+            &good,
+            &["/bin/sleep", "1000"],
+        )
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>(),
+    );
     // A spec whose entrypoint is not in the rootfs: InvalidArgument, one line.
     let bad = cd.new_id("badentry");
-    let out = cd.run(Kind::Native, &["--rm", "--annotation", &ann], &bad, &["/bin/nope"]);
+    let out = cd.run(
+        Kind::Native,
+        &["--rm", "--annotation", &ann],
+        &bad,
+        &["/bin/nope"],
+    );
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains("/bin/nope: not found in rootfs"), "{err}");
     let _ = cd.ctr(&["containers", "rm", &bad]);
     // A non-wasm file named .wasm in a Wasm container.
     let fake = cd.new_id("fakewasm");
-    let out = cd.run(Kind::Wasm, &["--rm", "--annotation", &ann], &fake, &["/etc/message"]);
+    let out = cd.run(
+        Kind::Wasm,
+        &["--rm", "--annotation", &ann],
+        &fake,
+        &["/etc/message"],
+    );
     assert!(!out.status.success());
     let _ = cd.ctr(&["containers", "rm", &fake]);
     // Exec on a stopped task.
     let done = cd.new_id("done");
-    cd.ctr_ok(&Containerd::run_args(Kind::Native, &["-d", "--annotation", &ann], &done, &["/bin/exit42"]).iter().map(String::as_str).collect::<Vec<_>>());
-    wait_until("the task to stop", || cd.task_status(&done).as_deref() == Some("STOPPED"));
+    cd.ctr_ok(
+        &Containerd::run_args(
+            Kind::Native,
+            &["-d", "--annotation", &ann],
+            &done,
+            &["/bin/exit42"],
+        )
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>(),
+    );
+    wait_until("the task to stop", || {
+        cd.task_status(&done).as_deref() == Some("STOPPED")
+    });
     let exec = cd.ctr(&["task", "exec", "--exec-id", "late", &done, "/bin/hello"]);
     assert!(!exec.status.success());
-    assert!(text(&exec.stderr).contains("not running"), "{}", text(&exec.stderr));
+    assert!(
+        text(&exec.stderr).contains("not running"),
+        "{}",
+        text(&exec.stderr)
+    );
     // The shared shim still serves the good container.
     let out = cd.ctr_ok(&["task", "exec", "--exec-id", "still", &good, "/bin/hello"]);
     assert_eq!(out, "Hello from native!\n");
     for id in [&good, &done, &bad, &fake] {
         cd.remove(id);
         cd.assert_clean(id);
+    }
+}
+
+#[test]
+fn packed_and_annotated_wasm_images_run() {
+    let mut cd = Containerd::start();
+    // What `amphi image pack --wasm` and `amphi image save` do.
+    let store_dir = cd.dir.path().join("amphi-images");
+    let store = amphi_images::Store::open(&store_dir).unwrap();
+    let hello = amphi_examples::WASM
+        .iter()
+        .find(|(n, _)| *n == "hello")
+        .unwrap()
+        .1;
+    amphi_images::pack::pack_wasm(&store, hello, "packed-hello:v1").unwrap();
+    let tar = cd.dir.path().join("packed.tar");
+    amphi_images::archive::save(
+        &store,
+        &["packed-hello:v1".to_string()],
+        std::fs::File::create(&tar).unwrap(),
+    )
+    .unwrap();
+    cd.ctr_ok(&["images", "import", "--all-platforms", tar.to_str().unwrap()]);
+    let id = cd.new_id("packed");
+    let out = cd.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--platform",
+        "wasi/wasm",
+        "docker.io/library/packed-hello:v1",
+        &id,
+    ]);
+    assert_eq!(
+        text(&out.stdout),
+        "Hello from Wasm!\n",
+        "{}",
+        text(&out.stderr)
+    );
+    cd.assert_clean(&id);
+    // crun-style annotations select the Wasm handler too.
+    for ann in ["run.oci.handler=wasm", "module.wasm.image/variant=compat"] {
+        let id = cd.new_id("ann");
+        let out = cd.run(
+            Kind::Wasm,
+            &["--rm", "--annotation", ann],
+            &id,
+            &["/args_env.wasm", "via-annotation"],
+        );
+        assert!(
+            text(&out.stdout).contains("via-annotation"),
+            "{} {}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        cd.assert_clean(&id);
     }
 }

@@ -1,6 +1,7 @@
 //! `amphi`: the standalone front end. Runs OCI bundles (and, later, images
 //! from its own store) as native or Wasm containers.
 
+mod image;
 mod run;
 mod units;
 
@@ -58,6 +59,11 @@ enum Command {
         /// Container ids.
         #[arg(required = true)]
         ids: Vec<String>,
+    },
+    /// Manage images in the store.
+    Image {
+        #[command(subcommand)]
+        command: image::ImageCommand,
     },
     /// Show a container's cgroup figures as JSON.
     Stats {
@@ -131,6 +137,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
             }
             Ok(0)
         }
+        Command::Image { command } => image::run(&cli.root, command),
         Command::Stats { id } => {
             let stats = rt.load(&id)?.stats()?;
             println!("{}", serde_json::to_string_pretty(&stats)?);

@@ -171,6 +171,9 @@ fn apply_flags(bundle: Bundle, a: &RunArgs) -> Result<Bundle> {
     if !a.rest.is_empty() {
         v["process"]["args"] = json!(a.rest);
     }
+    // The container shares amphi's own stdio (a terminal included), so it
+    // needs no console of its own.
+    v["process"]["terminal"] = json!(false);
     if !a.env.is_empty() {
         let mut env: Vec<String> =
             serde_json::from_value(v["process"]["env"].take()).unwrap_or_default();

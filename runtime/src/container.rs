@@ -189,13 +189,17 @@ impl Runtime {
             msg,
         };
         (&sock)
-            .write_all(&serde_json::to_vec(&InitMessage::Create(Box::new(cfg))).expect("config serialises"))
+            .write_all(
+                &serde_json::to_vec(&InitMessage::Create(Box::new(cfg)))
+                    .expect("config serialises"),
+            )
             .map_err(|e| init_err(format!("sending config to init: {e}")))?;
         sock.shutdown(std::net::Shutdown::Write)
             .map_err(|e| init_err(format!("sync socket: {e}")))?;
         let mut console = None;
         let line = loop {
-            let (line, fd) = crate::sync::read_line(&sock).map_err(|e| init_err(format!("sync socket: {e}")))?;
+            let (line, fd) =
+                crate::sync::read_line(&sock).map_err(|e| init_err(format!("sync socket: {e}")))?;
             if line == "console" {
                 console = fd;
                 continue;
@@ -231,7 +235,12 @@ impl Runtime {
         };
         state.save(&self.config.state_root)?;
         undo.disarm();
-        Ok(Container { root: self.config.state_root.clone(), state, cgroup, console })
+        Ok(Container {
+            root: self.config.state_root.clone(),
+            state,
+            cgroup,
+            console,
+        })
     }
 
     /// Finds an existing container.
@@ -239,7 +248,12 @@ impl Runtime {
         validate_id(id)?;
         let state = State::load(&self.config.state_root, id)?;
         let cgroup = Cgroup::open(&state.cgroup)?;
-        Ok(Container { root: self.config.state_root.clone(), state, cgroup, console: None })
+        Ok(Container {
+            root: self.config.state_root.clone(),
+            state,
+            cgroup,
+            console: None,
+        })
     }
 
     /// States of every container in the state root, by id.
@@ -342,7 +356,11 @@ struct Entrypoint {
 }
 
 fn resolve_entrypoint(bundle: &Bundle) -> Result<Entrypoint> {
-    let process = bundle.spec.process().as_ref().expect("bundle checks process");
+    let process = bundle
+        .spec
+        .process()
+        .as_ref()
+        .expect("bundle checks process");
     let annotations = bundle.spec.annotations().clone().unwrap_or_default();
     resolve_in(&bundle.rootfs, process, &annotations)
 }
@@ -559,7 +577,11 @@ impl Container {
         self.state.oom_killed = oom_killed;
         self.state.status = Status::Stopped;
         self.state.save(&self.root)?;
-        Ok(ExitStatus { code, signal, oom_killed })
+        Ok(ExitStatus {
+            code,
+            signal,
+            oom_killed,
+        })
     }
 
     /// Runs another process in the running container: its namespaces, its
@@ -568,38 +590,71 @@ impl Container {
     /// becomes a child of the nearest child subreaper (the caller must be
     /// one, as containerd shims are) to reap. `init_exe` is the binary that
     /// calls [`crate::init::run_if_init`].
-    pub fn exec(&self, init_exe: &Path, wasm_cache: &Path, process: &Process, stdio: Stdio) -> Result<ExecProcess> {
+    pub fn exec(
+        &self,
+        init_exe: &Path,
+        wasm_cache: &Path,
+        process: &Process,
+        stdio: Stdio,
+    ) -> Result<ExecProcess> {
         if !self.state.init_alive() || self.state.status == Status::Paused {
             return Err(self.bad_status("exec needs a running container"));
         }
         let ep = resolve_in(&self.state.rootfs, process, &self.state.annotations)?;
         let payload = match ep.kind {
             PayloadKind::Native => Payload::Native,
-            PayloadKind::Wasm => Payload::Wasm { cwasm: ModuleCache::new(wasm_cache).ensure(&ep.host)? },
+            PayloadKind::Wasm => Payload::Wasm {
+                cwasm: ModuleCache::new(wasm_cache).ensure(&ep.host)?,
+            },
         };
-        let cfg = ExecConfig { target_pid: self.state.pid, process: process.clone(), entrypoint: ep.inside, payload };
-        let child_stdio = ChildStdio { stdin: stdio.stdin.as_ref(), stdout: stdio.stdout.as_ref(), stderr: stdio.stderr.as_ref() };
+        let cfg = ExecConfig {
+            target_pid: self.state.pid,
+            process: process.clone(),
+            entrypoint: ep.inside,
+            payload,
+        };
+        let child_stdio = ChildStdio {
+            stdin: stdio.stdin.as_ref(),
+            stdout: stdio.stdout.as_ref(),
+            stderr: stdio.stderr.as_ref(),
+        };
         let (pid, sock) = spawn_init(init_exe, &self.state.id, 0, &child_stdio)?;
         let fail = |msg: String| {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
             let _ = waitpid(Pid::from_raw(pid), None);
-            Error::Init { id: self.state.id.clone(), msg }
+            Error::Init {
+                id: self.state.id.clone(),
+                msg,
+            }
         };
         if let Err(e) = self.cgroup.add_pid(pid) {
             return Err(fail(e.to_string()));
         }
-        if let Err(e) = (&sock).write_all(&serde_json::to_vec(&InitMessage::Exec(Box::new(cfg))).expect("config serialises")) {
+        if let Err(e) = (&sock).write_all(
+            &serde_json::to_vec(&InitMessage::Exec(Box::new(cfg))).expect("config serialises"),
+        ) {
             return Err(fail(format!("sending exec config: {e}")));
         }
         let _ = sock.shutdown(std::net::Shutdown::Write);
-        let first = crate::sync::read_line(&sock).map(|(l, _)| l).unwrap_or_default();
+        let first = crate::sync::read_line(&sock)
+            .map(|(l, _)| l)
+            .unwrap_or_default();
         // The first process exits once it forked; reap it if it is ours.
         let _ = waitpid(Pid::from_raw(pid), None);
         let exec_pid: i32 = match first.strip_prefix("pid ") {
-            Some(p) => p.parse().map_err(|_| Error::Init { id: self.state.id.clone(), msg: format!("bad reply {first:?}") })?,
+            Some(p) => p.parse().map_err(|_| Error::Init {
+                id: self.state.id.clone(),
+                msg: format!("bad reply {first:?}"),
+            })?,
             None => {
-                let msg = first.strip_prefix("error: ").unwrap_or("exec init exited during setup").to_string();
-                return Err(Error::Init { id: self.state.id.clone(), msg });
+                let msg = first
+                    .strip_prefix("error: ")
+                    .unwrap_or("exec init exited during setup")
+                    .to_string();
+                return Err(Error::Init {
+                    id: self.state.id.clone(),
+                    msg,
+                });
             }
         };
         let mut console = None;
@@ -607,11 +662,22 @@ impl Container {
             let (line, fd) = crate::sync::read_line(&sock).unwrap_or_default();
             match line.as_str() {
                 "console" => console = fd,
-                "ok" => return Ok(ExecProcess { pid: exec_pid, console }),
+                "ok" => {
+                    return Ok(ExecProcess {
+                        pid: exec_pid,
+                        console,
+                    })
+                }
                 other => {
                     let _ = nix::sys::signal::kill(Pid::from_raw(exec_pid), Signal::SIGKILL);
-                    let msg = other.strip_prefix("error: ").unwrap_or("exec process exited during setup").to_string();
-                    return Err(Error::Init { id: self.state.id.clone(), msg });
+                    let msg = other
+                        .strip_prefix("error: ")
+                        .unwrap_or("exec process exited during setup")
+                        .to_string();
+                    return Err(Error::Init {
+                        id: self.state.id.clone(),
+                        msg,
+                    });
                 }
             }
         }

@@ -16,12 +16,14 @@ mod error;
 pub mod init;
 mod paths;
 mod spawn;
-mod sync;
 pub mod state;
 pub mod stats;
+mod sync;
 pub mod wasm;
 
-pub use container::{Container, CreateOptions, ExecProcess, ExitStatus, Runtime, RuntimeConfig, Stdio};
+pub use container::{
+    Container, CreateOptions, ExecProcess, ExitStatus, Runtime, RuntimeConfig, Stdio,
+};
 pub use error::{Error, Result};
 pub use state::{State, Status};
 pub use stats::Stats;

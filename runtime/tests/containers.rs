@@ -358,17 +358,44 @@ fn exec_joins_the_container(example: &str, exec_args: &[&str], expect: &str) -> 
     }))
     .unwrap();
     let out = fx.out_path("exec-out");
-    let stdio = Stdio { stdin: None, stdout: Some(std::fs::File::create(&out).unwrap().into()), stderr: None };
-    let pid = c.exec(&std::env::current_exe().unwrap(), &fx.dirs.store.join("wasm-cache"), &spec, stdio).unwrap().pid;
-    assert!(c.pids().unwrap().contains(&pid), "exec process is not in the container's cgroup");
+    let stdio = Stdio {
+        stdin: None,
+        stdout: Some(std::fs::File::create(&out).unwrap().into()),
+        stderr: None,
+    };
+    let pid = c
+        .exec(
+            &std::env::current_exe().unwrap(),
+            &fx.dirs.store.join("wasm-cache"),
+            &spec,
+            stdio,
+        )
+        .unwrap()
+        .pid;
+    assert!(
+        c.pids().unwrap().contains(&pid),
+        "exec process is not in the container's cgroup"
+    );
     let ws = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).unwrap();
-    assert!(matches!(ws, nix::sys::wait::WaitStatus::Exited(_, 0)), "{ws:?}");
+    assert!(
+        matches!(ws, nix::sys::wait::WaitStatus::Exited(_, 0)),
+        "{ws:?}"
+    );
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(text.contains(expect), "exec printed {text:?}");
     // A bad exec is an error and leaves the container running.
-    let bad: amphi_runtime::oci_spec::runtime::Process =
-        serde_json::from_value(json!({"args": ["/nope"], "cwd": "/", "user": {"uid": 0, "gid": 0}})).unwrap();
-    let err = c.exec(&std::env::current_exe().unwrap(), &fx.dirs.store, &bad, Stdio::default()).unwrap_err();
+    let bad: amphi_runtime::oci_spec::runtime::Process = serde_json::from_value(
+        json!({"args": ["/nope"], "cwd": "/", "user": {"uid": 0, "gid": 0}}),
+    )
+    .unwrap();
+    let err = c
+        .exec(
+            &std::env::current_exe().unwrap(),
+            &fx.dirs.store,
+            &bad,
+            Stdio::default(),
+        )
+        .unwrap_err();
     assert!(err.to_string().contains("not found"), "{err}");
     assert_eq!(c.state().status, Status::Running);
     c.kill(Signal::SIGKILL, true).unwrap();
@@ -478,8 +505,12 @@ fn main() {
             )
         }),
         t("rejects_duplicate_id", duplicate_id),
-        t("native_exec_joins_namespaces", || exec_joins_the_container("native/sleep", &["/bin/id"], "hostname=amphi")),
-        t("wasm_exec_runs_another_instance", || exec_joins_the_container("wasm/busy", &["/args_env.wasm", "x"], "FROM=exec")),
+        t("native_exec_joins_namespaces", || {
+            exec_joins_the_container("native/sleep", &["/bin/id"], "hostname=amphi")
+        }),
+        t("wasm_exec_runs_another_instance", || {
+            exec_joins_the_container("wasm/busy", &["/args_env.wasm", "x"], "FROM=exec")
+        }),
     ];
     libtest_mimic::run(&args, tests).exit();
 }

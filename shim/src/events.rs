@@ -21,7 +21,8 @@ impl Events {
             .name("events".into())
             .spawn(move || {
                 for (topic, event) in rx {
-                    if let Err(e) = publisher.publish(Context::default(), topic, &namespace, event) {
+                    if let Err(e) = publisher.publish(Context::default(), topic, &namespace, event)
+                    {
                         log::warn!("publishing {topic}: {e}");
                     }
                 }

@@ -19,7 +19,12 @@ pub struct Console {
 impl Console {
     /// Sets the terminal's window size.
     pub fn resize(&self, width: u32, height: u32) -> std::io::Result<()> {
-        let ws = libc::winsize { ws_row: height as u16, ws_col: width as u16, ws_xpixel: 0, ws_ypixel: 0 };
+        let ws = libc::winsize {
+            ws_row: height as u16,
+            ws_col: width as u16,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
         // SAFETY: valid fd and struct.
         if unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) } != 0 {
             return Err(std::io::Error::last_os_error());
@@ -40,17 +45,29 @@ impl Console {
 /// init replaces them with its console; see [`attach_console`].
 pub fn open(stdin: &str, stdout: &str, stderr: &str, terminal: bool) -> std::io::Result<Stdio> {
     if terminal {
-        return Ok(Stdio { stdin: Some(null(false)?), stdout: Some(null(true)?), stderr: Some(null(true)?) });
+        return Ok(Stdio {
+            stdin: Some(null(false)?),
+            stdout: Some(null(true)?),
+            stderr: Some(null(true)?),
+        });
     }
     Ok(Stdio {
-        stdin: Some(if stdin.is_empty() { null(false)? } else { open_reader(stdin)? }),
+        stdin: Some(if stdin.is_empty() {
+            null(false)?
+        } else {
+            open_reader(stdin)?
+        }),
         stdout: Some(open_writer(stdout)?),
         stderr: Some(open_writer(stderr)?),
     })
 }
 
 fn null(write: bool) -> std::io::Result<OwnedFd> {
-    Ok(OpenOptions::new().read(!write).write(write).open("/dev/null")?.into())
+    Ok(OpenOptions::new()
+        .read(!write)
+        .write(write)
+        .open("/dev/null")?
+        .into())
 }
 
 fn strip_scheme(path: &str) -> std::io::Result<&str> {
@@ -58,7 +75,10 @@ fn strip_scheme(path: &str) -> std::io::Result<&str> {
         return Ok(p);
     }
     if path.contains("://") {
-        return Err(std::io::Error::new(std::io::ErrorKind::Unsupported, format!("unsupported stdio URI {path}")));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            format!("unsupported stdio URI {path}"),
+        ));
     }
     Ok(path)
 }
@@ -66,7 +86,10 @@ fn strip_scheme(path: &str) -> std::io::Result<&str> {
 fn open_reader(path: &str) -> std::io::Result<OwnedFd> {
     let path = strip_scheme(path)?;
     // Non-blocking open never waits for a writer; reads then block again.
-    let f = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
     set_blocking(&f)?;
     Ok(f.into())
 }
@@ -84,9 +107,15 @@ fn open_writer(path: &str) -> std::io::Result<OwnedFd> {
         Ok(true) => {
             // containerd opens the read side first; if it has not, keep a
             // reader ourselves (O_RDWR) so the open does not block.
-            match OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(path) {
+            match OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(path)
+            {
                 Ok(f) => f,
-                Err(e) if e.raw_os_error() == Some(libc::ENXIO) => OpenOptions::new().read(true).write(true).open(path)?,
+                Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                    OpenOptions::new().read(true).write(true).open(path)?
+                }
                 Err(e) => return Err(e),
             }
         }

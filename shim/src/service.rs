@@ -11,7 +11,9 @@ use amphi_runtime::oci_spec::runtime::{LinuxResources, Process};
 use amphi_runtime::{Container, CreateOptions, Runtime, RuntimeConfig, Stats};
 use containerd_shim::api::*;
 use containerd_shim::monitor::{monitor_subscribe, Subject, Topic};
-use containerd_shim::protos::cgroups::metrics::{CPUStat, CPUUsage, MemoryEntry, MemoryStat, Metrics, PidsStat, Throttle};
+use containerd_shim::protos::cgroups::metrics::{
+    CPUStat, CPUUsage, MemoryEntry, MemoryStat, Metrics, PidsStat, Throttle,
+};
 use containerd_shim::protos::events::task::*;
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
@@ -27,7 +29,9 @@ use crate::shim::state_root;
 
 /// Where compiled Wasm modules are cached, shared by all containers.
 fn wasm_cache() -> PathBuf {
-    let root = std::env::var_os("AMPHI_ROOT").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/lib/amphi"));
+    let root = std::env::var_os("AMPHI_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib/amphi"));
     root.join("wasm-cache")
 }
 
@@ -41,7 +45,9 @@ fn rt_err(e: amphi_runtime::Error) -> ttrpc::Error {
     let code = match &e {
         E::NotFound(_) => Code::NOT_FOUND,
         E::AlreadyExists(_) => Code::ALREADY_EXISTS,
-        E::InvalidId(_) | E::Bundle { .. } | E::Spec(_) | E::Entrypoint { .. } | E::Wasm { .. } => Code::INVALID_ARGUMENT,
+        E::InvalidId(_) | E::Bundle { .. } | E::Spec(_) | E::Entrypoint { .. } | E::Wasm { .. } => {
+            Code::INVALID_ARGUMENT
+        }
         E::BadStatus { .. } => Code::FAILED_PRECONDITION,
         _ => Code::INTERNAL,
     };
@@ -70,7 +76,16 @@ struct Proc {
 
 impl Proc {
     fn new(stdin: String, stdout: String, stderr: String, terminal: bool) -> Proc {
-        Proc { pid: 0, status: Status::CREATED, exit: None, stdin, stdout, stderr, terminal, console: None }
+        Proc {
+            pid: 0,
+            status: Status::CREATED,
+            exit: None,
+            stdin,
+            stdout,
+            stderr,
+            terminal,
+            console: None,
+        }
     }
 }
 
@@ -108,7 +123,11 @@ pub struct TaskService {
 impl TaskService {
     /// Subscribes to child exits (before any child exists) and starts the
     /// event publisher.
-    pub fn new(namespace: String, publisher: RemotePublisher, exit: Arc<ExitSignal>) -> TaskService {
+    pub fn new(
+        namespace: String,
+        publisher: RemotePublisher,
+        exit: Arc<ExitSignal>,
+    ) -> TaskService {
         let inner = Arc::new(Inner {
             events: Events::new(namespace, publisher),
             exit,
@@ -148,19 +167,32 @@ impl Inner {
                 self.init_exited(id, task, code, now);
                 break;
             }
-            if let Some((exec_id, e)) = task.execs.iter_mut().find(|(_, e)| e.proc_.pid == pid && e.proc_.exit.is_none()) {
+            if let Some((exec_id, e)) = task
+                .execs
+                .iter_mut()
+                .find(|(_, e)| e.proc_.pid == pid && e.proc_.exit.is_none())
+            {
                 found = true;
                 if let Some(c) = &e.proc_.console {
                     c.wait_drained(Duration::from_secs(2));
                 }
                 e.proc_.exit = Some((code, now));
                 e.proc_.status = Status::STOPPED;
-                self.events.send(TASK_EXIT_EVENT_TOPIC, exit_event(id, exec_id, pid, code, now));
-                let running = task.execs.values().any(|e| e.proc_.pid != 0 && e.proc_.exit.is_none());
+                self.events.send(
+                    TASK_EXIT_EVENT_TOPIC,
+                    exit_event(id, exec_id, pid, code, now),
+                );
+                let running = task
+                    .execs
+                    .values()
+                    .any(|e| e.proc_.pid != 0 && e.proc_.exit.is_none());
                 if task.init_exit_pending && !running {
                     task.init_exit_pending = false;
                     let (c, t) = task.init.exit.unwrap();
-                    self.events.send(TASK_EXIT_EVENT_TOPIC, exit_event(id, id, task.init.pid, c, t));
+                    self.events.send(
+                        TASK_EXIT_EVENT_TOPIC,
+                        exit_event(id, id, task.init.pid, c, t),
+                    );
                 }
                 break;
             }
@@ -190,10 +222,17 @@ impl Inner {
         }
         // The pid namespace dies with its init: execs follow at once.
         let _ = task.container.kill(Signal::SIGKILL, true);
-        if task.execs.values().any(|e| e.proc_.pid != 0 && e.proc_.exit.is_none()) {
+        if task
+            .execs
+            .values()
+            .any(|e| e.proc_.pid != 0 && e.proc_.exit.is_none())
+        {
             task.init_exit_pending = true;
         } else {
-            self.events.send(TASK_EXIT_EVENT_TOPIC, exit_event(id, id, task.init.pid, code, at));
+            self.events.send(
+                TASK_EXIT_EVENT_TOPIC,
+                exit_event(id, id, task.init.pid, code, at),
+            );
         }
     }
 
@@ -258,37 +297,63 @@ pub fn cleanup_bundle(id: &str, bundle: &Path) -> Option<i32> {
 }
 
 fn any_json<T: serde::de::DeserializeOwned>(any: &Any, what: &str) -> TtrpcResult<T> {
-    serde_json::from_slice(&any.value).map_err(|e| err(Code::INVALID_ARGUMENT, format!("malformed {what}: {e}")))
+    serde_json::from_slice(&any.value)
+        .map_err(|e| err(Code::INVALID_ARGUMENT, format!("malformed {what}: {e}")))
 }
 
 impl TaskService {
     fn create_task(&self, req: &CreateTaskRequest) -> TtrpcResult<i32> {
         let inner = &self.inner;
         if inner.lock().contains_key(&req.id) {
-            return Err(err(Code::ALREADY_EXISTS, format!("container {} already exists", req.id)));
+            return Err(err(
+                Code::ALREADY_EXISTS,
+                format!("container {} already exists", req.id),
+            ));
         }
         let bundle = PathBuf::from(&req.bundle);
         let rootfs = bundle.join("rootfs");
         let mut mounted = false;
         for m in &req.rootfs {
             if !mounted {
-                std::fs::create_dir_all(&rootfs).map_err(|e| err(Code::INTERNAL, format!("{}: {e}", rootfs.display())))?;
+                std::fs::create_dir_all(&rootfs)
+                    .map_err(|e| err(Code::INTERNAL, format!("{}: {e}", rootfs.display())))?;
             }
-            if let Err(e) = containerd_shim::mount::mount_rootfs(Some(m.type_.as_str()), Some(m.source.as_str()), &m.options, &rootfs) {
+            if let Err(e) = containerd_shim::mount::mount_rootfs(
+                Some(m.type_.as_str()),
+                Some(m.source.as_str()),
+                &m.options,
+                &rootfs,
+            ) {
                 if mounted {
                     unmount_rootfs(&bundle);
                 }
-                return Err(err(Code::INTERNAL, format!("mounting rootfs ({} from {}): {e}", m.type_, m.source)));
+                return Err(err(
+                    Code::INTERNAL,
+                    format!("mounting rootfs ({} from {}): {e}", m.type_, m.source),
+                ));
             }
             mounted = true;
         }
         let result = (|| {
             let loaded = Bundle::load(&bundle).map_err(rt_err)?;
-            let cgroup = cgroup_path(loaded.spec.linux().as_ref().and_then(|l| l.cgroups_path().as_deref()));
+            let cgroup = cgroup_path(
+                loaded
+                    .spec
+                    .linux()
+                    .as_ref()
+                    .and_then(|l| l.cgroups_path().as_deref()),
+            );
             let stdio = crate::io::open(&req.stdin, &req.stdout, &req.stderr, req.terminal)
                 .map_err(|e| err(Code::INVALID_ARGUMENT, format!("opening stdio: {e}")))?;
             let mut container = runtime_for(&bundle)
-                .create_from(&req.id, loaded, CreateOptions { stdio, cgroup_path: cgroup })
+                .create_from(
+                    &req.id,
+                    loaded,
+                    CreateOptions {
+                        stdio,
+                        cgroup_path: cgroup,
+                    },
+                )
                 .map_err(rt_err)?;
             let console = match container.take_console() {
                 Some(master) => Some(
@@ -310,10 +375,22 @@ impl TaskService {
             }
         };
         let pid = container.pid();
-        let mut init = Proc::new(req.stdin.clone(), req.stdout.clone(), req.stderr.clone(), req.terminal);
+        let mut init = Proc::new(
+            req.stdin.clone(),
+            req.stdout.clone(),
+            req.stderr.clone(),
+            req.terminal,
+        );
         init.pid = pid;
         init.console = console;
-        let mut task = TaskEntry { bundle, container, rootfs_mounted: mounted, init, execs: HashMap::new(), init_exit_pending: false };
+        let mut task = TaskEntry {
+            bundle,
+            container,
+            rootfs_mounted: mounted,
+            init,
+            execs: HashMap::new(),
+            init_exit_pending: false,
+        };
         let mut ev = TaskCreate::new();
         ev.container_id = req.id.clone();
         ev.bundle = req.bundle.clone();
@@ -337,10 +414,17 @@ impl TaskService {
 }
 
 impl Task for TaskService {
-    fn create(&self, _ctx: &TtrpcContext, req: CreateTaskRequest) -> TtrpcResult<CreateTaskResponse> {
+    fn create(
+        &self,
+        _ctx: &TtrpcContext,
+        req: CreateTaskRequest,
+    ) -> TtrpcResult<CreateTaskResponse> {
         log::info!("create {} bundle {}", req.id, req.bundle);
         if !req.checkpoint.is_empty() {
-            return Err(err(Code::UNIMPLEMENTED, "checkpoint/restore is not supported"));
+            return Err(err(
+                Code::UNIMPLEMENTED,
+                "checkpoint/restore is not supported",
+            ));
         }
         let pid = self.create_task(&req)?;
         let mut resp = CreateTaskResponse::new();
@@ -362,14 +446,23 @@ impl Task for TaskService {
             task.init.pid
         } else {
             let exe = std::env::current_exe().map_err(|e| err(Code::INTERNAL, e.to_string()))?;
-            let exec = task.execs.get_mut(&req.exec_id).ok_or_else(|| err(Code::NOT_FOUND, format!("exec {} not found", req.exec_id)))?;
+            let exec = task
+                .execs
+                .get_mut(&req.exec_id)
+                .ok_or_else(|| err(Code::NOT_FOUND, format!("exec {} not found", req.exec_id)))?;
             if exec.proc_.status != Status::CREATED {
-                return Err(err(Code::FAILED_PRECONDITION, format!("exec {} was started already", req.exec_id)));
+                return Err(err(
+                    Code::FAILED_PRECONDITION,
+                    format!("exec {} was started already", req.exec_id),
+                ));
             }
             let p = &exec.proc_;
             let stdio = crate::io::open(&p.stdin, &p.stdout, &p.stderr, p.terminal)
                 .map_err(|e| err(Code::INVALID_ARGUMENT, format!("opening stdio: {e}")))?;
-            let started = task.container.exec(&exe, &wasm_cache(), &exec.spec, stdio).map_err(rt_err)?;
+            let started = task
+                .container
+                .exec(&exe, &wasm_cache(), &exec.spec, stdio)
+                .map_err(rt_err)?;
             let pid = started.pid;
             let console = match started.console {
                 Some(master) => Some(
@@ -389,7 +482,10 @@ impl Task for TaskService {
             if let Some((code, at)) = inner.take_early_exit(pid) {
                 exec.proc_.exit = Some((code, at));
                 exec.proc_.status = Status::STOPPED;
-                inner.events.send(TASK_EXIT_EVENT_TOPIC, exit_event(&req.id, &req.exec_id, pid, code, at));
+                inner.events.send(
+                    TASK_EXIT_EVENT_TOPIC,
+                    exit_event(&req.id, &req.exec_id, pid, code, at),
+                );
             }
             pid
         };
@@ -404,10 +500,18 @@ impl Task for TaskService {
         let p = if req.exec_id.is_empty() {
             &task.init
         } else {
-            &task.execs.get(&req.exec_id).ok_or_else(|| err(Code::NOT_FOUND, format!("exec {} not found", req.exec_id)))?.proc_
+            &task
+                .execs
+                .get(&req.exec_id)
+                .ok_or_else(|| err(Code::NOT_FOUND, format!("exec {} not found", req.exec_id)))?
+                .proc_
         };
         let mut resp = StateResponse::new();
-        resp.id = if req.exec_id.is_empty() { req.id.clone() } else { req.exec_id.clone() };
+        resp.id = if req.exec_id.is_empty() {
+            req.id.clone()
+        } else {
+            req.exec_id.clone()
+        };
         resp.exec_id = req.exec_id.clone();
         resp.bundle = task.bundle.to_string_lossy().into_owned();
         resp.pid = p.pid as u32;
@@ -432,7 +536,11 @@ impl Task for TaskService {
                 // Reported only once the init's exit event could be sent.
                 task.init.exit.filter(|_| !task.init_exit_pending)
             } else {
-                task.execs.get(&req.exec_id).ok_or_else(|| err(Code::NOT_FOUND, format!("exec {} not found", req.exec_id)))?.proc_.exit
+                task.execs
+                    .get(&req.exec_id)
+                    .ok_or_else(|| err(Code::NOT_FOUND, format!("exec {} not found", req.exec_id)))?
+                    .proc_
+                    .exit
             };
             if let Some((code, at)) = exit {
                 let mut resp = WaitResponse::new();
@@ -447,19 +555,32 @@ impl Task for TaskService {
     fn kill(&self, _ctx: &TtrpcContext, req: KillRequest) -> TtrpcResult<Empty> {
         let tasks = self.inner.lock();
         let task = tasks.get(&req.id).ok_or_else(|| not_found(&req.id))?;
-        let sig = Signal::try_from(req.signal as i32).map_err(|_| err(Code::INVALID_ARGUMENT, format!("bad signal {}", req.signal)))?;
+        let sig = Signal::try_from(req.signal as i32)
+            .map_err(|_| err(Code::INVALID_ARGUMENT, format!("bad signal {}", req.signal)))?;
         if req.exec_id.is_empty() {
             if task.init.exit.is_some() && !req.all {
-                return Err(err(Code::NOT_FOUND, format!("container {}: process already finished", req.id)));
+                return Err(err(
+                    Code::NOT_FOUND,
+                    format!("container {}: process already finished", req.id),
+                ));
             }
             task.container.kill(sig, req.all).map_err(|e| match e {
-                amphi_runtime::Error::BadStatus { .. } => err(Code::NOT_FOUND, format!("container {}: process already finished", req.id)),
+                amphi_runtime::Error::BadStatus { .. } => err(
+                    Code::NOT_FOUND,
+                    format!("container {}: process already finished", req.id),
+                ),
                 e => rt_err(e),
             })?;
         } else {
-            let e = task.execs.get(&req.exec_id).ok_or_else(|| err(Code::NOT_FOUND, format!("exec {} not found", req.exec_id)))?;
+            let e = task
+                .execs
+                .get(&req.exec_id)
+                .ok_or_else(|| err(Code::NOT_FOUND, format!("exec {} not found", req.exec_id)))?;
             if e.proc_.pid == 0 || e.proc_.exit.is_some() {
-                return Err(err(Code::NOT_FOUND, format!("exec {}: process already finished", req.exec_id)));
+                return Err(err(
+                    Code::NOT_FOUND,
+                    format!("exec {}: process already finished", req.exec_id),
+                ));
             }
             nix::sys::signal::kill(nix::unistd::Pid::from_raw(e.proc_.pid), sig)
                 .map_err(|e| err(Code::INTERNAL, format!("kill: {e}")))?;
@@ -473,9 +594,15 @@ impl Task for TaskService {
         let mut resp = DeleteResponse::new();
         if !req.exec_id.is_empty() {
             let task = tasks.get_mut(&req.id).ok_or_else(|| not_found(&req.id))?;
-            let e = task.execs.get(&req.exec_id).ok_or_else(|| err(Code::NOT_FOUND, format!("exec {} not found", req.exec_id)))?;
+            let e = task
+                .execs
+                .get(&req.exec_id)
+                .ok_or_else(|| err(Code::NOT_FOUND, format!("exec {} not found", req.exec_id)))?;
             if e.proc_.pid != 0 && e.proc_.exit.is_none() {
-                return Err(err(Code::FAILED_PRECONDITION, format!("exec {} is still running", req.exec_id)));
+                return Err(err(
+                    Code::FAILED_PRECONDITION,
+                    format!("exec {} is still running", req.exec_id),
+                ));
             }
             let e = task.execs.remove(&req.exec_id).unwrap();
             resp.pid = e.proc_.pid as u32;
@@ -488,11 +615,17 @@ impl Task for TaskService {
         let task = tasks.get(&req.id).ok_or_else(|| not_found(&req.id))?;
         if task.init.status == Status::RUNNING || task.init.status == Status::PAUSED {
             if task.init.exit.is_none() {
-                return Err(err(Code::FAILED_PRECONDITION, format!("container {} is running: kill it first", req.id)));
+                return Err(err(
+                    Code::FAILED_PRECONDITION,
+                    format!("container {} is running: kill it first", req.id),
+                ));
             }
         }
         let task = tasks.remove(&req.id).unwrap();
-        let (code, at) = task.init.exit.unwrap_or((128 + libc::SIGKILL, SystemTime::now()));
+        let (code, at) = task
+            .init
+            .exit
+            .unwrap_or((128 + libc::SIGKILL, SystemTime::now()));
         let pid = task.init.pid;
         let bundle = task.bundle.clone();
         let mounted = task.rootfs_mounted;
@@ -550,21 +683,36 @@ impl Task for TaskService {
     }
 
     fn checkpoint(&self, _ctx: &TtrpcContext, _req: CheckpointTaskRequest) -> TtrpcResult<Empty> {
-        Err(err(Code::UNIMPLEMENTED, "checkpoint is not supported by amphi"))
+        Err(err(
+            Code::UNIMPLEMENTED,
+            "checkpoint is not supported by amphi",
+        ))
     }
 
     fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> TtrpcResult<Empty> {
         let mut tasks = self.inner.lock();
         let task = tasks.get_mut(&req.id).ok_or_else(|| not_found(&req.id))?;
         if task.execs.contains_key(&req.exec_id) {
-            return Err(err(Code::ALREADY_EXISTS, format!("exec {} already exists", req.exec_id)));
+            return Err(err(
+                Code::ALREADY_EXISTS,
+                format!("exec {} already exists", req.exec_id),
+            ));
         }
         if task.init.exit.is_some() || task.init.status != Status::RUNNING {
-            return Err(err(Code::FAILED_PRECONDITION, format!("container {} is not running", req.id)));
+            return Err(err(
+                Code::FAILED_PRECONDITION,
+                format!("container {} is not running", req.id),
+            ));
         }
         let spec: Process = any_json(req.spec.get_or_default(), "exec process spec")?;
-        let proc_ = Proc::new(req.stdin.clone(), req.stdout.clone(), req.stderr.clone(), req.terminal);
-        task.execs.insert(req.exec_id.clone(), ExecProc { proc_, spec });
+        let proc_ = Proc::new(
+            req.stdin.clone(),
+            req.stdout.clone(),
+            req.stderr.clone(),
+            req.terminal,
+        );
+        task.execs
+            .insert(req.exec_id.clone(), ExecProc { proc_, spec });
         let mut ev = TaskExecAdded::new();
         ev.container_id = req.id.clone();
         ev.exec_id = req.exec_id.clone();
@@ -578,10 +726,19 @@ impl Task for TaskService {
         let p = if req.exec_id.is_empty() {
             &task.init
         } else {
-            &task.execs.get(&req.exec_id).ok_or_else(|| err(Code::NOT_FOUND, format!("exec {} not found", req.exec_id)))?.proc_
+            &task
+                .execs
+                .get(&req.exec_id)
+                .ok_or_else(|| err(Code::NOT_FOUND, format!("exec {} not found", req.exec_id)))?
+                .proc_
         };
-        let console = p.console.as_ref().ok_or_else(|| err(Code::FAILED_PRECONDITION, "the process has no terminal"))?;
-        console.resize(req.width, req.height).map_err(|e| err(Code::INTERNAL, format!("resize: {e}")))?;
+        let console = p
+            .console
+            .as_ref()
+            .ok_or_else(|| err(Code::FAILED_PRECONDITION, "the process has no terminal"))?;
+        console
+            .resize(req.width, req.height)
+            .map_err(|e| err(Code::INTERNAL, format!("resize: {e}")))?;
         Ok(Empty::new())
     }
 
@@ -609,7 +766,9 @@ impl Task for TaskService {
         let mut any = Any::new();
         // ctr and the CRI plugin look metrics up by this type URL.
         any.type_url = "io.containerd.cgroups.v1.Metrics".to_string();
-        any.value = metrics.write_to_bytes().map_err(|e| err(Code::INTERNAL, e.to_string()))?;
+        any.value = metrics
+            .write_to_bytes()
+            .map_err(|e| err(Code::INTERNAL, e.to_string()))?;
         let mut resp = StatsResponse::new();
         resp.stats = MessageField::some(any);
         Ok(resp)

@@ -12,7 +12,10 @@ use crate::service::TaskService;
 
 /// Annotations whose value names a shim group: containers with the same
 /// value share one shim process (the CRI sandbox, or runc's explicit group).
-const GROUP_ANNOTATIONS: [&str; 2] = ["io.kubernetes.cri.sandbox-id", "io.containerd.runc.v2.group"];
+const GROUP_ANNOTATIONS: [&str; 2] = [
+    "io.kubernetes.cri.sandbox-id",
+    "io.containerd.runc.v2.group",
+];
 
 /// The shim process.
 pub struct AmphiShim {
@@ -25,7 +28,11 @@ impl Shim for AmphiShim {
     type T = TaskService;
 
     fn new(_runtime_id: &str, args: &Flags, _config: &mut Config) -> Self {
-        AmphiShim { exit: Arc::new(ExitSignal::default()), id: args.id.clone(), namespace: args.namespace.clone() }
+        AmphiShim {
+            exit: Arc::new(ExitSignal::default()),
+            id: args.id.clone(),
+            namespace: args.namespace.clone(),
+        }
     }
 
     fn start_shim(&mut self, opts: StartOpts) -> containerd_shim::Result<String> {
@@ -60,9 +67,12 @@ impl Shim for AmphiShim {
 fn group_of(config: &Path) -> Option<String> {
     let bytes = std::fs::read(config).ok()?;
     let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    GROUP_ANNOTATIONS
-        .iter()
-        .find_map(|a| v["annotations"][a].as_str().filter(|s| !s.is_empty()).map(str::to_string))
+    GROUP_ANNOTATIONS.iter().find_map(|a| {
+        v["annotations"][a]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    })
 }
 
 /// Where the runtime keeps a container's state: inside its bundle, so

@@ -77,7 +77,11 @@ fn join(cfg: &ExecConfig) -> Result<Loaded> {
         if ours.as_ref() == Some(&theirs) {
             continue;
         }
-        fds.push((path.clone(), File::open(&path).map_err(|e| Error::io(&path, e))?, flag));
+        fds.push((
+            path.clone(),
+            File::open(&path).map_err(|e| Error::io(&path, e))?,
+            flag,
+        ));
     }
     for (path, fd, flag) in fds {
         nix::sched::setns(fd.as_fd(), flag).map_err(|e| Error::sys(format!("setns {path}"), e))?;

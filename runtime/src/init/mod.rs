@@ -87,7 +87,10 @@ fn main() -> i32 {
     unblock_signals();
     // SAFETY: spawn placed the sync socket at INIT_FD and nothing else owns it.
     let mut sync = unsafe { File::from_raw_fd(INIT_FD) };
-    let _ = nix::fcntl::fcntl(&sync, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+    let _ = nix::fcntl::fcntl(
+        &sync,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
     let mut buf = Vec::new();
     if sync.read_to_end(&mut buf).is_err() {
         return 126;
@@ -127,7 +130,12 @@ fn create_main(cfg: &InitConfig, mut sync: File) -> i32 {
     }
     drop(fifo);
     let process = cfg.spec.process().as_ref().expect("bundle checks process");
-    run_payload(process, &cfg.entrypoint, ready.payload, ready.wasm_memory_budget)
+    run_payload(
+        process,
+        &cfg.entrypoint,
+        ready.payload,
+        ready.wasm_memory_budget,
+    )
 }
 
 /// The last step, shared by create and exec: exec the native entrypoint or

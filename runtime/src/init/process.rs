@@ -186,17 +186,26 @@ pub(super) fn setup_console(process: &Process, sync: &std::fs::File) -> Result<(
     nix::pty::grantpt(&master).map_err(|e| Error::sys("grantpt", e))?;
     nix::pty::unlockpt(&master).map_err(|e| Error::sys("unlockpt", e))?;
     let name = nix::pty::ptsname_r(&master).map_err(|e| Error::sys("ptsname", e))?;
-    let slave = nix::fcntl::open(name.as_str(), OFlag::O_RDWR | OFlag::O_NOCTTY, nix::sys::stat::Mode::empty())
-        .map_err(|e| Error::sys(format!("open {name}"), e))?;
+    let slave = nix::fcntl::open(
+        name.as_str(),
+        OFlag::O_RDWR | OFlag::O_NOCTTY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Error::sys(format!("open {name}"), e))?;
     let user = process.user();
-    let _ = nix::unistd::fchown(&slave, Some(nix::unistd::Uid::from_raw(user.uid())), Some(nix::unistd::Gid::from_raw(user.gid())));
+    let _ = nix::unistd::fchown(
+        &slave,
+        Some(nix::unistd::Uid::from_raw(user.uid())),
+        Some(nix::unistd::Gid::from_raw(user.gid())),
+    );
     for target in 0..3 {
         // SAFETY: dup2 onto the standard descriptors of this process.
         if unsafe { libc::dup2(slave.as_raw_fd(), target) } < 0 {
             return Err(Error::sys("dup2 console", nix::Error::last()));
         }
     }
-    crate::sync::send_fd(sync, "console", master.as_raw_fd()).map_err(|e| Error::io("sync socket", e))
+    crate::sync::send_fd(sync, "console", master.as_raw_fd())
+        .map_err(|e| Error::io("sync socket", e))
 }
 
 /// A new session, and the terminal on stdin as its controlling terminal

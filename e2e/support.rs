@@ -1,0 +1,258 @@
+//! A private containerd for tests and benchmarks: own socket, root and
+//! state in a temp dir, the example images imported, stopped and cleaned
+//! up on drop (also when a test fails).
+
+#![allow(dead_code)] // shared by the e2e tests and the shim benchmark
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use amphi_examples::Kind;
+use amphi_testkit::{cgroup_dirs_named, unique_id};
+
+pub const RUNTIME: &str = "io.containerd.amphi.v1";
+pub const NATIVE: &str = "docker.io/library/amphi-native:latest";
+pub const WASM: &str = "docker.io/library/amphi-wasm:latest";
+
+pub fn shim_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_containerd-shim-amphi-v1"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Polls `f` until it holds; panics naming `what` after ~20 s.
+pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..2000 {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A private containerd, stopped and cleaned up on drop.
+pub struct Containerd {
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+    ids: Vec<String>,
+}
+
+impl Containerd {
+    pub fn start() -> Containerd {
+        let dir = tempfile::Builder::new()
+            .prefix("amphi-e2e-")
+            .tempdir()
+            .unwrap();
+        let p = dir.path();
+        let config = format!(
+            "version = 2\nroot = \"{r}/root\"\nstate = \"{r}/state\"\n\
+             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+             [grpc]\n  address = \"{r}/c.sock\"\n[ttrpc]\n  address = \"{r}/c.sock.ttrpc\"\n",
+            r = p.display()
+        );
+        std::fs::write(p.join("config.toml"), config).unwrap();
+        let mut cd = Containerd {
+            dir,
+            child: None,
+            ids: Vec::new(),
+        };
+        cd.spawn();
+        cd.import();
+        cd
+    }
+
+    pub fn spawn(&mut self) {
+        let p = self.dir.path();
+        let path = format!(
+            "{}:{}",
+            shim_dir().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p.join("containerd.log"))
+            .unwrap();
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(p.join("config.toml"))
+            .env("PATH", path)
+            .env("AMPHI_ROOT", p.join("store"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("containerd is installed (scripts/install-deps)");
+        self.child = Some(child);
+        wait_until("containerd to serve", || {
+            self.ctr(&["version"]).status.success()
+        });
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = c.wait();
+        }
+    }
+
+    pub fn sock(&self) -> PathBuf {
+        self.dir.path().join("c.sock")
+    }
+
+    pub fn ctr_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("ctr");
+        cmd.arg("--address")
+            .arg(self.sock())
+            .args(args)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn ctr(&self, args: &[&str]) -> Output {
+        self.ctr_cmd(args).output().unwrap()
+    }
+
+    pub fn ctr_ok(&self, args: &[&str]) -> String {
+        let out = self.ctr(args);
+        assert!(
+            out.status.success(),
+            "ctr {args:?}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    pub fn import(&self) {
+        for (kind, name, extra) in [
+            (Kind::Native, NATIVE, None),
+            (Kind::Wasm, WASM, Some("--all-platforms")),
+        ] {
+            let tar = self.dir.path().join(format!("{kind:?}.tar"));
+            amphi_examples::write_image(&tar, kind, name).unwrap();
+            let mut args = vec!["images", "import"];
+            args.extend(extra);
+            let tar = tar.to_string_lossy().into_owned();
+            args.push(&tar);
+            self.ctr_ok(&args);
+        }
+    }
+
+    pub fn new_id(&mut self, prefix: &str) -> String {
+        let id = unique_id(prefix);
+        self.ids.push(id.clone());
+        id
+    }
+
+    /// `ctr run FLAGS --runtime amphi IMAGE ID ARGS...`
+    pub fn run_args(kind: Kind, flags: &[&str], id: &str, args: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = vec!["run".into()];
+        v.extend(flags.iter().map(|s| s.to_string()));
+        v.extend(["--runtime".into(), RUNTIME.into()]);
+        match kind {
+            Kind::Native => v.push(NATIVE.into()),
+            Kind::Wasm => v.extend(["--platform".into(), "wasip1/wasm".into(), WASM.into()]),
+        }
+        v.push(id.into());
+        v.extend(args.iter().map(|s| s.to_string()));
+        v
+    }
+
+    pub fn run(&self, kind: Kind, flags: &[&str], id: &str, args: &[&str]) -> Output {
+        let v = Self::run_args(kind, flags, id, args);
+        self.ctr(&v.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    pub fn task_status(&self, id: &str) -> Option<String> {
+        let out = text(&self.ctr(&["task", "ls"]).stdout);
+        out.lines().find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.first() == Some(&id)).then(|| f.get(2).unwrap_or(&"").to_string())
+        })
+    }
+
+    /// Pids of shim processes serving this containerd.
+    pub fn shims(&self) -> Vec<i32> {
+        let sock = self.sock().to_string_lossy().into_owned();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                    let c = text(&c);
+                    c.contains("containerd-shim-amphi-v1") && c.contains(&sock)
+                })
+            })
+            .collect()
+    }
+
+    /// Mount points under this containerd's dirs.
+    pub fn mounts(&self) -> Vec<String> {
+        let root = self.dir.path().to_string_lossy().into_owned();
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+            .filter(|m| m.starts_with(&root))
+            .collect()
+    }
+
+    pub fn remove(&self, id: &str) {
+        let _ = self.ctr(&["task", "kill", "-s", "SIGKILL", id]);
+        let _ = self.ctr(&["task", "rm", "-f", id]);
+        let _ = self.ctr(&["containers", "rm", id]);
+    }
+
+    /// Nothing of container `id` is left: no cgroup, no rootfs mount.
+    pub fn assert_clean(&self, id: &str) {
+        assert!(
+            cgroup_dirs_named(id).is_empty(),
+            "cgroups of {id} remain: {:?}",
+            cgroup_dirs_named(id)
+        );
+        let mounts: Vec<String> = self
+            .mounts()
+            .into_iter()
+            .filter(|m| m.contains(id))
+            .collect();
+        assert!(mounts.is_empty(), "mounts of {id} remain: {mounts:?}");
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            for id in self.ids.clone() {
+                self.remove(&id);
+            }
+        }
+        self.stop();
+        for pid in self.shims() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let mut mounts = self.mounts();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+        let leaked = self.mounts();
+        if !leaked.is_empty() && !std::thread::panicking() {
+            panic!("mounts leaked: {leaked:?}");
+        }
+    }
+}

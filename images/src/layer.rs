@@ -1,0 +1,99 @@
+//! Deterministic layer tars: entries sorted by name, owned by 0:0, mtime 0,
+//! parent directories made explicit, so the same tree gives the same digest.
+
+use std::collections::BTreeMap;
+
+use crate::{Error, Result};
+
+enum Entry {
+    Dir,
+    File { mode: u32, bytes: Vec<u8> },
+}
+
+/// Builds a layer from in-memory files.
+#[derive(Default)]
+pub struct LayerBuilder {
+    entries: BTreeMap<String, Entry>,
+}
+
+impl LayerBuilder {
+    /// An empty layer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a regular file at `path` (relative; a leading `/` is dropped),
+    /// creating its parent directories.
+    pub fn file(&mut self, path: &str, mode: u32, bytes: &[u8]) -> Result<&mut Self> {
+        let path = path.trim_start_matches('/');
+        if path.is_empty()
+            || path
+                .split('/')
+                .any(|c| c.is_empty() || c == "." || c == "..")
+        {
+            return Err(Error::Invalid(format!("bad layer path {path:?}")));
+        }
+        let parts: Vec<&str> = path.split('/').collect();
+        for i in 1..parts.len() {
+            self.entries
+                .entry(format!("{}/", parts[..i].join("/")))
+                .or_insert(Entry::Dir);
+        }
+        self.entries.insert(
+            path.to_string(),
+            Entry::File {
+                mode,
+                bytes: bytes.to_vec(),
+            },
+        );
+        Ok(self)
+    }
+
+    /// The tar bytes.
+    pub fn build(&self) -> Result<Vec<u8>> {
+        let mut b = tar::Builder::new(Vec::new());
+        let io = |e: std::io::Error| Error::io("<layer>", e);
+        for (path, entry) in &self.entries {
+            let mut h = tar::Header::new_ustar();
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            match entry {
+                Entry::Dir => {
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_mode(0o755);
+                    h.set_size(0);
+                    b.append_data(&mut h, path, std::io::empty()).map_err(io)?;
+                }
+                Entry::File { mode, bytes } => {
+                    h.set_entry_type(tar::EntryType::Regular);
+                    h.set_mode(*mode);
+                    h.set_size(bytes.len() as u64);
+                    b.append_data(&mut h, path, bytes.as_slice()).map_err(io)?;
+                }
+            }
+        }
+        b.into_inner().map_err(io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deterministic_and_safe() {
+        let mut a = LayerBuilder::new();
+        a.file("b/x", 0o644, b"1")
+            .unwrap()
+            .file("/a", 0o755, b"2")
+            .unwrap();
+        let mut b = LayerBuilder::new();
+        b.file("a", 0o755, b"2")
+            .unwrap()
+            .file("b/x", 0o644, b"1")
+            .unwrap();
+        assert_eq!(a.build().unwrap(), b.build().unwrap());
+        assert!(LayerBuilder::new().file("../x", 0o644, b"").is_err());
+    }
+}

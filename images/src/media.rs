@@ -1,0 +1,19 @@
+//! Media types and annotations of the OCI image spec and Docker.
+
+/// OCI image manifest.
+pub const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// OCI image index.
+pub const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// OCI image config.
+pub const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+/// Uncompressed OCI layer.
+pub const LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+/// The full name containerd gives an imported image.
+pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
+/// The OCI ref name (the tag part).
+pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// Whether a layer media type marks a Wasm OCI artifact (DESIGN.md rule 3).
+pub fn is_wasm_layer(media_type: &str) -> bool {
+    media_type == "application/wasm" || media_type.starts_with("application/vnd.wasm.")
+}

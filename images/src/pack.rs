@@ -1,0 +1,76 @@
+//! Building images in the store: from layers and a config, and from a Wasm
+//! module (`amphi image pack --wasm`).
+
+use serde_json::{json, Value};
+
+use crate::layer::LayerBuilder;
+use crate::{digest, media, Error, Result, Store};
+
+/// The ids of an image written to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageIds {
+    /// Digest of the manifest (what refs point at).
+    pub manifest: String,
+    /// Digest of the config: the image ID, as Docker shows it.
+    pub config: String,
+}
+
+/// Writes an image of uncompressed `layers` with `config` (an OCI image
+/// config without `rootfs`, which is filled in) and manifest `annotations`.
+pub fn write_image(
+    store: &Store,
+    layers: &[Vec<u8>],
+    mut config: Value,
+    annotations: Option<Value>,
+) -> Result<ImageIds> {
+    let mut descriptors = Vec::new();
+    let mut diff_ids = Vec::new();
+    for layer in layers {
+        let d = store.put_blob(layer, None)?;
+        descriptors.push(json!({"mediaType": media::LAYER_TAR, "digest": d, "size": layer.len()}));
+        diff_ids.push(d);
+    }
+    config["rootfs"] = json!({"type": "layers", "diff_ids": diff_ids});
+    let config_bytes = serde_json::to_vec(&config).expect("json");
+    let config_digest = store.put_blob(&config_bytes, None)?;
+    let mut manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": media::MANIFEST,
+        "config": {"mediaType": media::CONFIG, "digest": config_digest, "size": config_bytes.len()},
+        "layers": descriptors,
+    });
+    if let Some(a) = annotations {
+        manifest["annotations"] = a;
+    }
+    let manifest_bytes = serde_json::to_vec(&manifest).expect("json");
+    let manifest_digest = store.put_blob(&manifest_bytes, None)?;
+    Ok(ImageIds {
+        manifest: manifest_digest,
+        config: config_digest,
+    })
+}
+
+/// Packs a WASI module into a runnable image tagged `reference`: one layer
+/// holding `/app.wasm`, platform wasi/wasm, Entrypoint `/app.wasm`, the way
+/// Wasm images are shipped for Kubernetes.
+pub fn pack_wasm(store: &Store, module: &[u8], reference: &str) -> Result<ImageIds> {
+    if module.len() < 8 || module[..4] != *b"\0asm" {
+        return Err(Error::Invalid(
+            "not a WebAssembly module (no \\0asm magic)".into(),
+        ));
+    }
+    crate::store::normalize(reference)?;
+    let layer = LayerBuilder::new()
+        .file("app.wasm", 0o755, module)?
+        .build()?;
+    let config = json!({
+        "architecture": "wasm",
+        "os": "wasi",
+        "config": {"Entrypoint": ["/app.wasm"]},
+        "history": [{"created_by": "amphi image pack --wasm", "comment": digest::of(module)}],
+    });
+    let annotations = json!({"module.wasm.image/variant": "compat"});
+    let ids = write_image(store, &[layer], config, Some(annotations))?;
+    store.tag(reference, &ids.manifest)?;
+    Ok(ids)
+}

@@ -1,0 +1,224 @@
+//! The shim against Debian's `io.containerd.runc.v2`, side by side in one
+//! run on one private containerd and the same native image:
+//!
+//! - `ctr run --rm` of `/bin/true`, interleaved, medians and ratio;
+//! - Wasm hello through the amphi shim, warm (cached module) and cold;
+//! - PSS of the shim processes with one idle container;
+//! - 200 containers run 10 at a time (containers/s), native and Wasm.
+//!
+//! `cargo bench -p containerd-shim-amphi --bench shim` (as root, after
+//! `scripts/install-deps`); `AMPHI_BENCH_RUNS=N` sets the rounds (20).
+
+#[path = "../../e2e/support.rs"]
+mod support;
+
+use std::time::Instant;
+
+use support::*;
+
+const RUNC: &str = "io.containerd.runc.v2";
+
+fn main() {
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return;
+    }
+    let runs: usize = std::env::var("AMPHI_BENCH_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let cd = Containerd::start();
+    let cache = cd.dir.path().join("store/wasm-cache");
+    let mut n = 0;
+    let mut next_id = |p: &str| {
+        n += 1;
+        format!("{p}-{n}")
+    };
+    let native: &[&str] = &[NATIVE, "/bin/true"];
+    let wasm: &[&str] = &["--platform", "wasip1/wasm", WASM, "/hello.wasm"];
+    // ctr run takes IMAGE ID [ARGS]: build the vector by hand.
+    let ctr_run = |cd: &Containerd, runtime: &str, image: &[&str], id: &str| {
+        let (img_flags, rest) = image.split_at(image.len() - 2);
+        let mut v: Vec<&str> = vec!["run", "--rm", "--runtime", runtime];
+        v.extend(img_flags);
+        v.push(rest[0]);
+        v.push(id);
+        v.push(rest[1]);
+        let out = cd.ctr(&v);
+        assert!(out.status.success(), "ctr {v:?}: {}", text(&out.stderr));
+    };
+    // Warm up every path once.
+    ctr_run(&cd, RUNC, native, &next_id("warm"));
+    ctr_run(&cd, RUNTIME, native, &next_id("warm"));
+    ctr_run(&cd, RUNTIME, wasm, &next_id("warm"));
+
+    let names = [
+        "runc.v2  ctr run --rm (native true)",
+        "amphi    ctr run --rm (native true)",
+        "amphi    ctr run --rm (wasm hello, warm)",
+        "amphi    ctr run --rm (wasm hello, cold)",
+    ];
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
+    for _ in 0..runs {
+        for (case, times) in samples.iter_mut().enumerate() {
+            if case == 3 {
+                let _ = std::fs::remove_dir_all(&cache);
+            }
+            let id = next_id("b");
+            let t = Instant::now();
+            match case {
+                0 => ctr_run(&cd, RUNC, native, &id),
+                1 => ctr_run(&cd, RUNTIME, native, &id),
+                _ => ctr_run(&cd, RUNTIME, wasm, &id),
+            }
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    println!("\n{runs} rounds, interleaved; ms\n");
+    println!("{:<44} {:>8} {:>8} {:>8}", "case", "median", "p10", "p90");
+    for (name, v) in names.iter().zip(&samples) {
+        println!(
+            "{:<44} {:>8.2} {:>8.2} {:>8.2}",
+            name,
+            stat(v, 0.5),
+            stat(v, 0.1),
+            stat(v, 0.9)
+        );
+    }
+    let m = |i: usize| stat(&samples[i], 0.5);
+    println!(
+        "\namphi / runc.v2 lifecycle (native):   {:.2}  (target <= 0.60)",
+        m(1) / m(0)
+    );
+    println!("amphi wasm warm / runc.v2 native:     {:.2}", m(2) / m(0));
+    println!(
+        "amphi wasm warm / amphi native:       {:.2}  (target <= 1.00)",
+        m(2) / m(1)
+    );
+
+    // Shim memory with one idle container.
+    println!("\nshim PSS with one idle container (shim processes only; payload apart):");
+    let mut pss = Vec::new();
+    for (runtime, binary) in [
+        (RUNC, "containerd-shim-runc-v2"),
+        (RUNTIME, "containerd-shim-amphi-v1"),
+    ] {
+        let id = next_id("idle");
+        let mut v: Vec<&str> = vec![
+            "run",
+            "-d",
+            "--runtime",
+            runtime,
+            NATIVE,
+            &id,
+            "/bin/sleep",
+            "1000",
+        ];
+        let out = cd.ctr(&v);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let sock = cd.sock().to_string_lossy().into_owned();
+        let shim_pids = pids_where(|cmd| cmd.contains(binary) && cmd.contains(&sock));
+        let mut shim_kib = 0;
+        let mut tree = Vec::new();
+        for pid in &shim_pids {
+            tree.extend(descendants(*pid));
+        }
+        let mut payload_kib = 0;
+        for pid in shim_pids.iter().chain(tree.iter()) {
+            let kib = pss_kib(*pid);
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+            if exe.to_string_lossy().contains(binary) {
+                shim_kib += kib;
+            } else {
+                payload_kib += kib;
+            }
+        }
+        println!(
+            "  {runtime:<24} shim {:>6} KiB in {} process(es); payload {payload_kib} KiB",
+            shim_kib,
+            shim_pids.len()
+        );
+        pss.push(shim_kib as f64);
+        v = vec!["task", "kill", "-s", "SIGKILL", &id];
+        cd.ctr(&v);
+        support::wait_until("idle task to stop", || {
+            cd.task_status(&id).as_deref() == Some("STOPPED")
+        });
+        cd.ctr(&["task", "rm", &id]);
+        cd.ctr(&["containers", "rm", &id]);
+    }
+    println!(
+        "  amphi / runc.v2 shim PSS: {:.2}  (target <= 0.33)",
+        pss[1] / pss[0]
+    );
+
+    // Throughput: 200 containers, 10 at a time.
+    println!("\n200 containers, 10 at a time:");
+    let mut rates = Vec::new();
+    for (label, runtime, image) in [
+        ("runc.v2 native true", RUNC, native),
+        ("amphi   native true", RUNTIME, native),
+        ("amphi   wasm hello", RUNTIME, wasm),
+    ] {
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            for w in 0..10 {
+                let cd = &cd;
+                s.spawn(move || {
+                    for i in 0..20 {
+                        ctr_run(
+                            cd,
+                            runtime,
+                            image,
+                            &format!("tp-{}-{w}-{i}", label.len() + runtime.len()),
+                        );
+                    }
+                });
+            }
+        });
+        let rate = 200.0 / t.elapsed().as_secs_f64();
+        println!("  {label:<22} {rate:>7.1} containers/s");
+        rates.push(rate);
+    }
+    println!(
+        "  amphi wasm / runc.v2 native: {:.2}  (target >= 2.00)",
+        rates[2] / rates[0]
+    );
+}
+
+fn stat(v: &[f64], q: f64) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    s[((s.len() - 1) as f64 * q).round() as usize]
+}
+
+fn pids_where(f: impl Fn(&str) -> bool) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| f(&text(&c))))
+        .collect()
+}
+
+fn descendants(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    for c in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+        out.push(c);
+        out.extend(descendants(c));
+    }
+    out
+}
+
+fn pss_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Pss:")
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
