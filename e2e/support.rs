@@ -250,6 +250,16 @@ impl Drop for Containerd {
         for m in mounts {
             let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
         }
+        // containerd names cgroups `/<namespace>/<id>`; drop the test
+        // namespace's parent once empty (rmdir refuses otherwise).
+        for root in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = std::fs::remove_dir(root.path().join("default"));
+        }
+        let _ = std::fs::remove_dir("/sys/fs/cgroup/default");
         let leaked = self.mounts();
         if !leaked.is_empty() && !std::thread::panicking() {
             panic!("mounts leaked: {leaked:?}");

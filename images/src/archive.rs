@@ -22,7 +22,7 @@ pub fn save(store: &Store, references: &[String], out: impl Write) -> Result<()>
     let mut docker = Vec::new();
     for r in references {
         let name = normalize(r)?;
-        let digest = store.resolve(&name)?;
+        let digest = store.resolve(r)?;
         let manifest_bytes = store.read_blob(&digest)?;
         let manifest = parse(&manifest_bytes, &format!("manifest {digest}"))?;
         let config_digest = manifest["config"]["digest"]

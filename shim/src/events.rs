@@ -10,13 +10,13 @@ use containerd_shim::Context;
 /// A queue drained by one thread, so events reach containerd in the order
 /// they were raised and a slow containerd never blocks an RPC.
 pub struct Events {
-    tx: Mutex<Sender<(&'static str, Box<dyn MessageDyn + Send>)>>,
+    tx: Mutex<Sender<(&'static str, Box<dyn MessageDyn>)>>,
 }
 
 impl Events {
     /// Starts the publishing thread.
     pub fn new(namespace: String, publisher: RemotePublisher) -> Events {
-        let (tx, rx) = channel::<(&'static str, Box<dyn MessageDyn + Send>)>();
+        let (tx, rx) = channel::<(&'static str, Box<dyn MessageDyn>)>();
         std::thread::Builder::new()
             .name("events".into())
             .spawn(move || {
@@ -32,7 +32,7 @@ impl Events {
     }
 
     /// Queues an event for `topic`.
-    pub fn send(&self, topic: &'static str, event: impl MessageDyn + Send + 'static) {
+    pub fn send(&self, topic: &'static str, event: impl MessageDyn + 'static) {
         let _ = self.tx.lock().unwrap().send((topic, Box::new(event)));
     }
 }

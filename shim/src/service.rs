@@ -613,13 +613,12 @@ impl Task for TaskService {
             return Ok(resp);
         }
         let task = tasks.get(&req.id).ok_or_else(|| not_found(&req.id))?;
-        if task.init.status == Status::RUNNING || task.init.status == Status::PAUSED {
-            if task.init.exit.is_none() {
-                return Err(err(
-                    Code::FAILED_PRECONDITION,
-                    format!("container {} is running: kill it first", req.id),
-                ));
-            }
+        let alive = task.init.status == Status::RUNNING || task.init.status == Status::PAUSED;
+        if alive && task.init.exit.is_none() {
+            return Err(err(
+                Code::FAILED_PRECONDITION,
+                format!("container {} is running: kill it first", req.id),
+            ));
         }
         let task = tasks.remove(&req.id).unwrap();
         let (code, at) = task

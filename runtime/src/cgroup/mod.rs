@@ -25,6 +25,9 @@ pub enum Cgroup {
     V2(v2::CgroupV2),
 }
 
+/// The parent of the cgroups the runtime names itself (`amphi/<id>`).
+pub const OWN_PARENT: &str = "amphi";
+
 /// Which cgroup version this host uses for resource control.
 pub fn host_is_v2() -> bool {
     Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
@@ -148,6 +151,7 @@ impl Cgroup {
                 Cgroup::V2(c) => c.remove(),
             };
             if last.is_ok() {
+                self.remove_own_parents();
                 return Ok(());
             }
             if attempt % 20 == 19 {
@@ -173,6 +177,24 @@ impl Cgroup {
         match self {
             Cgroup::V1(c) => c.named_dirs(),
             Cgroup::V2(c) => vec![(String::new(), c.dir())],
+        }
+    }
+
+    /// Removes the runtime's own parent (`amphi/`) once it is empty, so
+    /// nothing of ours outlives the last container. Parents of other
+    /// managers (containerd's namespace, kubepods) are not ours to remove.
+    fn remove_own_parents(&self) {
+        let path = match self {
+            Cgroup::V1(c) => c.path().to_string(),
+            Cgroup::V2(c) => c.path().to_string(),
+        };
+        if !path.starts_with(&format!("{OWN_PARENT}/")) {
+            return;
+        }
+        // Fails harmlessly (EBUSY) while other containers live in it.
+        match self {
+            Cgroup::V1(c) => c.remove_parent(OWN_PARENT),
+            Cgroup::V2(c) => c.remove_parent(OWN_PARENT),
         }
     }
 
@@ -222,10 +244,24 @@ pub(crate) fn rmdir(dir: &Path) -> Result<()> {
     }
 }
 
-/// Creates a cgroup directory and its parents.
+/// Creates a cgroup directory and its parents. Retries when a parent
+/// vanishes midway (another container's delete removing an empty parent).
 pub(crate) fn mkdir(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::Cgroup {
+    let mut last = None;
+    for _ in 0..5 {
+        match std::fs::create_dir_all(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => last = Some(e),
+            Err(e) => {
+                return Err(Error::Cgroup {
+                    path: dir.to_path_buf(),
+                    msg: format!("cannot create: {e}"),
+                })
+            }
+        }
+    }
+    Err(Error::Cgroup {
         path: dir.to_path_buf(),
-        msg: format!("cannot create: {e}"),
+        msg: format!("cannot create: {}", last.unwrap()),
     })
 }

@@ -235,6 +235,20 @@ impl CgroupV1 {
         Ok(st)
     }
 
+    pub(super) fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub(super) fn remove_parent(&self, parent: &str) {
+        let mut seen: Vec<&Path> = Vec::new();
+        for (_, m) in &self.mounts {
+            if !seen.contains(&m.as_path()) {
+                seen.push(m.as_path());
+                let _ = std::fs::remove_dir(m.join(parent));
+            }
+        }
+    }
+
     pub(super) fn remove(&self) -> Result<()> {
         let mut result = Ok(());
         for dir in self.dirs().collect::<Vec<_>>() {

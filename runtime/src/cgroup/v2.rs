@@ -156,6 +156,14 @@ impl CgroupV2 {
         Ok(st)
     }
 
+    pub(super) fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub(super) fn remove_parent(&self, parent: &str) {
+        let _ = std::fs::remove_dir(Path::new(ROOT).join(parent));
+    }
+
     pub(super) fn remove(&self) -> Result<()> {
         rmdir(&self.dir())
     }

@@ -1,0 +1,184 @@
+//! `amphi image pack | save | ls` against a per-test store.
+
+use std::process::{Command, Output};
+
+use amphi_testkit::TestDirs;
+
+fn amphi(dirs: &TestDirs, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_amphi"))
+        .env("AMPHI_ROOT", &dirs.store)
+        .env("AMPHI_STATE", &dirs.state)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Every file under the store, with its bytes: "byte-for-byte unchanged".
+fn snapshot(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.to_string_lossy().into_owned(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn pack_ls_save() {
+    let dirs = TestDirs::new();
+    let module = dirs.tmp.path().join("hello.wasm");
+    let hello = amphi_examples::WASM
+        .iter()
+        .find(|(n, _)| *n == "hello")
+        .unwrap()
+        .1;
+    std::fs::write(&module, hello).unwrap();
+    let out = amphi(
+        &dirs,
+        &[
+            "image",
+            "pack",
+            "--wasm",
+            module.to_str().unwrap(),
+            "-t",
+            "hello:v1",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("Packed image: hello:v1"), "{stdout}");
+    let id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Image ID: sha256:"))
+        .unwrap()
+        .to_string();
+    // Packing the same module again gives the same image.
+    let again = amphi(
+        &dirs,
+        &[
+            "image",
+            "pack",
+            "--wasm",
+            module.to_str().unwrap(),
+            "-t",
+            "hello:v2",
+        ],
+    );
+    assert!(text(&again.stdout).contains(&id));
+    let ls = text(&amphi(&dirs, &["image", "ls"]).stdout);
+    assert!(
+        ls.lines()
+            .any(|l| l.starts_with("hello:v1") && l.contains(&id[..12])),
+        "{ls}"
+    );
+    let archive = dirs.tmp.path().join("out.tar");
+    let save = amphi(
+        &dirs,
+        &[
+            "image",
+            "save",
+            "-o",
+            archive.to_str().unwrap(),
+            "hello:v1",
+            "hello:v2",
+        ],
+    );
+    assert!(save.status.success(), "{}", text(&save.stderr));
+    let mut names: Vec<String> = tar::Archive::new(std::fs::File::open(&archive).unwrap())
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(
+        names.contains(&"index.json".to_string())
+            && names.contains(&"manifest.json".to_string())
+            && names.contains(&"oci-layout".to_string()),
+        "{names:?}"
+    );
+    assert!(names.contains(&format!("blobs/sha256/{id}")), "{names:?}");
+}
+
+#[test]
+fn bad_input_leaves_the_store_unchanged() {
+    let dirs = TestDirs::new();
+    let module = dirs.tmp.path().join("hello.wasm");
+    std::fs::write(&module, amphi_examples::WASM[0].1).unwrap();
+    assert!(amphi(
+        &dirs,
+        &[
+            "image",
+            "pack",
+            "--wasm",
+            module.to_str().unwrap(),
+            "-t",
+            "ok"
+        ]
+    )
+    .status
+    .success());
+    let before = snapshot(&dirs.store);
+    let fake = dirs.tmp.path().join("fake.wasm");
+    std::fs::write(&fake, "#!/bin/sh\n").unwrap();
+    let missing_out = dirs.tmp.path().join("x.tar");
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &[
+                "image",
+                "pack",
+                "--wasm",
+                fake.to_str().unwrap(),
+                "-t",
+                "fake",
+            ],
+            "not a WebAssembly module",
+        ),
+        (
+            &[
+                "image",
+                "pack",
+                "--wasm",
+                module.to_str().unwrap(),
+                "-t",
+                "Bad Ref",
+            ],
+            "invalid reference",
+        ),
+        (
+            &[
+                "image",
+                "save",
+                "-o",
+                missing_out.to_str().unwrap(),
+                "missing:v9",
+            ],
+            "no image missing:v9",
+        ),
+        (
+            &["image", "pack", "--wasm", "/nonexistent.wasm", "-t", "x"],
+            "/nonexistent.wasm",
+        ),
+    ];
+    for (args, expect) in cases {
+        let out = amphi(&dirs, args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{args:?}: {err}");
+        assert!(err.contains(expect), "{args:?}: {err:?}");
+        assert_eq!(err.lines().count(), 1, "{err:?}");
+        assert_eq!(snapshot(&dirs.store), before, "{args:?} changed the store");
+    }
+    assert!(!dirs.tmp.path().join("x.tar").exists());
+    assert!(!dirs.tmp.path().join("x.amphi-partial").exists());
+}

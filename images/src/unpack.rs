@@ -1,0 +1,246 @@
+//! Applying a layer tar to a snapshot directory, overlay style.
+//!
+//! Layer tars are untrusted. Nothing may land outside the snapshot being
+//! unpacked: absolute paths and `..` are rejected, no entry may be written
+//! through a symlink (every parent is checked to be a real directory, and
+//! files are created with O_NOFOLLOW after removing what was there),
+//! hardlinks must point at an earlier entry inside the snapshot, device
+//! nodes are refused, and the total size is bounded (decompression bombs).
+//! OCI whiteouts become overlay whiteouts: `.wh.NAME` a 0:0 character
+//! device, `.wh..wh..opq` the `trusted.overlay.opaque` xattr.
+
+use std::ffi::CString;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{symlink, OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use crate::{Error, Result};
+
+/// Bounds on what one layer may unpack to.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Total bytes of file content.
+    pub max_bytes: u64,
+    /// Number of entries.
+    pub max_entries: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_bytes: 64 << 30, max_entries: 10_000_000 }
+    }
+}
+
+const WHITEOUT_PREFIX: &str = ".wh.";
+const OPAQUE: &str = ".wh..wh..opq";
+
+fn bad(layer: &str, path: &str, why: &str) -> Error {
+    Error::Invalid(format!("layer {layer}: entry {path:?}: {why}"))
+}
+
+/// Splits an entry path into its normal components, rejecting absolute
+/// paths and `..`; `./` prefixes are dropped.
+fn components(layer: &str, raw: &Path) -> Result<Vec<std::ffi::OsString>> {
+    let shown = raw.to_string_lossy();
+    let mut out = Vec::new();
+    for c in raw.components() {
+        match c {
+            Component::Normal(p) => out.push(p.to_os_string()),
+            Component::CurDir => {}
+            Component::RootDir | Component::Prefix(_) => return Err(bad(layer, &shown, "absolute path")),
+            Component::ParentDir => return Err(bad(layer, &shown, "path escapes the layer with ..")),
+        }
+    }
+    Ok(out)
+}
+
+/// Makes sure every directory from `dest` down to `parts` exists as a real
+/// directory (never a symlink), creating missing ones.
+fn real_parent(layer: &str, shown: &str, dest: &Path, parts: &[std::ffi::OsString]) -> Result<PathBuf> {
+    let mut dir = dest.to_path_buf();
+    for p in parts {
+        dir.push(p);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(m) if m.file_type().is_symlink() => return Err(bad(layer, shown, "a parent directory is a symlink")),
+            Ok(_) => return Err(bad(layer, shown, "a parent is not a directory")),
+            Err(_) => std::fs::create_dir(&dir).map_err(|e| Error::io(&dir, e))?,
+        }
+    }
+    Ok(dir)
+}
+
+/// Removes whatever is at `path` (a directory only when `keep_dir` is false).
+fn clear(path: &Path, keep_dir: bool) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => {
+            if !keep_dir {
+                std::fs::remove_dir_all(path).map_err(|e| Error::io(path, e))?;
+            }
+        }
+        Ok(_) => std::fs::remove_file(path).map_err(|e| Error::io(path, e))?,
+        Err(_) => {}
+    }
+    Ok(())
+}
+
+fn lchown(path: &Path, uid: u64, gid: u64) -> Result<()> {
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::Invalid("NUL in path".into()))?;
+    // SAFETY: valid C string.
+    if unsafe { libc::lchown(c.as_ptr(), uid as libc::uid_t, gid as libc::gid_t) } != 0 {
+        return Err(Error::io(path, std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+fn set_mtime(path: &Path, secs: u64) {
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else { return };
+    let t = libc::timespec { tv_sec: secs as libc::time_t, tv_nsec: 0 };
+    let times = [t, t];
+    // SAFETY: valid C string and array of two timespecs.
+    unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
+}
+
+fn mknod_whiteout(path: &Path) -> Result<()> {
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::Invalid("NUL in path".into()))?;
+    // SAFETY: valid C string; a 0:0 character device is overlay's whiteout.
+    if unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR, 0) } != 0 {
+        return Err(Error::io(path, std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+fn set_opaque(dir: &Path) -> Result<()> {
+    let c = CString::new(dir.as_os_str().as_bytes()).map_err(|_| Error::Invalid("NUL in path".into()))?;
+    // SAFETY: valid C strings and value buffer.
+    let r = unsafe { libc::lsetxattr(c.as_ptr(), c"trusted.overlay.opaque".as_ptr(), b"y".as_ptr().cast(), 1, 0) };
+    if r != 0 {
+        return Err(Error::io(dir, std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Applies the uncompressed layer tar `input` into `dest` (an empty or
+/// partly filled snapshot directory). `layer` names the layer in errors.
+pub fn apply(layer: &str, input: impl Read, dest: &Path, limits: Limits) -> Result<()> {
+    let mut archive = tar::Archive::new(input);
+    let mut bytes = 0u64;
+    let mut count = 0u64;
+    let entries = archive.entries().map_err(|e| Error::Invalid(format!("layer {layer}: not a tar archive: {e}")))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| Error::Invalid(format!("layer {layer}: malformed tar: {e}")))?;
+        count += 1;
+        if count > limits.max_entries {
+            return Err(Error::Invalid(format!("layer {layer}: more than {} entries", limits.max_entries)));
+        }
+        let raw = entry.path().map_err(|e| Error::Invalid(format!("layer {layer}: bad entry name: {e}")))?.into_owned();
+        let shown = raw.to_string_lossy().into_owned();
+        let parts = components(layer, &raw)?;
+        let Some((name, parents)) = parts.split_last() else { continue }; // the root itself
+        let name_str = name.to_string_lossy();
+        let parent = real_parent(layer, &shown, dest, parents)?;
+        if name_str == OPAQUE {
+            set_opaque(&parent)?;
+            continue;
+        }
+        if let Some(hidden) = name_str.strip_prefix(WHITEOUT_PREFIX) {
+            if hidden.is_empty() || hidden == "." || hidden == ".." || hidden.contains('/') {
+                return Err(bad(layer, &shown, "whiteout of an invalid name"));
+            }
+            let target = parent.join(hidden);
+            clear(&target, false)?;
+            mknod_whiteout(&target)?;
+            continue;
+        }
+        let path = parent.join(name);
+        let header = entry.header();
+        let mode = header.mode().unwrap_or(0o644) & 0o7777;
+        let uid = header.uid().unwrap_or(0);
+        let gid = header.gid().unwrap_or(0);
+        let mtime = header.mtime().unwrap_or(0);
+        let kind = header.entry_type();
+        match kind {
+            tar::EntryType::Directory => {
+                clear(&path, true)?;
+                if !path.is_dir() {
+                    std::fs::create_dir(&path).map_err(|e| Error::io(&path, e))?;
+                }
+                lchown(&path, uid, gid)?;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(|e| Error::io(&path, e))?;
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let size = header.size().unwrap_or(0);
+                bytes = bytes.saturating_add(size);
+                if bytes > limits.max_bytes {
+                    return Err(Error::Invalid(format!("layer {layer}: unpacks to more than {} bytes", limits.max_bytes)));
+                }
+                clear(&path, false)?;
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .mode(0o600)
+                    .open(&path)
+                    .map_err(|e| Error::io(&path, e))?;
+                let copied = std::io::copy(&mut (&mut entry).take(size), &mut f)
+                    .map_err(|e| Error::Invalid(format!("layer {layer}: entry {shown:?}: truncated: {e}")))?;
+                if copied != size {
+                    return Err(bad(layer, &shown, "truncated"));
+                }
+                drop(f);
+                lchown(&path, uid, gid)?;
+                // After chown, which clears setuid bits.
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(|e| Error::io(&path, e))?;
+            }
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name()
+                    .map_err(|e| bad(layer, &shown, &format!("bad link name: {e}")))?
+                    .ok_or_else(|| bad(layer, &shown, "symlink without a target"))?
+                    .into_owned();
+                clear(&path, false)?;
+                // The target is never followed here; at run time it resolves
+                // inside the container's root.
+                symlink(&target, &path).map_err(|e| Error::io(&path, e))?;
+                lchown(&path, uid, gid)?;
+            }
+            tar::EntryType::Link => {
+                let target = entry
+                    .link_name()
+                    .map_err(|e| bad(layer, &shown, &format!("bad link name: {e}")))?
+                    .ok_or_else(|| bad(layer, &shown, "hardlink without a target"))?
+                    .into_owned();
+                let tparts = components(layer, &target).map_err(|_| bad(layer, &shown, "hardlink points outside the layer"))?;
+                let Some((tname, tparents)) = tparts.split_last() else {
+                    return Err(bad(layer, &shown, "hardlink to the layer root"));
+                };
+                let mut tpath = dest.to_path_buf();
+                for p in tparents {
+                    tpath.push(p);
+                    if std::fs::symlink_metadata(&tpath).map(|m| !m.is_dir()).unwrap_or(true) {
+                        return Err(bad(layer, &shown, "hardlink target is not inside the layer"));
+                    }
+                }
+                tpath.push(tname);
+                if std::fs::symlink_metadata(&tpath).is_err() {
+                    return Err(bad(layer, &shown, "hardlink target is not inside the layer"));
+                }
+                clear(&path, false)?;
+                std::fs::hard_link(&tpath, &path).map_err(|e| Error::io(&path, e))?;
+                continue;
+            }
+            tar::EntryType::Fifo => {
+                clear(&path, false)?;
+                nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(mode)).map_err(|e| Error::io(&path, e.into()))?;
+                lchown(&path, uid, gid)?;
+            }
+            tar::EntryType::Char | tar::EntryType::Block => {
+                return Err(bad(layer, &shown, "device nodes are not allowed in layers"));
+            }
+            other => return Err(bad(layer, &shown, &format!("unsupported entry type {other:?}"))),
+        }
+        set_mtime(&path, mtime);
+    }
+    Ok(())
+}
