@@ -2,7 +2,8 @@
 //! under their sha256 (verified while written), refs naming manifests, and
 //! OCI image archives in and out. This crate knows nothing of processes.
 //!
-//! This first slice holds the store, deterministic layer tars, OCI/Docker
+//! Here: the store, loading OCI and Docker archives with verification
+//! and safe unpacking into chain-ID snapshots, deterministic layer tars,
 //! archive writing (`image save`) and packing a Wasm module into a runnable
 //! image (`image pack --wasm`).
 
@@ -10,9 +11,12 @@ pub mod archive;
 pub mod digest;
 mod error;
 pub mod layer;
+pub mod load;
 pub mod media;
 pub mod pack;
+pub mod snapshot;
 pub mod store;
+pub mod unpack;
 
 pub use error::{Error, Result};
 pub use store::Store;

@@ -28,7 +28,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_bytes: 64 << 30, max_entries: 10_000_000 }
+        Limits {
+            max_bytes: 64 << 30,
+            max_entries: 10_000_000,
+        }
     }
 }
 
@@ -48,8 +51,12 @@ fn components(layer: &str, raw: &Path) -> Result<Vec<std::ffi::OsString>> {
         match c {
             Component::Normal(p) => out.push(p.to_os_string()),
             Component::CurDir => {}
-            Component::RootDir | Component::Prefix(_) => return Err(bad(layer, &shown, "absolute path")),
-            Component::ParentDir => return Err(bad(layer, &shown, "path escapes the layer with ..")),
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(bad(layer, &shown, "absolute path"))
+            }
+            Component::ParentDir => {
+                return Err(bad(layer, &shown, "path escapes the layer with .."))
+            }
         }
     }
     Ok(out)
@@ -57,13 +64,20 @@ fn components(layer: &str, raw: &Path) -> Result<Vec<std::ffi::OsString>> {
 
 /// Makes sure every directory from `dest` down to `parts` exists as a real
 /// directory (never a symlink), creating missing ones.
-fn real_parent(layer: &str, shown: &str, dest: &Path, parts: &[std::ffi::OsString]) -> Result<PathBuf> {
+fn real_parent(
+    layer: &str,
+    shown: &str,
+    dest: &Path,
+    parts: &[std::ffi::OsString],
+) -> Result<PathBuf> {
     let mut dir = dest.to_path_buf();
     for p in parts {
         dir.push(p);
         match std::fs::symlink_metadata(&dir) {
             Ok(m) if m.is_dir() => {}
-            Ok(m) if m.file_type().is_symlink() => return Err(bad(layer, shown, "a parent directory is a symlink")),
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(bad(layer, shown, "a parent directory is a symlink"))
+            }
             Ok(_) => return Err(bad(layer, shown, "a parent is not a directory")),
             Err(_) => std::fs::create_dir(&dir).map_err(|e| Error::io(&dir, e))?,
         }
@@ -86,7 +100,8 @@ fn clear(path: &Path, keep_dir: bool) -> Result<()> {
 }
 
 fn lchown(path: &Path, uid: u64, gid: u64) -> Result<()> {
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::Invalid("NUL in path".into()))?;
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| Error::Invalid("NUL in path".into()))?;
     // SAFETY: valid C string.
     if unsafe { libc::lchown(c.as_ptr(), uid as libc::uid_t, gid as libc::gid_t) } != 0 {
         return Err(Error::io(path, std::io::Error::last_os_error()));
@@ -95,15 +110,28 @@ fn lchown(path: &Path, uid: u64, gid: u64) -> Result<()> {
 }
 
 fn set_mtime(path: &Path, secs: u64) {
-    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else { return };
-    let t = libc::timespec { tv_sec: secs as libc::time_t, tv_nsec: 0 };
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
+        return;
+    };
+    let t = libc::timespec {
+        tv_sec: secs as libc::time_t,
+        tv_nsec: 0,
+    };
     let times = [t, t];
     // SAFETY: valid C string and array of two timespecs.
-    unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
+    unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
 }
 
 fn mknod_whiteout(path: &Path) -> Result<()> {
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::Invalid("NUL in path".into()))?;
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| Error::Invalid("NUL in path".into()))?;
     // SAFETY: valid C string; a 0:0 character device is overlay's whiteout.
     if unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR, 0) } != 0 {
         return Err(Error::io(path, std::io::Error::last_os_error()));
@@ -112,9 +140,18 @@ fn mknod_whiteout(path: &Path) -> Result<()> {
 }
 
 fn set_opaque(dir: &Path) -> Result<()> {
-    let c = CString::new(dir.as_os_str().as_bytes()).map_err(|_| Error::Invalid("NUL in path".into()))?;
+    let c = CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| Error::Invalid("NUL in path".into()))?;
     // SAFETY: valid C strings and value buffer.
-    let r = unsafe { libc::lsetxattr(c.as_ptr(), c"trusted.overlay.opaque".as_ptr(), b"y".as_ptr().cast(), 1, 0) };
+    let r = unsafe {
+        libc::lsetxattr(
+            c.as_ptr(),
+            c"trusted.overlay.opaque".as_ptr(),
+            b"y".as_ptr().cast(),
+            1,
+            0,
+        )
+    };
     if r != 0 {
         return Err(Error::io(dir, std::io::Error::last_os_error()));
     }
@@ -127,17 +164,32 @@ pub fn apply(layer: &str, input: impl Read, dest: &Path, limits: Limits) -> Resu
     let mut archive = tar::Archive::new(input);
     let mut bytes = 0u64;
     let mut count = 0u64;
-    let entries = archive.entries().map_err(|e| Error::Invalid(format!("layer {layer}: not a tar archive: {e}")))?;
+    let entries = archive
+        .entries()
+        .map_err(|e| Error::Invalid(format!("layer {layer}: not a tar archive: {e}")))?;
     for entry in entries {
-        let mut entry = entry.map_err(|e| Error::Invalid(format!("layer {layer}: malformed tar: {e}")))?;
+        let mut entry =
+            entry.map_err(|e| Error::Invalid(format!("layer {layer}: malformed tar: {e}")))?;
         count += 1;
         if count > limits.max_entries {
-            return Err(Error::Invalid(format!("layer {layer}: more than {} entries", limits.max_entries)));
+            return Err(Error::Invalid(format!(
+                "layer {layer}: more than {} entries",
+                limits.max_entries
+            )));
         }
-        let raw = entry.path().map_err(|e| Error::Invalid(format!("layer {layer}: bad entry name: {e}")))?.into_owned();
+        let raw = entry
+            .path()
+            .map_err(|e| Error::Invalid(format!("layer {layer}: bad entry name: {e}")))?
+            .into_owned();
         let shown = raw.to_string_lossy().into_owned();
         let parts = components(layer, &raw)?;
-        let Some((name, parents)) = parts.split_last() else { continue }; // the root itself
+        let Some((name, parents)) = parts.split_last() else {
+            // The layer root itself: only a directory may stand there.
+            if entry.header().entry_type() == tar::EntryType::Directory {
+                continue;
+            }
+            return Err(bad(layer, &shown, "replaces the layer root"));
+        };
         let name_str = name.to_string_lossy();
         let parent = real_parent(layer, &shown, dest, parents)?;
         if name_str == OPAQUE {
@@ -167,13 +219,17 @@ pub fn apply(layer: &str, input: impl Read, dest: &Path, limits: Limits) -> Resu
                     std::fs::create_dir(&path).map_err(|e| Error::io(&path, e))?;
                 }
                 lchown(&path, uid, gid)?;
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(|e| Error::io(&path, e))?;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                    .map_err(|e| Error::io(&path, e))?;
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let size = header.size().unwrap_or(0);
                 bytes = bytes.saturating_add(size);
                 if bytes > limits.max_bytes {
-                    return Err(Error::Invalid(format!("layer {layer}: unpacks to more than {} bytes", limits.max_bytes)));
+                    return Err(Error::Invalid(format!(
+                        "layer {layer}: unpacks to more than {} bytes",
+                        limits.max_bytes
+                    )));
                 }
                 clear(&path, false)?;
                 let mut f = std::fs::OpenOptions::new()
@@ -183,15 +239,17 @@ pub fn apply(layer: &str, input: impl Read, dest: &Path, limits: Limits) -> Resu
                     .mode(0o600)
                     .open(&path)
                     .map_err(|e| Error::io(&path, e))?;
-                let copied = std::io::copy(&mut (&mut entry).take(size), &mut f)
-                    .map_err(|e| Error::Invalid(format!("layer {layer}: entry {shown:?}: truncated: {e}")))?;
+                let copied = std::io::copy(&mut (&mut entry).take(size), &mut f).map_err(|e| {
+                    Error::Invalid(format!("layer {layer}: entry {shown:?}: truncated: {e}"))
+                })?;
                 if copied != size {
                     return Err(bad(layer, &shown, "truncated"));
                 }
                 drop(f);
                 lchown(&path, uid, gid)?;
                 // After chown, which clears setuid bits.
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(|e| Error::io(&path, e))?;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                    .map_err(|e| Error::io(&path, e))?;
             }
             tar::EntryType::Symlink => {
                 let target = entry
@@ -211,20 +269,32 @@ pub fn apply(layer: &str, input: impl Read, dest: &Path, limits: Limits) -> Resu
                     .map_err(|e| bad(layer, &shown, &format!("bad link name: {e}")))?
                     .ok_or_else(|| bad(layer, &shown, "hardlink without a target"))?
                     .into_owned();
-                let tparts = components(layer, &target).map_err(|_| bad(layer, &shown, "hardlink points outside the layer"))?;
+                let tparts = components(layer, &target)
+                    .map_err(|_| bad(layer, &shown, "hardlink points outside the layer"))?;
                 let Some((tname, tparents)) = tparts.split_last() else {
                     return Err(bad(layer, &shown, "hardlink to the layer root"));
                 };
                 let mut tpath = dest.to_path_buf();
                 for p in tparents {
                     tpath.push(p);
-                    if std::fs::symlink_metadata(&tpath).map(|m| !m.is_dir()).unwrap_or(true) {
-                        return Err(bad(layer, &shown, "hardlink target is not inside the layer"));
+                    if std::fs::symlink_metadata(&tpath)
+                        .map(|m| !m.is_dir())
+                        .unwrap_or(true)
+                    {
+                        return Err(bad(
+                            layer,
+                            &shown,
+                            "hardlink target is not inside the layer",
+                        ));
                     }
                 }
                 tpath.push(tname);
                 if std::fs::symlink_metadata(&tpath).is_err() {
-                    return Err(bad(layer, &shown, "hardlink target is not inside the layer"));
+                    return Err(bad(
+                        layer,
+                        &shown,
+                        "hardlink target is not inside the layer",
+                    ));
                 }
                 clear(&path, false)?;
                 std::fs::hard_link(&tpath, &path).map_err(|e| Error::io(&path, e))?;
@@ -232,13 +302,20 @@ pub fn apply(layer: &str, input: impl Read, dest: &Path, limits: Limits) -> Resu
             }
             tar::EntryType::Fifo => {
                 clear(&path, false)?;
-                nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(mode)).map_err(|e| Error::io(&path, e.into()))?;
+                nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(mode))
+                    .map_err(|e| Error::io(&path, e.into()))?;
                 lchown(&path, uid, gid)?;
             }
             tar::EntryType::Char | tar::EntryType::Block => {
                 return Err(bad(layer, &shown, "device nodes are not allowed in layers"));
             }
-            other => return Err(bad(layer, &shown, &format!("unsupported entry type {other:?}"))),
+            other => {
+                return Err(bad(
+                    layer,
+                    &shown,
+                    &format!("unsupported entry type {other:?}"),
+                ))
+            }
         }
         set_mtime(&path, mtime);
     }

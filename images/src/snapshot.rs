@@ -1,0 +1,139 @@
+//! Read-only layer snapshots, named by chain ID, and the overlay mount a
+//! container gets on top of them.
+//!
+//! `<store>/snapshots/<chain hex>/fs` holds one layer's files (overlay
+//! form); `<store>/snapshots/l/<12 hex>` links to it. Mounts name lower
+//! dirs through those short links, relative to the snapshots dir, as
+//! Docker's overlay2 does, so even 128 layers fit in one page of options.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::digest::hex_part;
+use crate::{Error, Result};
+
+/// The snapshot directory of a store.
+#[derive(Debug, Clone)]
+pub struct Snapshots {
+    root: PathBuf,
+}
+
+/// The chain IDs of a layer stack: chain(0) = diff(0),
+/// chain(n) = sha256(chain(n-1) + " " + diff(n)).
+pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
+    for d in diff_ids {
+        let next = match out.last() {
+            None => d.clone(),
+            Some(prev) => crate::digest::of(format!("{prev} {d}").as_bytes()),
+        };
+        out.push(next);
+    }
+    out
+}
+
+impl Snapshots {
+    /// The snapshots under `store_root`.
+    pub fn open(store_root: &Path) -> Result<Snapshots> {
+        let root = store_root.join("snapshots");
+        let l = root.join("l");
+        std::fs::create_dir_all(&l).map_err(|e| Error::io(&l, e))?;
+        Ok(Snapshots { root })
+    }
+
+    fn dir(&self, chain: &str) -> Result<PathBuf> {
+        Ok(self.root.join(hex_part(chain)?))
+    }
+
+    fn link_name(chain: &str) -> Result<String> {
+        Ok(hex_part(chain)?[..12].to_string())
+    }
+
+    /// Whether the snapshot for `chain` exists (complete).
+    pub fn exists(&self, chain: &str) -> bool {
+        self.dir(chain).is_ok_and(|d| d.join("fs").is_dir())
+    }
+
+    /// A fresh directory to unpack into; commit it with [`Snapshots::commit`].
+    pub fn prepare(&self) -> Result<PathBuf> {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let tmp = self.root.join(format!(
+            ".tmp-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let fs = tmp.join("fs");
+        std::fs::create_dir_all(&fs).map_err(|e| Error::io(&fs, e))?;
+        Ok(tmp)
+    }
+
+    /// Publishes a prepared snapshot as `chain` (atomically; if another
+    /// load committed it meanwhile, the prepared copy is dropped).
+    pub fn commit(&self, prepared: &Path, chain: &str) -> Result<()> {
+        let dest = self.dir(chain)?;
+        if std::fs::rename(prepared, &dest).is_err() && dest.join("fs").is_dir() {
+            let _ = std::fs::remove_dir_all(prepared);
+        }
+        let link = self.root.join("l").join(Self::link_name(chain)?);
+        let target = format!("../{}/fs", hex_part(chain)?);
+        match std::os::unix::fs::symlink(&target, &link) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(Error::io(&link, e)),
+        }
+    }
+
+    /// Removes a snapshot and its link.
+    pub fn remove(&self, chain: &str) -> Result<()> {
+        let _ = std::fs::remove_file(self.root.join("l").join(Self::link_name(chain)?));
+        let d = self.dir(chain)?;
+        match std::fs::remove_dir_all(&d) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(&d, e)),
+        }
+    }
+
+    /// Host path of a snapshot's files.
+    pub fn fs_path(&self, chain: &str) -> Result<PathBuf> {
+        Ok(self.dir(chain)?.join("fs"))
+    }
+
+    /// The overlay `lowerdir=` value for `chains` (bottom layer first),
+    /// relative to the snapshots directory (see [`Snapshots::root`]).
+    pub fn lowerdir(&self, chains: &[String]) -> Result<String> {
+        let mut parts = Vec::with_capacity(chains.len());
+        for c in chains.iter().rev() {
+            parts.push(format!("l/{}", Self::link_name(c)?));
+        }
+        Ok(parts.join(":"))
+    }
+
+    /// The directory mount options are relative to.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_ids_follow_the_spec() {
+        let d1 = crate::digest::of(b"1");
+        let d2 = crate::digest::of(b"2");
+        let c = chain_ids(&[d1.clone(), d2.clone()]);
+        assert_eq!(c[0], d1);
+        assert_eq!(c[1], crate::digest::of(format!("{d1} {d2}").as_bytes()));
+    }
+
+    #[test]
+    fn lowerdir_of_128_layers_fits_a_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Snapshots::open(dir.path()).unwrap();
+        let chains: Vec<String> = (0..128).map(|i| crate::digest::of(&[i as u8])).collect();
+        let opts = format!("lowerdir={},upperdir=/var/lib/amphi/containers/0123456789abcdef/upper,workdir=/var/lib/amphi/containers/0123456789abcdef/work", s.lowerdir(&chains).unwrap());
+        assert!(opts.len() < 4096, "{}", opts.len());
+    }
+}
