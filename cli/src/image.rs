@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use amphi_images::load::{load_dir, load_tar, LayerReport, LoadLimits};
 use amphi_images::store::familiar;
 use amphi_images::{archive, pack, Store};
 use anyhow::{Context, Result};
@@ -27,6 +28,12 @@ pub enum ImageCommand {
         /// References of the images.
         #[arg(required = true)]
         refs: Vec<String>,
+    },
+    /// Load images from an archive (OCI layout tar or directory, docker save).
+    Load {
+        /// The archive, or - for stdin.
+        #[arg(short = 'i', long = "input")]
+        input: PathBuf,
     },
     /// List images.
     Ls,
@@ -59,6 +66,33 @@ pub fn run(root: &Path, command: ImageCommand) -> Result<u8> {
             }
             std::fs::rename(&tmp, &output)
                 .with_context(|| format!("writing {}", output.display()))?;
+        }
+        ImageCommand::Load { input } => {
+            let limits = LoadLimits::default();
+            let mut progress = |l: &LayerReport| {
+                let short = &l.digest[7..19];
+                if l.reused {
+                    println!("Layer {short} already exists");
+                } else {
+                    println!("Loaded layer {short} ({})", human(l.size));
+                }
+            };
+            let loaded = if input.as_os_str() == "-" {
+                load_tar(&store, std::io::stdin().lock(), &limits, &mut progress)
+            } else if input.is_dir() {
+                load_dir(&store, &input, &limits, &mut progress)
+            } else {
+                let f = std::fs::File::open(&input)
+                    .with_context(|| format!("opening {}", input.display()))?;
+                load_tar(&store, std::io::BufReader::new(f), &limits, &mut progress)
+            }
+            .with_context(|| format!("loading {}", input.display()))?;
+            for image in loaded {
+                for r in &image.refs {
+                    println!("Loaded image: {}", familiar(r));
+                }
+                println!("Loaded image ID: {}", image.id);
+            }
         }
         ImageCommand::Ls => {
             println!("{:<40} {:<14} {:>10}", "REFERENCE", "IMAGE ID", "SIZE");

@@ -2,7 +2,9 @@
 //! from its own store) as native or Wasm containers.
 
 mod image;
+mod image_container;
 mod run;
+mod spec;
 mod units;
 
 use std::path::PathBuf;
@@ -101,7 +103,7 @@ fn runtime(cli: &Cli) -> Runtime {
 fn dispatch(cli: Cli) -> Result<u8> {
     let rt = runtime(&cli);
     match cli.command {
-        Command::Run(args) => run::run(&rt, *args),
+        Command::Run(args) => run::run(&rt, &cli.root, *args),
         Command::Ps => {
             println!(
                 "{:<24} {:<8} {:<8} {:<8} ENTRYPOINT",
@@ -133,6 +135,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
                 rt.load(&id)?
                     .delete(force)
                     .with_context(|| format!("removing {id}"))?;
+                image_container::remove(&cli.root, &id)?;
                 println!("{id}");
             }
             Ok(0)

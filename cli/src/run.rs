@@ -1,7 +1,7 @@
 //! `amphi run`: create, start and wait for a container in the foreground,
 //! passing signals through and returning its exit status.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use amphi_runtime::bundle::Bundle;
@@ -12,7 +12,7 @@ use clap::Args;
 use nix::sys::signal::{SigSet, Signal};
 use serde_json::{json, Value};
 
-use crate::units;
+use crate::{image_container, units};
 
 /// Flags of `amphi run` (DESIGN.md's docker-like surface).
 #[derive(Args, Debug)]
@@ -74,24 +74,49 @@ const FORWARDED: [Signal; 6] = [
     Signal::SIGUSR2,
 ];
 
-pub fn run(rt: &Runtime, args: RunArgs) -> Result<u8> {
-    let Some(dir) = args.bundle.clone() else {
-        bail!("running images needs the image store, which is not built yet: use --bundle DIR");
-    };
+pub fn run(rt: &Runtime, root: &Path, mut args: RunArgs) -> Result<u8> {
     if args.detach {
-        bail!("-d is not supported with --bundle yet");
+        bail!("-d (detached containers) is not supported yet");
     }
     let timeout = args
         .timeout
         .as_deref()
         .map(units::parse_duration)
         .transpose()?;
-    let bundle = Bundle::load(&dir)?;
-    let bundle = apply_flags(bundle, &args)?;
     let id = match &args.name {
         Some(n) => n.clone(),
         None => random_id()?,
     };
+    let from_image = args.bundle.is_none();
+    let dir = match args.bundle.clone() {
+        Some(dir) => dir,
+        None => {
+            if args.rest.is_empty() {
+                bail!("give an IMAGE or --bundle DIR");
+            }
+            let image = args.rest.remove(0);
+            let dir = image_container::prepare(root, &id, &image, &args.rest)?;
+            // The image's command (with any CMD override) is in the spec.
+            args.rest.clear();
+            dir
+        }
+    };
+    let result = run_bundle(rt, &dir, &id, &args, timeout);
+    if from_image && (args.rm || result.is_err()) {
+        image_container::remove(root, &id)?;
+    }
+    result
+}
+
+fn run_bundle(
+    rt: &Runtime,
+    dir: &Path,
+    id: &str,
+    args: &RunArgs,
+    timeout: Option<Duration>,
+) -> Result<u8> {
+    let bundle = Bundle::load(dir)?;
+    let bundle = apply_flags(bundle, args)?;
     // Block the signals we forward (and SIGCHLD) before the container
     // exists, so none is lost; the init unblocks its own mask.
     let mut set = SigSet::empty();
@@ -100,7 +125,7 @@ pub fn run(rt: &Runtime, args: RunArgs) -> Result<u8> {
     }
     set.add(Signal::SIGCHLD);
     set.thread_block().context("blocking signals")?;
-    let mut container = rt.create_from(&id, bundle, CreateOptions::default())?;
+    let mut container = rt.create_from(id, bundle, CreateOptions::default())?;
     if let Err(e) = container.start() {
         let _ = container.delete(true);
         return Err(e.into());

@@ -1,7 +1,7 @@
 //! OCI image archives of the examples, for tools that import images
 //! (`ctr images import`), written with amphi's own image store.
 //!
-//! The native image holds every native example under /bin (Entrypoint
+//! The native image holds every native example under /bin (Cmd
 //! /bin/hello); the Wasm image is shaped as the Wasm ecosystem ships them:
 //! platform wasip1/wasm, the module at /app.wasm (hello) as Entrypoint, and
 //! the other example modules beside it.
@@ -25,7 +25,7 @@ pub fn write_image(out: &Path, kind: Kind, name: &str) -> Result<()> {
             for (n, b) in NATIVE {
                 layer.file(&format!("bin/{n}"), 0o755, b)?;
             }
-            ("linux", "amd64", "/bin/hello")
+            ("linux", "amd64", "")
         }
         Kind::Wasm => {
             for (n, b) in WASM {
@@ -39,7 +39,13 @@ pub fn write_image(out: &Path, kind: Kind, name: &str) -> Result<()> {
     let config = json!({
         "architecture": arch,
         "os": os,
-        "config": {"Entrypoint": [entrypoint], "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
+        // Native: a Cmd that `amphi run IMAGE CMD...` replaces, as Docker
+        // users expect; Wasm: the module as Entrypoint, as Wasm images ship.
+        "config": if entrypoint.is_empty() {
+            json!({"Cmd": ["/bin/hello"], "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]})
+        } else {
+            json!({"Entrypoint": [entrypoint], "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]})
+        },
         "history": [{"created_by": "amphi-examples"}],
     });
     let tmp = tempfile::tempdir()?;

@@ -4,6 +4,8 @@
 use serde_json::{json, Value};
 
 use crate::layer::LayerBuilder;
+use crate::snapshot::{chain_ids, Snapshots};
+use crate::unpack::{self, Limits};
 use crate::{digest, media, Error, Result, Store};
 
 /// The ids of an image written to the store.
@@ -29,6 +31,23 @@ pub fn write_image(
         let d = store.put_blob(layer, None)?;
         descriptors.push(json!({"mediaType": media::LAYER_TAR, "digest": d, "size": layer.len()}));
         diff_ids.push(d);
+    }
+    // Unpacked at once, so the image runs without a load.
+    let snapshots = Snapshots::open(store.root())?;
+    for (layer, chain) in layers.iter().zip(chain_ids(&diff_ids)) {
+        if !snapshots.exists(&chain) {
+            let prepared = snapshots.prepare()?;
+            if let Err(e) = unpack::apply(
+                &chain,
+                layer.as_slice(),
+                &prepared.join("fs"),
+                Limits::default(),
+            ) {
+                let _ = std::fs::remove_dir_all(&prepared);
+                return Err(e);
+            }
+            snapshots.commit(&prepared, &chain)?;
+        }
     }
     config["rootfs"] = json!({"type": "layers", "diff_ids": diff_ids});
     let config_bytes = serde_json::to_vec(&config).expect("json");

@@ -115,6 +115,58 @@ impl Snapshots {
     }
 }
 
+/// Mounts the overlay a container runs on: `chains` (bottom first) as
+/// read-only lower layers, with a fresh `upper` and `work` under `dir`, on
+/// `dir/rootfs`. Changes the process's working directory for the duration
+/// of the mount call (lower dirs are named relative to the snapshots), so
+/// call it from a single-threaded process.
+pub fn mount_container(snapshots: &Snapshots, chains: &[String], dir: &Path) -> Result<PathBuf> {
+    let rootfs = dir.join("rootfs");
+    for d in ["upper", "work", "rootfs"] {
+        let p = dir.join(d);
+        std::fs::create_dir_all(&p).map_err(|e| Error::io(&p, e))?;
+    }
+    for c in chains {
+        if !snapshots.exists(c) {
+            return Err(Error::Invalid(format!(
+                "snapshot {c} is missing: load the image again"
+            )));
+        }
+    }
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        snapshots.lowerdir(chains)?,
+        dir.join("upper").display(),
+        dir.join("work").display()
+    );
+    let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
+    std::env::set_current_dir(snapshots.root()).map_err(|e| Error::io(snapshots.root(), e))?;
+    let r = nix::mount::mount(
+        Some("overlay"),
+        &rootfs,
+        Some("overlay"),
+        nix::mount::MsFlags::empty(),
+        Some(opts.as_str()),
+    );
+    let _ = std::env::set_current_dir(cwd);
+    r.map_err(|e| Error::io(&rootfs, e.into()))?;
+    Ok(rootfs)
+}
+
+/// Unmounts a container's rootfs (if mounted) and removes its directory.
+pub fn remove_container(dir: &Path) -> Result<()> {
+    let rootfs = dir.join("rootfs");
+    match nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+        Err(e) => return Err(Error::io(&rootfs, e.into())),
+    }
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(dir, e)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

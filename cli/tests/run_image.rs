@@ -1,0 +1,275 @@
+//! `amphi image load` + `amphi run IMAGE`: overlay semantics, Docker's
+//! command rules, Wasm images, deep images, and no leaks.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use amphi_images::layer::LayerBuilder;
+use amphi_images::{archive, pack, Store};
+use amphi_testkit::{assert_no_leaks, unique_id, TestDirs};
+use serde_json::json;
+
+fn amphi(dirs: &TestDirs, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_amphi"))
+        .env("AMPHI_ROOT", &dirs.store)
+        .env("AMPHI_STATE", &dirs.state)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn ok(dirs: &TestDirs, args: &[&str]) -> String {
+    let out = amphi(dirs, args);
+    assert!(
+        out.status.success(),
+        "amphi {args:?}: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// `amphi run --rm --name ID IMAGE ARGS...`, checked for leaks after.
+fn run(dirs: &TestDirs, image: &str, args: &[&str]) -> Output {
+    let id = unique_id("img");
+    let mut v = vec!["run", "--rm", "--name", &id, image];
+    v.extend(args);
+    let out = amphi(dirs, &v);
+    let cdir = dirs.store.join("containers").join(&id);
+    assert!(!cdir.exists(), "container dir {} left", cdir.display());
+    assert_no_leaks(&id, &dirs.state, &cdir.join("rootfs"));
+    out
+}
+
+fn load_examples(dirs: &TestDirs) {
+    for (kind, name) in [
+        (amphi_examples::Kind::Native, "amphi-native:latest"),
+        (amphi_examples::Kind::Wasm, "amphi-wasm:latest"),
+    ] {
+        let tar = dirs.tmp.path().join(format!("{name}.tar"));
+        amphi_examples::write_image(&tar, kind, name).unwrap();
+        let out = ok(dirs, &["image", "load", "-i", tar.to_str().unwrap()]);
+        assert!(out.contains(&format!("Loaded image: {name}")), "{out}");
+        assert!(out.contains("Loaded image ID: sha256:"), "{out}");
+    }
+}
+
+#[test]
+fn native_and_wasm_images_run() {
+    let dirs = TestDirs::new();
+    load_examples(&dirs);
+    assert_eq!(
+        text(&run(&dirs, "amphi-native", &[]).stdout),
+        "Hello from native!\n"
+    );
+    // CMD replaces the image's Cmd.
+    let out = run(&dirs, "amphi-native", &["/bin/exit42"]);
+    assert_eq!(out.status.code(), Some(42));
+    assert_eq!(
+        text(&run(&dirs, "amphi-wasm", &[]).stdout),
+        "Hello from Wasm!\n"
+    );
+    // The container's own /etc files.
+    let hosts = text(&run(&dirs, "amphi-native", &["/bin/cat", "/etc/hosts"]).stdout);
+    assert!(hosts.contains("localhost"), "{hosts}");
+    let resolv = text(&run(&dirs, "amphi-native", &["/bin/cat", "/etc/resolv.conf"]).stdout);
+    assert!(
+        resolv.contains("nameserver") && !resolv.contains("nameserver 127."),
+        "{resolv}"
+    );
+    // A Wasm module packed into an image.
+    let module = dirs.tmp.path().join("exit42.wasm");
+    std::fs::write(
+        &module,
+        amphi_examples::WASM
+            .iter()
+            .find(|(n, _)| *n == "exit42")
+            .unwrap()
+            .1,
+    )
+    .unwrap();
+    ok(
+        &dirs,
+        &[
+            "image",
+            "pack",
+            "--wasm",
+            module.to_str().unwrap(),
+            "-t",
+            "exit42",
+        ],
+    );
+    assert_eq!(run(&dirs, "exit42", &[]).status.code(), Some(42));
+}
+
+#[test]
+fn archive_path_and_save_load_round_trip() {
+    let dirs = TestDirs::new();
+    let tar = dirs.tmp.path().join("native.tar");
+    amphi_examples::write_image(&tar, amphi_examples::Kind::Native, "amphi-native:latest").unwrap();
+    // IMAGE may be an archive path: loaded first.
+    assert_eq!(
+        text(&run(&dirs, tar.to_str().unwrap(), &[]).stdout),
+        "Hello from native!\n"
+    );
+    let id1 = ok(&dirs, &["image", "load", "-i", tar.to_str().unwrap()]);
+    let saved = dirs.tmp.path().join("saved.tar");
+    ok(
+        &dirs,
+        &[
+            "image",
+            "save",
+            "-o",
+            saved.to_str().unwrap(),
+            "amphi-native",
+        ],
+    );
+    let other = TestDirs::new();
+    let id2 = ok(&other, &["image", "load", "-i", saved.to_str().unwrap()]);
+    let id = |s: &str| {
+        s.lines()
+            .find(|l| l.starts_with("Loaded image ID"))
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(id(&id1), id(&id2));
+}
+
+#[test]
+fn writes_are_private_to_each_container() {
+    let dirs = TestDirs::new();
+    load_examples(&dirs);
+    assert_eq!(
+        run(&dirs, "amphi-native", &["/bin/write", "/etc/message"])
+            .status
+            .code(),
+        Some(0)
+    );
+    let out = run(&dirs, "amphi-native", &["/bin/cat", "/etc/message"]);
+    assert_eq!(
+        text(&out.stdout),
+        amphi_examples::MESSAGE,
+        "a write leaked into the image"
+    );
+}
+
+/// An image of the native examples plus `extra` layers on top.
+fn layered_image(dirs: &TestDirs, name: &str, extra: Vec<Vec<u8>>) {
+    let store = Store::open(dirs.tmp.path().join(format!("build-{name}"))).unwrap();
+    let mut base = LayerBuilder::new();
+    for (n, b) in amphi_examples::NATIVE {
+        base.file(&format!("bin/{n}"), 0o755, b).unwrap();
+    }
+    let mut layers = vec![base.build().unwrap()];
+    layers.extend(extra);
+    let ids = pack::write_image(
+        &store,
+        &layers,
+        json!({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/bin/hello"]}}),
+        None,
+    )
+    .unwrap();
+    store.tag(name, &ids.manifest).unwrap();
+    let tar = dirs.tmp.path().join(format!("{name}.tar"));
+    archive::save(
+        &store,
+        &[name.to_string()],
+        std::fs::File::create(&tar).unwrap(),
+    )
+    .unwrap();
+    ok(dirs, &["image", "load", "-i", tar.to_str().unwrap()]);
+}
+
+fn layer(files: &[(&str, &str)]) -> Vec<u8> {
+    let mut l = LayerBuilder::new();
+    for (p, c) in files {
+        l.file(p, 0o644, c.as_bytes()).unwrap();
+    }
+    l.build().unwrap()
+}
+
+#[test]
+fn overlay_semantics() {
+    let dirs = TestDirs::new();
+    layered_image(
+        &dirs,
+        "layers",
+        vec![
+            layer(&[
+                ("data/gone", "lower"),
+                ("data/kept", "lower"),
+                ("opaque/a", "lower"),
+                ("opaque/b", "lower"),
+                ("both", "lower"),
+            ]),
+            layer(&[
+                ("data/.wh.gone", ""),
+                ("opaque/.wh..wh..opq", ""),
+                ("opaque/c", "upper"),
+                ("both", "upper"),
+            ]),
+        ],
+    );
+    let cat = |p: &str| run(&dirs, "layers", &["/bin/cat", p]);
+    assert_eq!(
+        cat("/data/gone").status.code(),
+        Some(1),
+        "a whited-out file is visible"
+    );
+    assert_eq!(text(&cat("/data/kept").stdout), "lower");
+    assert_eq!(
+        cat("/opaque/a").status.code(),
+        Some(1),
+        "an opaque dir shows lower children"
+    );
+    assert_eq!(text(&cat("/opaque/c").stdout), "upper");
+    assert_eq!(
+        text(&cat("/both").stdout),
+        "upper",
+        "the upper layer must win"
+    );
+}
+
+#[test]
+fn an_image_of_128_layers_runs() {
+    let dirs = TestDirs::new();
+    let extra: Vec<Vec<u8>> = (1..128)
+        .map(|i| layer(&[(&format!("layers/{i}"), &i.to_string())]))
+        .collect();
+    layered_image(&dirs, "deep", extra);
+    assert_eq!(
+        text(&run(&dirs, "deep", &["/bin/cat", "/layers/127"]).stdout),
+        "127"
+    );
+    assert_eq!(
+        text(&run(&dirs, "deep", &["/bin/cat", "/layers/1"]).stdout),
+        "1"
+    );
+}
+
+#[test]
+fn unknown_images_and_bad_archives_are_clear_errors() {
+    let dirs = TestDirs::new();
+    let out = run(&dirs, "nope:1", &[]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("no image nope:1"),
+        "{}",
+        text(&out.stderr)
+    );
+    let junk = dirs.tmp.path().join("junk.tar");
+    std::fs::write(&junk, b"garbage".repeat(100)).unwrap();
+    let out = amphi(&dirs, &["image", "load", "-i", junk.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(
+        text(&out.stderr).lines().count(),
+        1,
+        "{}",
+        text(&out.stderr)
+    );
+    let _ = Path::new("");
+}
