@@ -1,21 +1,10 @@
 //! `amphi image pack | save | ls` against a per-test store.
 
-use std::process::{Command, Output};
+
+mod common;
 
 use amphi_testkit::TestDirs;
-
-fn amphi(dirs: &TestDirs, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_amphi"))
-        .env("AMPHI_ROOT", &dirs.store)
-        .env("AMPHI_STATE", &dirs.state)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use common::{amphi, text};
 
 /// Every file under the store, with its bytes: "byte-for-byte unchanged".
 fn snapshot(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {

@@ -2,25 +2,15 @@
 //! command rules, Wasm images, deep images, and no leaks.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use amphi_images::layer::LayerBuilder;
 use amphi_images::{archive, pack, Store};
+mod common;
+
 use amphi_testkit::{assert_no_leaks, unique_id, TestDirs};
+use common::{amphi, text};
 use serde_json::json;
-
-fn amphi(dirs: &TestDirs, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_amphi"))
-        .env("AMPHI_ROOT", &dirs.store)
-        .env("AMPHI_STATE", &dirs.state)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 fn ok(dirs: &TestDirs, args: &[&str]) -> String {
     let out = amphi(dirs, args);

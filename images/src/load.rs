@@ -439,8 +439,13 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
-/// Unpacks one layer into a prepared snapshot, checking its diff ID.
-fn unpack_layer(staged: &Staged, diff_id: &str, dest: &Path, limits: Limits) -> Result<()> {
+/// The layer's uncompressed stream, hashed as it is read and bounded: the
+/// bomb guard never lets more bytes through than the unpack limit (plus
+/// tar framing), whatever the entries claim.
+fn layer_stream(
+    staged: &Staged,
+    limits: Limits,
+) -> Result<HashingReader<std::io::Take<Box<dyn Read>>>> {
     let f = std::io::BufReader::with_capacity(
         1 << 20,
         File::open(&staged.path).map_err(|e| Error::io(&staged.path, e))?,
@@ -453,53 +458,21 @@ fn unpack_layer(staged: &Staged, diff_id: &str, dest: &Path, limits: Limits) -> 
                 .map_err(|e| invalid(format!("layer {}: {e}", staged.digest)))?,
         ),
     };
-    // The bomb guard: never read more uncompressed bytes than the limit
-    // (plus tar framing), whatever the entries claim.
-    let bounded = reader.take(
-        limits
-            .max_bytes
-            .saturating_add(limits.max_entries.saturating_mul(1024)),
-    );
-    let mut hashing = HashingReader {
-        inner: bounded,
+    let bound = limits
+        .max_bytes
+        .saturating_add(limits.max_entries.saturating_mul(1024));
+    Ok(HashingReader {
+        inner: reader.take(bound),
         hasher: Sha256::new(),
-    };
-    unpack::apply(&staged.digest, &mut hashing, &dest.join("fs"), limits)?;
-    // Drain the tar's trailing padding so the digest covers every byte.
-    std::io::copy(&mut hashing, &mut std::io::sink())
-        .map_err(|e| invalid(format!("layer {}: {e}", staged.digest)))?;
-    let actual = format!("sha256:{}", hex(&hashing.hasher.finalize()));
-    if actual != diff_id {
-        return Err(invalid(format!(
-            "layer {}: uncompressed digest {actual} does not match diff ID {diff_id}",
-            staged.digest
-        )));
-    }
-    Ok(())
+    })
 }
 
-/// Checks that a layer blob decompresses to `diff_id`, unpacking nothing.
-fn verify_layer(staged: &Staged, diff_id: &str, limits: Limits) -> Result<()> {
-    let f = std::io::BufReader::with_capacity(
-        1 << 20,
-        File::open(&staged.path).map_err(|e| Error::io(&staged.path, e))?,
-    );
-    let reader: Box<dyn Read> = match compression(&staged.path)? {
-        Compression::None => Box::new(f),
-        Compression::Gzip => Box::new(flate2::read::GzDecoder::new(f)),
-        Compression::Zstd => Box::new(
-            zstd::stream::read::Decoder::new(f)
-                .map_err(|e| invalid(format!("layer {}: {e}", staged.digest)))?,
-        ),
-    };
-    let mut hashing = HashingReader {
-        inner: reader.take(
-            limits
-                .max_bytes
-                .saturating_add(limits.max_entries.saturating_mul(1024)),
-        ),
-        hasher: Sha256::new(),
-    };
+/// Reads the stream to its end and checks its digest against `diff_id`.
+fn finish_diff_id(
+    staged: &Staged,
+    mut hashing: HashingReader<std::io::Take<Box<dyn Read>>>,
+    diff_id: &str,
+) -> Result<()> {
     std::io::copy(&mut hashing, &mut std::io::sink())
         .map_err(|e| invalid(format!("layer {}: corrupt: {e}", staged.digest)))?;
     let actual = format!("sha256:{}", hex(&hashing.hasher.finalize()));
@@ -510,6 +483,18 @@ fn verify_layer(staged: &Staged, diff_id: &str, limits: Limits) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Unpacks one layer into a prepared snapshot, checking its diff ID.
+fn unpack_layer(staged: &Staged, diff_id: &str, dest: &Path, limits: Limits) -> Result<()> {
+    let mut hashing = layer_stream(staged, limits)?;
+    unpack::apply(&staged.digest, &mut hashing, &dest.join("fs"), limits)?;
+    finish_diff_id(staged, hashing, diff_id)
+}
+
+/// Checks that a layer blob decompresses to `diff_id`, unpacking nothing.
+fn verify_layer(staged: &Staged, diff_id: &str, limits: Limits) -> Result<()> {
+    finish_diff_id(staged, layer_stream(staged, limits)?, diff_id)
 }
 
 /// Loads the archive read from `input` (a tar stream).

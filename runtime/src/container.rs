@@ -549,23 +549,11 @@ impl Container {
     /// Records an exit reaped by the caller's own `waitpid` loop (a shim
     /// reaping on SIGCHLD), and returns it as an [`ExitStatus`].
     pub fn record_exit(&mut self, ws: WaitStatus) -> Result<ExitStatus> {
-        let (code, signal) = match ws {
-            WaitStatus::Exited(_, c) => (c, None),
-            WaitStatus::Signaled(_, s, _) => (128 + s as i32, Some(s as i32)),
-            _ => return Err(self.bad_status("not an exit status")),
-        };
-        let oom_killed = signal == Some(libc::SIGKILL) && self.cgroup.oom_kills() > 0;
-        let code = if oom_killed { 137 } else { code };
-        self.state.exit_code = Some(code);
-        self.state.exited_at = Some(SystemTime::now());
-        self.state.oom_killed = oom_killed;
-        self.state.status = Status::Stopped;
-        self.state.save(&self.root)?;
-        Ok(ExitStatus {
-            code,
-            signal,
-            oom_killed,
-        })
+        match ws {
+            WaitStatus::Exited(_, c) => self.record_exit_code(c),
+            WaitStatus::Signaled(_, s, _) => self.record_exit_code(128 + s as i32),
+            _ => Err(self.bad_status("not an exit status")),
+        }
     }
 
     /// Records an exit code reaped elsewhere (128+signal for a signal).
