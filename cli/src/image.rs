@@ -37,6 +37,28 @@ pub enum ImageCommand {
     },
     /// List images.
     Ls,
+    /// Remove images (refused while a container uses one, unless forced);
+    /// blobs and snapshots nothing uses any more are removed too.
+    Rm {
+        /// Remove even when a container uses the image.
+        #[arg(short, long)]
+        force: bool,
+        /// References.
+        #[arg(required = true)]
+        refs: Vec<String>,
+    },
+    /// Show an image's manifest and config as JSON.
+    Inspect {
+        /// Reference.
+        reference: String,
+    },
+    /// Make a one-layer image of a flat rootfs tar (as `amphi export` writes).
+    Import {
+        /// The tar (uncompressed or gzip).
+        file: PathBuf,
+        /// Reference to tag the image with.
+        reference: String,
+    },
 }
 
 pub fn run(root: &Path, command: ImageCommand) -> Result<u8> {
@@ -94,6 +116,52 @@ pub fn run(root: &Path, command: ImageCommand) -> Result<u8> {
                 println!("Loaded image ID: {}", image.id);
             }
         }
+        ImageCommand::Rm { force, refs } => {
+            let users = crate::image_container::images_in_use(root);
+            for r in &refs {
+                amphi_images::gc::untag(&store, r, &users, force)
+                    .with_context(|| format!("removing {r}"))?;
+                println!("Untagged: {r}");
+            }
+            let (blobs, snapshots) = amphi_images::gc::collect(&store, &users)?;
+            println!("Deleted: {blobs} blobs, {snapshots} layers");
+        }
+        ImageCommand::Inspect { reference } => {
+            let digest = store.resolve(&reference)?;
+            let manifest: serde_json::Value = serde_json::from_slice(&store.read_blob(&digest)?)?;
+            let config_digest = manifest["config"]["digest"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let config: serde_json::Value =
+                serde_json::from_slice(&store.read_blob(&config_digest)?)?;
+            let tags: Vec<String> = store
+                .refs()?
+                .into_iter()
+                .filter(|(_, d)| *d == digest)
+                .map(|(n, _)| familiar(&n))
+                .collect();
+            let out = serde_json::json!({"Id": config_digest, "RepoTags": tags, "ManifestDigest": digest, "Manifest": manifest, "Config": config});
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        ImageCommand::Import { file, reference } => {
+            let raw =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let layer = if raw.starts_with(&[0x1f, 0x8b]) {
+                let mut out = Vec::new();
+                std::io::Read::read_to_end(&mut flate2_reader(&raw), &mut out)
+                    .with_context(|| format!("{}: corrupt gzip", file.display()))?;
+                out
+            } else {
+                raw
+            };
+            // As Docker's import: files only, no Cmd or Env.
+            let config = serde_json::json!({"architecture": "amd64", "os": "linux", "config": {}});
+            let ids = pack::write_image(&store, &[layer], config, None)
+                .with_context(|| format!("importing {}", file.display()))?;
+            store.tag(&reference, &ids.manifest)?;
+            println!("{}", ids.config);
+        }
         ImageCommand::Ls => {
             println!("{:<40} {:<14} {:>10}", "REFERENCE", "IMAGE ID", "SIZE");
             for (name, digest) in store.refs()? {
@@ -126,4 +194,8 @@ fn human(bytes: u64) -> String {
         b if b >= 1 << 10 => format!("{:.1}kB", b as f64 / (1u64 << 10) as f64),
         b => format!("{b}B"),
     }
+}
+
+fn flate2_reader(bytes: &[u8]) -> impl std::io::Read + '_ {
+    flate2::read::GzDecoder::new(bytes)
 }

@@ -22,6 +22,17 @@ pub fn remove(root: &Path, id: &str) -> Result<()> {
     remove_container(&dir(root, id)).with_context(|| format!("removing the rootfs of {id}"))
 }
 
+/// Manifest digests of the images existing containers run on.
+pub fn images_in_use(root: &Path) -> Vec<String> {
+    std::fs::read_dir(root.join("containers"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("image")).ok())
+        .map(|s| s.trim().to_string())
+        .collect()
+}
+
 /// Resolves IMAGE (a reference, or a path to an archive or OCI layout that
 /// is loaded first) to its manifest digest.
 pub fn resolve_image(store: &Store, image: &str) -> Result<String> {
@@ -76,6 +87,8 @@ pub fn prepare(root: &Path, id: &str, image: &str, cmd: &[String]) -> Result<Pat
         let snapshots = Snapshots::open(store.root())?;
         mount_container(&snapshots, &chain_ids(&diff_ids), &dir)?;
         let hostname = &id[..id.len().min(12)];
+        // Which image the container runs on: `image rm` and GC honour it.
+        std::fs::write(dir.join("image"), &manifest_digest)?;
         std::fs::write(dir.join("hostname"), format!("{hostname}\n"))?;
         std::fs::write(
             dir.join("hosts"),

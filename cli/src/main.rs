@@ -67,6 +67,14 @@ enum Command {
         #[command(subcommand)]
         command: image::ImageCommand,
     },
+    /// Write a container's filesystem as a flat tar.
+    Export {
+        /// The tar to write.
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+        /// Container id.
+        id: String,
+    },
     /// Show a container's cgroup figures as JSON.
     Stats {
         /// Container id.
@@ -141,6 +149,22 @@ fn dispatch(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Image { command } => image::run(&cli.root, command),
+        Command::Export { output, id } => {
+            let rootfs = image_container::dir(&cli.root, &id).join("rootfs");
+            if !rootfs.is_dir() {
+                anyhow::bail!("container {id} has no image rootfs to export (run from an image, not yet removed)");
+            }
+            let tmp = output.with_extension("amphi-partial");
+            let file = std::fs::File::create(&tmp)
+                .with_context(|| format!("creating {}", tmp.display()))?;
+            if let Err(e) = amphi_images::layer::tar_tree(&rootfs, std::io::BufWriter::new(file)) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e.into());
+            }
+            std::fs::rename(&tmp, &output)
+                .with_context(|| format!("writing {}", output.display()))?;
+            Ok(0)
+        }
         Command::Stats { id } => {
             let stats = rt.load(&id)?.stats()?;
             println!("{}", serde_json::to_string_pretty(&stats)?);

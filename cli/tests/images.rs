@@ -1,6 +1,5 @@
 //! `amphi image pack | save | ls` against a per-test store.
 
-
 mod common;
 
 use amphi_testkit::TestDirs;

@@ -263,3 +263,90 @@ fn unknown_images_and_bad_archives_are_clear_errors() {
     );
     let _ = Path::new("");
 }
+
+#[test]
+fn export_then_import_keeps_every_file() {
+    let dirs = TestDirs::new();
+    load_examples(&dirs);
+    let id = unique_id("exp");
+    let out = amphi(
+        &dirs,
+        &[
+            "run",
+            "--name",
+            &id,
+            "amphi-native",
+            "/bin/write",
+            "/made-here",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let tar = dirs.tmp.path().join("export.tar");
+    ok(&dirs, &["export", "-o", tar.to_str().unwrap(), &id]);
+    ok(&dirs, &["rm", &id]);
+    // The same tree exports to the same bytes (deterministic).
+    let names: Vec<String> = tar::Archive::new(std::fs::File::open(&tar).unwrap())
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "export is not sorted");
+    assert!(names.iter().any(|n| n == "made-here"), "{names:?}");
+    assert!(names.iter().any(|n| n == "bin/hello"), "{names:?}");
+    ok(&dirs, &["image", "import", tar.to_str().unwrap(), "flat:1"]);
+    let inspect: serde_json::Value =
+        serde_json::from_str(&ok(&dirs, &["image", "inspect", "flat:1"])).unwrap();
+    assert_eq!(inspect["Manifest"]["layers"].as_array().unwrap().len(), 1);
+    assert!(
+        inspect["Config"]["config"]["Cmd"].is_null()
+            && inspect["Config"]["config"]["Env"].is_null()
+    );
+    // No Cmd: a command must be given, as with Docker.
+    assert_eq!(run(&dirs, "flat:1", &[]).status.code(), Some(125));
+    assert_eq!(
+        text(&run(&dirs, "flat:1", &["/bin/cat", "/etc/message"]).stdout),
+        amphi_examples::MESSAGE
+    );
+    assert_eq!(
+        run(&dirs, "flat:1", &["/bin/cat", "/made-here"])
+            .status
+            .code(),
+        Some(0)
+    );
+}
+
+#[test]
+fn image_rm_refuses_images_in_use_and_collects_garbage() {
+    let dirs = TestDirs::new();
+    load_examples(&dirs);
+    let id = unique_id("keep");
+    assert_eq!(
+        amphi(&dirs, &["run", "--name", &id, "amphi-native", "/bin/true"])
+            .status
+            .code(),
+        Some(0)
+    );
+    let out = amphi(&dirs, &["image", "rm", "amphi-native"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("used by a container"),
+        "{}",
+        text(&out.stderr)
+    );
+    ok(&dirs, &["rm", &id]);
+    ok(&dirs, &["image", "rm", "amphi-native", "amphi-wasm"]);
+    let blobs = std::fs::read_dir(dirs.store.join("images/blobs/sha256"))
+        .unwrap()
+        .count();
+    assert_eq!(blobs, 0, "blobs left after removing every image");
+    let snaps: Vec<_> = std::fs::read_dir(dirs.store.join("images/snapshots"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name() != "l")
+        .collect();
+    assert!(snaps.is_empty(), "snapshots left: {snaps:?}");
+    let ls = ok(&dirs, &["image", "ls"]);
+    assert_eq!(ls.lines().count(), 1, "{ls}");
+}

@@ -77,6 +77,65 @@ impl LayerBuilder {
     }
 }
 
+/// Writes the tree at `dir` as a flat, deterministic tar (`export`):
+/// entries sorted by name, mtime 0, owners and modes kept, hardlinked
+/// files written as separate files.
+pub fn tar_tree(dir: &std::path::Path, out: impl std::io::Write) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let mut paths = Vec::new();
+    let mut stack = vec![std::path::PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let abs = dir.join(&rel);
+        let mut names: Vec<_> = std::fs::read_dir(&abs)
+            .map_err(|e| Error::io(&abs, e))?
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        names.sort();
+        for n in names {
+            let r = rel.join(&n);
+            let m =
+                std::fs::symlink_metadata(dir.join(&r)).map_err(|e| Error::io(dir.join(&r), e))?;
+            if m.is_dir() {
+                stack.push(r.clone());
+            }
+            paths.push(r);
+        }
+    }
+    paths.sort();
+    let mut b = tar::Builder::new(out);
+    let io = |e: std::io::Error| Error::io("<export>", e);
+    for rel in paths {
+        let abs = dir.join(&rel);
+        let m = std::fs::symlink_metadata(&abs).map_err(|e| Error::io(&abs, e))?;
+        let mut h = tar::Header::new_gnu();
+        h.set_mtime(0);
+        h.set_uid(m.uid() as u64);
+        h.set_gid(m.gid() as u64);
+        h.set_mode(m.mode() & 0o7777);
+        let ft = m.file_type();
+        if ft.is_dir() {
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_size(0);
+            b.append_data(&mut h, format!("{}/", rel.display()), std::io::empty())
+                .map_err(io)?;
+        } else if ft.is_symlink() {
+            let target = std::fs::read_link(&abs).map_err(|e| Error::io(&abs, e))?;
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_size(0);
+            b.append_link(&mut h, &rel, &target).map_err(io)?;
+        } else if ft.is_file() {
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_size(m.len());
+            let f = std::fs::File::open(&abs).map_err(|e| Error::io(&abs, e))?;
+            b.append_data(&mut h, &rel, f).map_err(io)?;
+        }
+        // Sockets, fifos and devices are not part of an image's files.
+    }
+    b.into_inner().map_err(io)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

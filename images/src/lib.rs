@@ -10,6 +10,7 @@
 pub mod archive;
 pub mod digest;
 mod error;
+pub mod gc;
 pub mod layer;
 pub mod load;
 pub mod media;

@@ -146,6 +146,16 @@ impl Store {
         }
     }
 
+    /// Removes the reference (not the blobs; see [`crate::gc`]).
+    pub fn untag(&self, reference: &str) -> Result<()> {
+        let name = normalize(reference)?;
+        let p = self.root.join("refs").join(escape(&name));
+        std::fs::remove_file(&p).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::UnknownRef(reference.to_string()),
+            _ => Error::io(&p, e),
+        })
+    }
+
     /// Every (reference, manifest digest), sorted by reference.
     pub fn refs(&self) -> Result<Vec<(String, String)>> {
         let dir = self.root.join("refs");
