@@ -67,6 +67,19 @@ enum Command {
         #[command(subcommand)]
         command: image::ImageCommand,
     },
+    /// Print a detached container's output.
+    Logs {
+        /// Container id.
+        id: String,
+    },
+    /// Run a command in a running container.
+    Exec {
+        /// Container id.
+        id: String,
+        /// The command and its arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        cmd: Vec<String>,
+    },
     /// Write a container's filesystem as a flat tar.
     Export {
         /// The tar to write.
@@ -149,6 +162,40 @@ fn dispatch(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Image { command } => image::run(&cli.root, command),
+        Command::Logs { id } => {
+            let log = image_container::dir(&cli.root, &id).join("log");
+            let mut f = std::fs::File::open(&log)
+                .with_context(|| format!("container {id} has no logs (it was not run with -d)"))?;
+            std::io::copy(&mut f, &mut std::io::stdout())?;
+            Ok(0)
+        }
+        Command::Exec { id, cmd } => {
+            let container = rt.load(&id)?;
+            let config = container.state().bundle.join("config.json");
+            let spec: serde_json::Value = serde_json::from_slice(
+                &std::fs::read(&config).with_context(|| format!("reading {}", config.display()))?,
+            )?;
+            let mut process = spec["process"].clone();
+            process["args"] = serde_json::json!(cmd);
+            process["terminal"] = serde_json::json!(false);
+            let process =
+                serde_json::from_value(process).context("the container's process spec")?;
+            // The exec'd process is a grandchild: adopt it to reap it.
+            nix::sys::prctl::set_child_subreaper(true)?;
+            let started = container.exec(
+                std::path::Path::new("/proc/self/exe"),
+                &rt.config().wasm_cache,
+                &process,
+                amphi_runtime::Stdio::default(),
+            )?;
+            let code = match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(started.pid), None)?
+            {
+                nix::sys::wait::WaitStatus::Exited(_, c) => c,
+                nix::sys::wait::WaitStatus::Signaled(_, s, _) => 128 + s as i32,
+                _ => 125,
+            };
+            Ok(code.clamp(0, 255) as u8)
+        }
         Command::Export { output, id } => {
             let rootfs = image_container::dir(&cli.root, &id).join("rootfs");
             if !rootfs.is_dir() {

@@ -6,11 +6,12 @@ use std::time::{Duration, Instant};
 
 use amphi_runtime::bundle::Bundle;
 use amphi_runtime::oci_spec::runtime::Spec;
-use amphi_runtime::{Container, CreateOptions, Runtime};
+use amphi_runtime::{Container, CreateOptions, Runtime, Stdio};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use nix::sys::signal::{SigSet, Signal};
 use serde_json::{json, Value};
+use std::io::Write;
 
 use crate::{image_container, units};
 
@@ -75,9 +76,6 @@ const FORWARDED: [Signal; 6] = [
 ];
 
 pub fn run(rt: &Runtime, root: &Path, mut args: RunArgs) -> Result<u8> {
-    if args.detach {
-        bail!("-d (detached containers) is not supported yet");
-    }
     let timeout = args
         .timeout
         .as_deref()
@@ -101,11 +99,92 @@ pub fn run(rt: &Runtime, root: &Path, mut args: RunArgs) -> Result<u8> {
             dir
         }
     };
-    let result = run_bundle(rt, &dir, &id, &args, timeout);
+    if args.detach {
+        return detach(rt, root, &dir, &id, &args, timeout);
+    }
+    let result = run_bundle(rt, &dir, &id, &args, timeout, Stdio::default(), None);
     if from_image && (args.rm || result.is_err()) {
         image_container::remove(root, &id)?;
     }
     result
+}
+
+/// `run -d`: a monitor process (in its own session) creates the container
+/// with its output going to the log, stays its parent to record the exit,
+/// and removes it at the end under `--rm`. The command returns once the
+/// container started, printing its id.
+fn detach(
+    rt: &Runtime,
+    root: &Path,
+    dir: &Path,
+    id: &str,
+    args: &RunArgs,
+    timeout: Option<Duration>,
+) -> Result<u8> {
+    let cdir = image_container::dir(root, id);
+    std::fs::create_dir_all(&cdir).with_context(|| format!("creating {}", cdir.display()))?;
+    let log = cdir.join("log");
+    // Close-on-exec: the container must not hold the report pipe open.
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
+    // SAFETY: amphi is single-threaded here.
+    match unsafe { nix::unistd::fork() }.context("fork")? {
+        nix::unistd::ForkResult::Child => {
+            drop(r);
+            let _ = nix::unistd::setsid();
+            let null = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null");
+            if let Ok(null) = &null {
+                for fd in 0..3 {
+                    // SAFETY: dup2 onto our own standard descriptors.
+                    unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(null), fd) };
+                }
+            }
+            let mut report = std::fs::File::from(w);
+            let code = (|| -> Result<u8> {
+                let out = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)?;
+                let stdio = Stdio {
+                    stdin: None,
+                    stdout: Some(out.try_clone()?.into()),
+                    stderr: Some(out.into()),
+                };
+                run_bundle(rt, dir, id, args, timeout, stdio, Some(&mut report))
+            })();
+            if let Err(e) = &code {
+                let _ = writeln!(report, "error: {}", format!("{e:#}").replace('\n', " "));
+            }
+            if args.rm || code.is_err() {
+                let _ = image_container::remove(root, id);
+            }
+            std::process::exit(code.map(i32::from).unwrap_or(125));
+        }
+        nix::unistd::ForkResult::Parent { .. } => {
+            drop(w);
+            // One line: "ok" once started, or the error. The monitor keeps
+            // the pipe open while it supervises, so read no further.
+            let mut reply = String::new();
+            std::io::BufRead::read_line(
+                &mut std::io::BufReader::new(std::fs::File::from(r)),
+                &mut reply,
+            )
+            .ok();
+            let first = reply.trim_end();
+            if first == "ok" {
+                println!("{id}");
+                return Ok(0);
+            }
+            bail!(
+                "{}",
+                first
+                    .strip_prefix("error: ")
+                    .unwrap_or("the container monitor exited during start")
+            )
+        }
+    }
 }
 
 fn run_bundle(
@@ -114,6 +193,8 @@ fn run_bundle(
     id: &str,
     args: &RunArgs,
     timeout: Option<Duration>,
+    stdio: Stdio,
+    started: Option<&mut std::fs::File>,
 ) -> Result<u8> {
     let bundle = Bundle::load(dir)?;
     let bundle = apply_flags(bundle, args)?;
@@ -125,10 +206,18 @@ fn run_bundle(
     }
     set.add(Signal::SIGCHLD);
     set.thread_block().context("blocking signals")?;
-    let mut container = rt.create_from(id, bundle, CreateOptions::default())?;
+    let opts = CreateOptions {
+        stdio,
+        ..CreateOptions::default()
+    };
+    let mut container = rt.create_from(id, bundle, opts)?;
     if let Err(e) = container.start() {
         let _ = container.delete(true);
         return Err(e.into());
+    }
+    if let Some(w) = started {
+        // The monitor's parent returns now; it must not see our later output.
+        let _ = writeln!(w, "ok");
     }
     let result = supervise(&mut container, &set, timeout);
     let code = match result {

@@ -350,3 +350,84 @@ fn image_rm_refuses_images_in_use_and_collects_garbage() {
     let ls = ok(&dirs, &["image", "ls"]);
     assert_eq!(ls.lines().count(), 1, "{ls}");
 }
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..2000 {
+        if f() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn detached_containers_ps_logs_exec_kill_rm() {
+    let dirs = TestDirs::new();
+    load_examples(&dirs);
+    let id = unique_id("det");
+    assert_eq!(
+        ok(
+            &dirs,
+            &["run", "-d", "--name", &id, "amphi-native", "/bin/busy"]
+        )
+        .trim(),
+        id
+    );
+    let ps = ok(&dirs, &["ps"]);
+    assert!(
+        ps.lines()
+            .any(|l| l.starts_with(&id) && l.contains("running")),
+        "{ps}"
+    );
+    wait_for("output in the log", || {
+        ok(&dirs, &["logs", &id]).contains("spinning")
+    });
+    let exec = amphi(&dirs, &["exec", &id, "/bin/id"]);
+    assert_eq!(exec.status.code(), Some(0));
+    assert!(
+        text(&exec.stdout).contains(&format!("hostname={}", &id[..12])),
+        "{}",
+        text(&exec.stdout)
+    );
+    assert_eq!(
+        amphi(&dirs, &["exec", &id, "/bin/exit42"]).status.code(),
+        Some(42)
+    );
+    let rm = amphi(&dirs, &["rm", &id]);
+    assert_eq!(
+        rm.status.code(),
+        Some(125),
+        "a running container was removed without -f"
+    );
+    ok(&dirs, &["kill", &id]);
+    wait_for("the container to stop", || {
+        ok(&dirs, &["ps"])
+            .lines()
+            .any(|l| l.starts_with(&id) && l.contains("exited(137)"))
+    });
+    ok(&dirs, &["rm", &id]);
+    let cdir = dirs.store.join("containers").join(&id);
+    assert!(!cdir.exists());
+    assert_no_leaks(&id, &dirs.state, &cdir.join("rootfs"));
+
+    // -d --rm: gone by itself once it exits.
+    let id = unique_id("detrm");
+    ok(
+        &dirs,
+        &[
+            "run",
+            "-d",
+            "--rm",
+            "--name",
+            &id,
+            "amphi-native",
+            "/bin/hello",
+        ],
+    );
+    let cdir = dirs.store.join("containers").join(&id);
+    wait_for("the container to be removed", || {
+        !cdir.exists() && !dirs.state.join(&id).exists()
+    });
+    assert_no_leaks(&id, &dirs.state, &cdir.join("rootfs"));
+}
