@@ -105,6 +105,15 @@ impl Runtime {
     pub fn create_from(&self, id: &str, bundle: Bundle, opts: CreateOptions) -> Result<Container> {
         validate_id(id)?;
         let clone_flags = check_namespaces(&bundle)?;
+        if bundle
+            .spec
+            .linux()
+            .as_ref()
+            .is_some_and(|l| l.seccomp().is_some())
+        {
+            // Not enforced yet (see README): say so rather than pretend.
+            tracing::warn!(container = id, "the spec's seccomp profile is not applied");
+        }
         let ep = resolve_entrypoint(&bundle)?;
         let payload = match ep.kind {
             PayloadKind::Native => Payload::Native,
