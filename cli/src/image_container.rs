@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use amphi_images::load::{load_dir, load_tar, LoadLimits};
-use amphi_images::snapshot::{chain_ids, mount_container, remove_container, Snapshots};
+use amphi_images::snapshot::{chain_ids, diff_ids, mount_container, remove_container, Snapshots};
 use amphi_images::Store;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
@@ -68,12 +68,7 @@ pub fn prepare(root: &Path, id: &str, image: &str, cmd: &[String]) -> Result<Pat
         .context("manifest without config")?;
     let config: Value = serde_json::from_slice(&store.read_blob(config_digest)?)
         .context("reading the image config")?;
-    let diff_ids: Vec<String> = config["rootfs"]["diff_ids"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|d| d.as_str().map(str::to_string))
-        .collect();
+    let diff_ids = diff_ids(&config);
     let dir = dir(root, id);
     std::fs::create_dir_all(dir.parent().unwrap())?;
     match std::fs::create_dir(&dir) {

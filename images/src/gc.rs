@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use serde_json::Value;
 
 use crate::digest::hex_part;
-use crate::snapshot::{chain_ids, Snapshots};
+use crate::snapshot::{chain_ids, diff_ids, Snapshots};
 use crate::{Error, Result, Store};
 
 fn manifest_parts(store: &Store, manifest: &str) -> Result<(Vec<String>, Vec<String>)> {
@@ -26,13 +26,8 @@ fn manifest_parts(store: &Store, manifest: &str) -> Result<(Vec<String>, Vec<Str
     );
     let c: Value = serde_json::from_slice(&store.read_blob(&config)?)
         .map_err(|e| Error::Invalid(format!("config {config}: {e}")))?;
-    let diff_ids: Vec<String> = c["rootfs"]["diff_ids"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|d| d.as_str().map(str::to_string))
-        .collect();
-    Ok((blobs, chain_ids(&diff_ids)))
+    let ids = diff_ids(&c);
+    Ok((blobs, chain_ids(&ids)))
 }
 
 /// Untags `reference`. Refused while `users` (manifest digests of existing

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
 use crate::digest::{hex, hex_part};
-use crate::snapshot::{chain_ids, Snapshots};
+use crate::snapshot::{chain_ids, diff_ids, Snapshots};
 use crate::unpack::{self, Limits};
 use crate::{media, Error, Result, Store};
 
@@ -553,12 +553,7 @@ fn load_staged(
                     limits.max_layers
                 )));
             }
-            let diff_ids: Vec<String> = config["rootfs"]["diff_ids"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|d| d.as_str().map(str::to_string))
-                .collect();
+            let diff_ids = diff_ids(&config);
             if diff_ids.len() != layers.len() {
                 return Err(invalid(format!(
                     "config lists {} diff IDs for {} layers",

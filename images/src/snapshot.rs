@@ -18,6 +18,16 @@ pub struct Snapshots {
     root: PathBuf,
 }
 
+/// The diff IDs an image config lists (`rootfs.diff_ids`), bottom first.
+pub fn diff_ids(config: &serde_json::Value) -> Vec<String> {
+    config["rootfs"]["diff_ids"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d.as_str().map(str::to_string))
+        .collect()
+}
+
 /// The chain IDs of a layer stack: chain(0) = diff(0),
 /// chain(n) = sha256(chain(n-1) + " " + diff(n)).
 pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {

@@ -413,6 +413,28 @@ impl TaskService {
     }
 }
 
+impl TaskService {
+    /// Pause or Resume: freeze or thaw, then publish the event.
+    fn set_paused(&self, id: &str, paused: bool) -> TtrpcResult<Empty> {
+        let mut tasks = self.inner.lock();
+        let task = tasks.get_mut(id).ok_or_else(|| not_found(id))?;
+        if paused {
+            task.container.pause().map_err(rt_err)?;
+            task.init.status = Status::PAUSED;
+            let mut ev = TaskPaused::new();
+            ev.container_id = id.to_string();
+            self.inner.events.send(TASK_PAUSED_EVENT_TOPIC, ev);
+        } else {
+            task.container.resume().map_err(rt_err)?;
+            task.init.status = Status::RUNNING;
+            let mut ev = TaskResumed::new();
+            ev.container_id = id.to_string();
+            self.inner.events.send(TASK_RESUMED_EVENT_TOPIC, ev);
+        }
+        Ok(Empty::new())
+    }
+}
+
 impl Task for TaskService {
     fn create(
         &self,
@@ -660,25 +682,11 @@ impl Task for TaskService {
     }
 
     fn pause(&self, _ctx: &TtrpcContext, req: PauseRequest) -> TtrpcResult<Empty> {
-        let mut tasks = self.inner.lock();
-        let task = tasks.get_mut(&req.id).ok_or_else(|| not_found(&req.id))?;
-        task.container.pause().map_err(rt_err)?;
-        task.init.status = Status::PAUSED;
-        let mut ev = TaskPaused::new();
-        ev.container_id = req.id.clone();
-        self.inner.events.send(TASK_PAUSED_EVENT_TOPIC, ev);
-        Ok(Empty::new())
+        self.set_paused(&req.id, true)
     }
 
     fn resume(&self, _ctx: &TtrpcContext, req: ResumeRequest) -> TtrpcResult<Empty> {
-        let mut tasks = self.inner.lock();
-        let task = tasks.get_mut(&req.id).ok_or_else(|| not_found(&req.id))?;
-        task.container.resume().map_err(rt_err)?;
-        task.init.status = Status::RUNNING;
-        let mut ev = TaskResumed::new();
-        ev.container_id = req.id.clone();
-        self.inner.events.send(TASK_RESUMED_EVENT_TOPIC, ev);
-        Ok(Empty::new())
+        self.set_paused(&req.id, false)
     }
 
     fn checkpoint(&self, _ctx: &TtrpcContext, _req: CheckpointTaskRequest) -> TtrpcResult<Empty> {
