@@ -2,7 +2,7 @@
 //! command rules, Wasm images, deep images, and no leaks.
 
 use std::path::Path;
-use std::process::Output;
+use std::process::{Command, Output};
 
 use amphi_images::layer::LayerBuilder;
 use amphi_images::{archive, pack, Store};
@@ -430,4 +430,140 @@ fn detached_containers_ps_logs_exec_kill_rm() {
         !cdir.exists() && !dirs.state.join(&id).exists()
     });
     assert_no_leaks(&id, &dirs.state, &cdir.join("rootfs"));
+}
+
+fn tool(program: &str, args: &[&str]) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} (scripts/install-deps installs it): {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn images_from_and_for_skopeo_and_umoci() {
+    let dirs = TestDirs::new();
+    let t = dirs.tmp.path();
+    let oci = t.join("native.tar");
+    amphi_examples::write_image(&oci, amphi_examples::Kind::Native, "amphi-native:latest").unwrap();
+    // skopeo turns our OCI archive into a docker-archive (with its symlinked
+    // layer dirs); it loads, runs, and has the same image ID.
+    let docker = t.join("docker.tar");
+    tool(
+        "skopeo",
+        &[
+            "--insecure-policy",
+            "copy",
+            &format!("oci-archive:{}", oci.display()),
+            &format!("docker-archive:{}:from-skopeo:1", docker.display()),
+        ],
+    );
+    let id_of = |out: &str| {
+        out.lines()
+            .find(|l| l.starts_with("Loaded image ID"))
+            .unwrap()
+            .to_string()
+    };
+    let via_docker = ok(&dirs, &["image", "load", "-i", docker.to_str().unwrap()]);
+    assert!(
+        via_docker.contains("Loaded image: from-skopeo:1"),
+        "{via_docker}"
+    );
+    let via_oci = ok(&dirs, &["image", "load", "-i", oci.to_str().unwrap()]);
+    assert_eq!(id_of(&via_docker), id_of(&via_oci));
+    assert_eq!(
+        text(&run(&dirs, "from-skopeo:1", &[]).stdout),
+        "Hello from native!\n"
+    );
+    // What `image save` writes is read by skopeo (both formats) and umoci.
+    let saved = t.join("saved.tar");
+    ok(
+        &dirs,
+        &[
+            "image",
+            "save",
+            "-o",
+            saved.to_str().unwrap(),
+            "from-skopeo:1",
+        ],
+    );
+    tool(
+        "skopeo",
+        &[
+            "--insecure-policy",
+            "copy",
+            &format!("oci-archive:{}", saved.display()),
+            &format!("oci:{}:x", t.join("oci-dir").display()),
+        ],
+    );
+    tool(
+        "skopeo",
+        &[
+            "--insecure-policy",
+            "copy",
+            &format!("docker-archive:{}", saved.display()),
+            &format!("dir:{}", t.join("plain-dir").display()),
+        ],
+    );
+    let layout = t.join("layout");
+    std::fs::create_dir(&layout).unwrap();
+    tar::Archive::new(std::fs::File::open(&saved).unwrap())
+        .unpack(&layout)
+        .unwrap();
+    tool(
+        "umoci",
+        &[
+            "unpack",
+            "--image",
+            &format!("{}:1", layout.display()),
+            t.join("bundle").to_str().unwrap(),
+        ],
+    );
+    assert!(t.join("bundle/rootfs/bin/hello").is_file());
+    // A layout directory skopeo wrote (recompressed layers) loads too.
+    let again = ok(
+        &dirs,
+        &["image", "load", "-i", t.join("oci-dir").to_str().unwrap()],
+    );
+    assert_eq!(id_of(&again), id_of(&via_oci));
+}
+
+#[test]
+fn concurrent_loads_sharing_layers_are_safe() {
+    let dirs = TestDirs::new();
+    let tars: Vec<_> = (0..4)
+        .map(|i| {
+            let p = dirs.tmp.path().join(format!("n{i}.tar"));
+            amphi_examples::write_image(
+                &p,
+                amphi_examples::Kind::Native,
+                &format!("same-layers:{i}"),
+            )
+            .unwrap();
+            p
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for tar in &tars {
+            let dirs = &dirs;
+            s.spawn(move || ok(dirs, &["image", "load", "-i", tar.to_str().unwrap()]));
+        }
+    });
+    for i in 0..4 {
+        assert_eq!(
+            text(&run(&dirs, &format!("same-layers:{i}"), &[]).stdout),
+            "Hello from native!\n"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(dirs.store.join("images/tmp"))
+            .unwrap()
+            .count(),
+        0,
+        "staging left behind"
+    );
 }

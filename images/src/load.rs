@@ -160,6 +160,9 @@ fn stage_tar(store: &Store, input: impl Read, limits: &LoadLimits) -> Result<Sta
     let entries = archive
         .entries()
         .map_err(|e| invalid(format!("not a tar archive: {e}")))?;
+    // Links to other entries (skopeo's docker archives link
+    // `<id>/layer.tar` to `<digest>.tar`), resolved once all are staged.
+    let mut aliases: Vec<(String, String)> = Vec::new();
     for (n, entry) in entries.enumerate() {
         let entry = entry.map_err(|e| invalid(format!("malformed archive: {e}")))?;
         let raw = entry
@@ -170,7 +173,37 @@ fn stage_tar(store: &Store, input: impl Read, limits: &LoadLimits) -> Result<Sta
         match entry.header().entry_type() {
             tar::EntryType::Directory => continue,
             tar::EntryType::Regular | tar::EntryType::Continuous => {}
-            // Docker's legacy archives link identical layers; nothing else may.
+            t @ (tar::EntryType::Symlink | tar::EntryType::Link) => {
+                let target = entry
+                    .link_name()
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| {
+                        invalid(format!("archive entry {name:?}: link without a target"))
+                    })?
+                    .into_owned();
+                // A symlink is relative to its directory, a hardlink to the
+                // archive root; either way it must name another entry.
+                let joined = match (t, Path::new(&name).parent()) {
+                    (tar::EntryType::Symlink, Some(dir)) => dir.join(&target),
+                    _ => target.clone(),
+                };
+                let mut parts: Vec<String> = Vec::new();
+                for c in joined.components() {
+                    match c {
+                        Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
+                        Component::CurDir => {}
+                        Component::ParentDir if parts.pop().is_some() => {}
+                        _ => {
+                            return Err(invalid(format!(
+                                "archive entry {name:?}: link points outside the archive"
+                            )))
+                        }
+                    }
+                }
+                aliases.push((name, parts.join("/")));
+                continue;
+            }
             t => {
                 return Err(invalid(format!(
                     "archive entry {name:?}: unexpected type {t:?}"
@@ -190,6 +223,20 @@ fn stage_tar(store: &Store, input: impl Read, limits: &LoadLimits) -> Result<Sta
                 owned: true,
             },
         );
+    }
+    for (name, target) in aliases {
+        let s = staging.files.get(&target).ok_or_else(|| {
+            invalid(format!(
+                "archive entry {name:?}: links to missing {target:?}"
+            ))
+        })?;
+        let alias = Staged {
+            path: s.path.clone(),
+            digest: s.digest.clone(),
+            size: s.size,
+            owned: s.owned,
+        };
+        staging.files.insert(name, alias);
     }
     Ok(staging)
 }
