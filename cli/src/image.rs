@@ -91,24 +91,57 @@ pub fn run(root: &Path, command: ImageCommand) -> Result<u8> {
         }
         ImageCommand::Load { input } => {
             let limits = LoadLimits::default();
+            // A byte-level bar over the archive on a terminal; nothing when
+            // output goes to a file or a pipe.
+            let total = std::fs::metadata(&input)
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| m.len());
+            let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                let b = match total {
+                    Some(t) => indicatif::ProgressBar::new(t),
+                    None => indicatif::ProgressBar::new_spinner(),
+                };
+                b.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                if let Ok(style) = indicatif::ProgressStyle::with_template(
+                    "{spinner} loading [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+                ) {
+                    b.set_style(style.progress_chars("=> "));
+                }
+                b
+            } else {
+                indicatif::ProgressBar::hidden()
+            };
+            let line_bar = bar.clone();
             let mut progress = |l: &LayerReport| {
                 let short = &l.digest[7..19];
                 if l.reused {
-                    println!("Layer {short} already exists");
+                    line_bar.suspend(|| println!("Layer {short} already exists"));
                 } else {
-                    println!("Loaded layer {short} ({})", human(l.size));
+                    line_bar.suspend(|| println!("Loaded layer {short} ({})", human(l.size)));
                 }
             };
             let loaded = if input.as_os_str() == "-" {
-                load_tar(&store, std::io::stdin().lock(), &limits, &mut progress)
+                load_tar(
+                    &store,
+                    bar.wrap_read(std::io::stdin().lock()),
+                    &limits,
+                    &mut progress,
+                )
             } else if input.is_dir() {
                 load_dir(&store, &input, &limits, &mut progress)
             } else {
                 let f = std::fs::File::open(&input)
                     .with_context(|| format!("opening {}", input.display()))?;
-                load_tar(&store, std::io::BufReader::new(f), &limits, &mut progress)
-            }
-            .with_context(|| format!("loading {}", input.display()))?;
+                load_tar(
+                    &store,
+                    bar.wrap_read(std::io::BufReader::new(f)),
+                    &limits,
+                    &mut progress,
+                )
+            };
+            bar.finish_and_clear();
+            let loaded = loaded.with_context(|| format!("loading {}", input.display()))?;
             for image in loaded {
                 for r in &image.refs {
                     println!("Loaded image: {}", familiar(r));
