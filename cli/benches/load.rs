@@ -1,0 +1,194 @@
+//! Image load benchmark, side by side in one run: a 1 GiB image in four
+//! uncompressed layers, loaded by `amphi image load` (fresh store each
+//! round), hashed once by `openssl dgst -sha256` (the CPU's SHA extensions),
+//! and imported by Debian's `ctr images import` into a private containerd.
+//! Medians of interleaved rounds, in GB/s of archive.
+//!
+//! `cargo bench -p amphi-cli --bench load` (as root; `AMPHI_BENCH_RUNS=N`
+//! rounds, default 3; `AMPHI_BENCH_MIB=N` image size, default 1024).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use amphi_images::layer::LayerBuilder;
+use amphi_images::{archive, pack, Store};
+use serde_json::json;
+
+fn main() {
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return;
+    }
+    let runs: usize = std::env::var("AMPHI_BENCH_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let mib: usize = std::env::var("AMPHI_BENCH_MIB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1024);
+    let amphi = env!("CARGO_BIN_EXE_amphi");
+    let tmp = tempfile::Builder::new()
+        .prefix("amphi-loadbench-")
+        .tempdir()
+        .unwrap();
+    let t = tmp.path();
+
+    // Four layers of incompressible-looking files, 4 MiB each.
+    eprintln!("building a {mib} MiB image ...");
+    let mut seed = 0x9e3779b97f4a7c15u64;
+    let mut layers = Vec::new();
+    for l in 0..4 {
+        let mut b = LayerBuilder::new();
+        for f in 0..(mib / 4 / 4) {
+            let mut data = vec![0u8; 4 << 20];
+            for chunk in data.chunks_mut(8) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                chunk.copy_from_slice(&seed.to_le_bytes()[..chunk.len()]);
+            }
+            b.file(&format!("layer{l}/file{f}"), 0o644, &data).unwrap();
+        }
+        layers.push(b.build().unwrap());
+    }
+    let build = Store::open(t.join("build")).unwrap();
+    let ids = pack::write_image(
+        &build,
+        &layers,
+        json!({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/x"]}}),
+        None,
+    )
+    .unwrap();
+    drop(layers);
+    build.tag("bench:1", &ids.manifest).unwrap();
+    let tar = t.join("image.tar");
+    archive::save(
+        &build,
+        &["bench:1".into()],
+        std::io::BufWriter::new(std::fs::File::create(&tar).unwrap()),
+    )
+    .unwrap();
+    let _ = std::fs::remove_dir_all(t.join("build"));
+    let bytes = std::fs::metadata(&tar).unwrap().len() as f64;
+
+    let cd = t.join("containerd");
+    std::fs::create_dir_all(&cd).unwrap();
+    std::fs::write(
+        cd.join("config.toml"),
+        format!("version = 2\nroot = \"{r}/root\"\nstate = \"{r}/state\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{r}/c.sock\"\n[ttrpc]\n  address = \"{r}/c.sock.ttrpc\"\n", r = cd.display()),
+    )
+    .unwrap();
+    let mut containerd = Command::new("containerd")
+        .arg("--config")
+        .arg(cd.join("config.toml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("containerd (scripts/install-deps)");
+    let sock = cd.join("c.sock");
+    let ctr = |args: &[&str]| {
+        Command::new("ctr")
+            .arg("--address")
+            .arg(&sock)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+    for _ in 0..500 {
+        if ctr(&["version"]) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    let names = [
+        "openssl dgst -sha256",
+        "amphi image load",
+        "ctr images import",
+    ];
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); 3];
+    for round in 0..runs {
+        for (case, v) in samples.iter_mut().enumerate() {
+            drop_caches_hint();
+            let store = t.join(format!("store-{round}"));
+            let start = Instant::now();
+            let ok = match case {
+                0 => Command::new("openssl")
+                    .args(["dgst", "-sha256"])
+                    .arg(&tar)
+                    .stdout(Stdio::null())
+                    .status()
+                    .unwrap()
+                    .success(),
+                1 => Command::new(amphi)
+                    .env("AMPHI_ROOT", &store)
+                    .args(["image", "load", "-i"])
+                    .arg(&tar)
+                    .stdout(Stdio::null())
+                    .status()
+                    .unwrap()
+                    .success(),
+                _ => ctr(&["images", "import", tar.to_str().unwrap()]),
+            };
+            let secs = start.elapsed().as_secs_f64();
+            assert!(ok, "{} failed", names[case]);
+            v.push(bytes / secs / 1e9);
+            // Fresh state for the next round.
+            match case {
+                1 => {
+                    let _ = std::fs::remove_dir_all(&store);
+                }
+                2 => {
+                    ctr(&["images", "rm", "docker.io/library/bench:1"]);
+                    let _ = Command::new("sh")
+                        .arg("-c")
+                        .arg(format!(
+                            "ctr --address {} content ls -q | xargs -r ctr --address {} content rm",
+                            sock.display(),
+                            sock.display()
+                        ))
+                        .status();
+                }
+                _ => {}
+            }
+        }
+    }
+    let _ = containerd.kill();
+    let _ = containerd.wait();
+    let _ = Command::new("umount")
+        .arg("-R")
+        .arg(cd.join("root"))
+        .stderr(Stdio::null())
+        .status();
+    let median = |v: &[f64]| {
+        let mut s = v.to_vec();
+        s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        s[s.len() / 2]
+    };
+    println!(
+        "\n{:.0} MiB archive, 4 uncompressed layers, {runs} interleaved rounds; GB/s of archive\n",
+        bytes / (1 << 20) as f64
+    );
+    for (n, v) in names.iter().zip(&samples) {
+        println!("{n:<24} {:>6.2} GB/s (median)", median(v));
+    }
+    println!(
+        "\namphi / openssl one pass: {:.2}  (target >= 1.0; and >= 1 GB/s)",
+        median(&samples[1]) / median(&samples[0])
+    );
+    println!(
+        "amphi / ctr import:       {:.2}  (target > 1.0)",
+        median(&samples[1]) / median(&samples[2])
+    );
+    let _ = Path::new("");
+}
+
+/// Page cache stays warm for every case alike (the archive was just
+/// written); nothing to drop, but keep rounds apart.
+fn drop_caches_hint() {
+    std::thread::sleep(Duration::from_millis(200));
+}
