@@ -151,6 +151,7 @@ fn main() {
                             sock.display(),
                             sock.display()
                         ))
+                        .stdout(Stdio::null())
                         .status();
                 }
                 _ => {}
