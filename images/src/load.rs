@@ -612,31 +612,68 @@ fn load_staged(
                 hex_part(d)?;
             }
             let chains = chain_ids(&diff_ids);
-            let mut reports = Vec::new();
+            let mut jobs = Vec::with_capacity(layers.len());
             for (i, l) in layers.iter().enumerate() {
-                let staged = st.blob(l)?;
-                let reused = snapshots.exists(&chains[i]);
-                if reused && !store.has_blob(&staged.digest) {
-                    // Known content in a new blob (another compression):
-                    // the blob must still hold exactly that layer.
-                    verify_layer(staged, &diff_ids[i], limits.layer)?;
-                }
-                if !reused {
-                    let prepared = snapshots.prepare()?;
-                    if let Err(e) = unpack_layer(staged, &diff_ids[i], &prepared, limits.layer) {
-                        let _ = std::fs::remove_dir_all(&prepared);
-                        return Err(e);
+                jobs.push((i, st.blob(l)?, snapshots.exists(&chains[i])));
+            }
+            // Layers are independent snapshots: unpack (or verify) as many
+            // at once as there are cores, then commit them in order.
+            let width = std::thread::available_parallelism().map_or(2, |n| n.get());
+            let mut reports = Vec::new();
+            for chunk in jobs.chunks(width) {
+                let results: Vec<Result<Option<PathBuf>>> = std::thread::scope(|scope| {
+                    let handles: Vec<_> = chunk
+                        .iter()
+                        .map(|&(i, staged, reused)| {
+                            let (snapshots, diff_id) = (&snapshots, &diff_ids[i]);
+                            scope.spawn(move || -> Result<Option<PathBuf>> {
+                                if reused {
+                                    // Known content in a new blob (another
+                                    // compression): it must still hold exactly
+                                    // that layer.
+                                    if !store.has_blob(&staged.digest) {
+                                        verify_layer(staged, diff_id, limits.layer)?;
+                                    }
+                                    return Ok(None);
+                                }
+                                let prepared = snapshots.prepare()?;
+                                match unpack_layer(staged, diff_id, &prepared, limits.layer) {
+                                    Ok(()) => Ok(Some(prepared)),
+                                    Err(e) => {
+                                        let _ = std::fs::remove_dir_all(&prepared);
+                                        Err(e)
+                                    }
+                                }
+                            })
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| {
+                            h.join()
+                                .unwrap_or_else(|_| Err(invalid("layer unpack panicked")))
+                        })
+                        .collect()
+                });
+                if let Some(pos) = results.iter().position(Result::is_err) {
+                    for r in results.iter().flatten().flatten() {
+                        let _ = std::fs::remove_dir_all(r);
                     }
-                    snapshots.commit(&prepared, &chains[i])?;
-                    created.push(chains[i].clone());
+                    return Err(results.into_iter().nth(pos).unwrap().unwrap_err());
                 }
-                let report = LayerReport {
-                    digest: staged.digest.clone(),
-                    size: staged.size,
-                    reused,
-                };
-                progress(&report);
-                reports.push(report);
+                for (&(i, staged, reused), r) in chunk.iter().zip(results) {
+                    if let Some(prepared) = r? {
+                        snapshots.commit(&prepared, &chains[i])?;
+                        created.push(chains[i].clone());
+                    }
+                    let report = LayerReport {
+                        digest: staged.digest.clone(),
+                        size: staged.size,
+                        reused,
+                    };
+                    progress(&report);
+                    reports.push(report);
+                }
             }
             let config_digest = config_bytes_digest(&manifest);
             plans.push((c, manifest, config_digest, reports));

@@ -506,6 +506,11 @@ impl Container {
     /// Sends `signal` to the init, or with `all` to every process of the container.
     pub fn kill(&self, signal: Signal, all: bool) -> Result<()> {
         if all {
+            // The init first, by pid: it is part of "all" even if the cgroup
+            // listing were to miss it.
+            if self.state.init_alive() {
+                let _ = nix::sys::signal::kill(Pid::from_raw(self.state.pid), signal);
+            }
             return self.cgroup.signal_all(signal);
         }
         if !self.state.init_alive() {
