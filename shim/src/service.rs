@@ -104,6 +104,33 @@ struct TaskEntry {
     init_exit_pending: bool,
 }
 
+impl TaskEntry {
+    /// The init (empty `exec_id`) or the named exec.
+    fn process(&self, exec_id: &str) -> TtrpcResult<&Proc> {
+        if exec_id.is_empty() {
+            return Ok(&self.init);
+        }
+        self.execs
+            .get(exec_id)
+            .map(|e| &e.proc_)
+            .ok_or_else(|| err(Code::NOT_FOUND, format!("exec {exec_id} not found")))
+    }
+}
+
+/// Relays a console the init sent back, if the process asked for one.
+fn relay_console(
+    master: Option<std::os::fd::OwnedFd>,
+    stdin: &str,
+    stdout: &str,
+) -> TtrpcResult<Option<Console>> {
+    master
+        .map(|m| {
+            crate::io::attach_console(m, stdin, stdout)
+                .map_err(|e| err(Code::INTERNAL, format!("relaying the console: {e}")))
+        })
+        .transpose()
+}
+
 struct Inner {
     events: Events,
     exit: Arc<ExitSignal>,
@@ -355,13 +382,7 @@ impl TaskService {
                     },
                 )
                 .map_err(rt_err)?;
-            let console = match container.take_console() {
-                Some(master) => Some(
-                    crate::io::attach_console(master, &req.stdin, &req.stdout)
-                        .map_err(|e| err(Code::INTERNAL, format!("relaying the console: {e}")))?,
-                ),
-                None => None,
-            };
+            let console = relay_console(container.take_console(), &req.stdin, &req.stdout)?;
             Ok::<_, ttrpc::Error>((container, console))
         })();
         let (container, console) = match result {
@@ -486,13 +507,7 @@ impl Task for TaskService {
                 .exec(&exe, &wasm_cache(), &exec.spec, stdio)
                 .map_err(rt_err)?;
             let pid = started.pid;
-            let console = match started.console {
-                Some(master) => Some(
-                    crate::io::attach_console(master, &p.stdin, &p.stdout)
-                        .map_err(|e| err(Code::INTERNAL, format!("relaying the console: {e}")))?,
-                ),
-                None => None,
-            };
+            let console = relay_console(started.console, &p.stdin, &p.stdout)?;
             exec.proc_.pid = pid;
             exec.proc_.console = console;
             exec.proc_.status = Status::RUNNING;
@@ -519,15 +534,7 @@ impl Task for TaskService {
     fn state(&self, _ctx: &TtrpcContext, req: StateRequest) -> TtrpcResult<StateResponse> {
         let tasks = self.inner.lock();
         let task = tasks.get(&req.id).ok_or_else(|| not_found(&req.id))?;
-        let p = if req.exec_id.is_empty() {
-            &task.init
-        } else {
-            &task
-                .execs
-                .get(&req.exec_id)
-                .ok_or_else(|| err(Code::NOT_FOUND, format!("exec {} not found", req.exec_id)))?
-                .proc_
-        };
+        let p = task.process(&req.exec_id)?;
         let mut resp = StateResponse::new();
         resp.id = if req.exec_id.is_empty() {
             req.id.clone()
@@ -558,11 +565,7 @@ impl Task for TaskService {
                 // Reported only once the init's exit event could be sent.
                 task.init.exit.filter(|_| !task.init_exit_pending)
             } else {
-                task.execs
-                    .get(&req.exec_id)
-                    .ok_or_else(|| err(Code::NOT_FOUND, format!("exec {} not found", req.exec_id)))?
-                    .proc_
-                    .exit
+                task.process(&req.exec_id)?.exit
             };
             if let Some((code, at)) = exit {
                 let mut resp = WaitResponse::new();
@@ -730,15 +733,7 @@ impl Task for TaskService {
     fn resize_pty(&self, _ctx: &TtrpcContext, req: ResizePtyRequest) -> TtrpcResult<Empty> {
         let tasks = self.inner.lock();
         let task = tasks.get(&req.id).ok_or_else(|| not_found(&req.id))?;
-        let p = if req.exec_id.is_empty() {
-            &task.init
-        } else {
-            &task
-                .execs
-                .get(&req.exec_id)
-                .ok_or_else(|| err(Code::NOT_FOUND, format!("exec {} not found", req.exec_id)))?
-                .proc_
-        };
+        let p = task.process(&req.exec_id)?;
         let console = p
             .console
             .as_ref()
