@@ -61,7 +61,17 @@ impl ModuleCache {
             msg,
         };
         let bytes = std::fs::read(module).map_err(|e| bad(format!("cannot read: {e}")))?;
-        let engine = engine()?;
+        // One engine per creating process: building one on every create
+        // would cost the warm path an engine set-up just for the cache key.
+        static CREATOR_ENGINE: OnceLock<Engine> = OnceLock::new();
+        let engine = match CREATOR_ENGINE.get() {
+            Some(e) => e.clone(),
+            None => {
+                let e = engine()?;
+                let _ = CREATOR_ENGINE.set(e.clone());
+                e
+            }
+        };
         let path = self
             .dir
             .join(format!("{}.cwasm", cache_key(&engine, &bytes)));
