@@ -5,7 +5,7 @@ use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -732,10 +732,7 @@ impl Container {
             }
             let _ = self.cgroup.signal_all(Signal::SIGKILL);
             let _ = nix::sys::signal::kill(Pid::from_raw(self.state.pid), Signal::SIGKILL);
-            // Reap it if it is ours; otherwise its parent will.
-            if let Ok(ws @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) =
-                waitpid(Pid::from_raw(self.state.pid), None)
-            {
+            if let Some(ws) = reap_killed(self.state.pid) {
                 let _ = self.record_exit(ws);
             }
         }
@@ -743,4 +740,23 @@ impl Container {
         let dir = State::dir(&self.root, &self.state.id);
         std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))
     }
+}
+
+/// Reaps a SIGKILLed init if it is our child, waiting a bounded time.
+///
+/// A pid-namespace init stays in its exit path until every process of the
+/// namespace has been reaped, and an exec'd process orphaned to a child
+/// subreaper (the caller) may be one of those zombies: blocking here could
+/// then wait on ourselves. The cgroup is empty by then, so giving up is safe;
+/// the init is reaped by whoever reaps the caller's children.
+fn reap_killed(pid: i32) -> Option<WaitStatus> {
+    for _ in 0..400 {
+        match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+            Ok(ws @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => return Some(ws),
+            Ok(_) => std::thread::sleep(Duration::from_millis(5)),
+            // Not our child: its parent reaps it.
+            Err(_) => return None,
+        }
+    }
+    None
 }

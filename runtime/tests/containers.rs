@@ -349,34 +349,47 @@ fn duplicate_id() -> TestResult {
     Ok(())
 }
 
-fn exec_joins_the_container(example: &str, exec_args: &[&str], expect: &str) -> TestResult {
+fn exec_joins_the_container(
+    example: &str,
+    long_args: &[&str],
+    exec_args: &[&str],
+    expect: &str,
+) -> TestResult {
     let fx = Fx::new(example);
     let mut c = fx.create().unwrap();
     c.start().unwrap();
-    let spec: amphi_runtime::oci_spec::runtime::Process = serde_json::from_value(json!({
-        "args": exec_args, "cwd": "/", "user": {"uid": 0, "gid": 0}, "env": ["FROM=exec"]
-    }))
-    .unwrap();
-    let out = fx.out_path("exec-out");
-    let stdio = Stdio {
-        stdin: None,
-        stdout: Some(std::fs::File::create(&out).unwrap().into()),
-        stderr: None,
-    };
-    let pid = c
-        .exec(
+    let exec = |args: &[&str], stdout: Option<OwnedFd>| {
+        let spec: amphi_runtime::oci_spec::runtime::Process = serde_json::from_value(json!({
+            "args": args, "cwd": "/", "user": {"uid": 0, "gid": 0}, "env": ["FROM=exec"]
+        }))
+        .unwrap();
+        let stdio = Stdio {
+            stdin: None,
+            stdout,
+            stderr: None,
+        };
+        c.exec(
             &std::env::current_exe().unwrap(),
             &fx.dirs.store.join("wasm-cache"),
             &spec,
             stdio,
         )
         .unwrap()
-        .pid;
+        .pid
+    };
+    let reap = |pid: i32| nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).unwrap();
+    // Membership is checked on a process that stays: a short one may
+    // already have left the cgroup by exiting.
+    let long = exec(long_args, None);
     assert!(
-        c.pids().unwrap().contains(&pid),
+        c.pids().unwrap().contains(&long),
         "exec process is not in the container's cgroup"
     );
-    let ws = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(long), Signal::SIGKILL).unwrap();
+    reap(long);
+    let out = fx.out_path("exec-out");
+    let pid = exec(exec_args, Some(std::fs::File::create(&out).unwrap().into()));
+    let ws = reap(pid);
     assert!(
         matches!(ws, nix::sys::wait::WaitStatus::Exited(_, 0)),
         "{ws:?}"
@@ -506,10 +519,20 @@ fn main() {
         }),
         t("rejects_duplicate_id", duplicate_id),
         t("native_exec_joins_namespaces", || {
-            exec_joins_the_container("native/sleep", &["/bin/id"], "hostname=amphi")
+            exec_joins_the_container(
+                "native/sleep",
+                &["/bin/sleep"],
+                &["/bin/id"],
+                "hostname=amphi",
+            )
         }),
         t("wasm_exec_runs_another_instance", || {
-            exec_joins_the_container("wasm/busy", &["/args_env.wasm", "x"], "FROM=exec")
+            exec_joins_the_container(
+                "wasm/busy",
+                &["/busy.wasm"],
+                &["/args_env.wasm", "x"],
+                "FROM=exec",
+            )
         }),
     ];
     libtest_mimic::run(&args, tests).exit();
