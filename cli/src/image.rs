@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use amphi_images::load::{load_dir, load_tar, LayerReport, LoadLimits};
+use amphi_images::load::{load_path, load_tar, LayerReport, LoadLimits, Progress};
 use amphi_images::store::familiar;
 use amphi_images::{archive, pack, Store};
 use anyhow::{Context, Result};
@@ -113,7 +113,7 @@ pub fn run(root: &Path, command: ImageCommand) -> Result<u8> {
                 indicatif::ProgressBar::hidden()
             };
             let line_bar = bar.clone();
-            let mut progress = |l: &LayerReport| {
+            let mut on_layer = |l: &LayerReport| {
                 let short = &l.digest[7..19];
                 if l.reused {
                     line_bar.suspend(|| println!("Layer {short} already exists"));
@@ -121,24 +121,25 @@ pub fn run(root: &Path, command: ImageCommand) -> Result<u8> {
                     line_bar.suspend(|| println!("Loaded layer {short} ({})", human(l.size)));
                 }
             };
+            let bytes_bar = bar.clone();
+            let on_bytes = move |n: u64| bytes_bar.inc(n);
             let loaded = if input.as_os_str() == "-" {
+                let mut progress = Progress {
+                    bytes: &|_| {},
+                    layer: &mut on_layer,
+                };
                 load_tar(
                     &store,
                     bar.wrap_read(std::io::stdin().lock()),
                     &limits,
                     &mut progress,
                 )
-            } else if input.is_dir() {
-                load_dir(&store, &input, &limits, &mut progress)
             } else {
-                let f = std::fs::File::open(&input)
-                    .with_context(|| format!("opening {}", input.display()))?;
-                load_tar(
-                    &store,
-                    bar.wrap_read(std::io::BufReader::new(f)),
-                    &limits,
-                    &mut progress,
-                )
+                let mut progress = Progress {
+                    bytes: &on_bytes,
+                    layer: &mut on_layer,
+                };
+                load_path(&store, &input, &limits, &mut progress)
             };
             bar.finish_and_clear();
             let loaded = loaded.with_context(|| format!("loading {}", input.display()))?;

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use amphi_images::load::{load_dir, load_tar, LoadLimits};
+use amphi_images::load::{load_path, LoadLimits, Progress};
 use amphi_images::snapshot::{chain_ids, diff_ids, mount_container, remove_container, Snapshots};
 use amphi_images::Store;
 use anyhow::{bail, Context, Result};
@@ -38,17 +38,15 @@ pub fn images_in_use(root: &Path) -> Vec<String> {
 pub fn resolve_image(store: &Store, image: &str) -> Result<String> {
     let path = Path::new(image);
     if image.contains('/') && path.exists() || image.ends_with(".tar") {
-        let loaded = if path.is_dir() {
-            load_dir(store, path, &LoadLimits::default(), &mut |_| {})
-        } else {
-            let f = std::fs::File::open(path).with_context(|| format!("opening {image}"))?;
-            load_tar(
-                store,
-                std::io::BufReader::new(f),
-                &LoadLimits::default(),
-                &mut |_| {},
-            )
-        }
+        let loaded = load_path(
+            store,
+            path,
+            &LoadLimits::default(),
+            &mut Progress {
+                bytes: &|_| {},
+                layer: &mut |_| {},
+            },
+        )
         .with_context(|| format!("loading {image}"))?;
         return Ok(loaded[0].manifest.clone());
     }

@@ -77,18 +77,40 @@ impl Snapshots {
         Ok(tmp)
     }
 
-    /// Publishes a prepared snapshot as `chain` (atomically; if another
-    /// load committed it meanwhile, the prepared copy is dropped).
-    pub fn commit(&self, prepared: &Path, chain: &str) -> Result<()> {
-        let dest = self.dir(chain)?;
-        if std::fs::rename(prepared, &dest).is_err() && dest.join("fs").is_dir() {
-            let _ = std::fs::remove_dir_all(prepared);
+    /// Removes prepared snapshots that killed processes left behind.
+    pub fn sweep_prepared(&self) {
+        for e in std::fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(".tmp-") && crate::store::owner_is_dead(&name) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
         }
+    }
+
+    /// Publishes a prepared snapshot as `chain`, atomically. Returns
+    /// whether this call published it: if another load committed the same
+    /// chain meanwhile, the prepared copy is dropped and `false` returned
+    /// (that snapshot is not ours to undo).
+    pub fn commit(&self, prepared: &Path, chain: &str) -> Result<bool> {
+        let dest = self.dir(chain)?;
+        let ours = match std::fs::rename(prepared, &dest) {
+            Ok(()) => true,
+            Err(_) if dest.join("fs").is_dir() => {
+                let _ = std::fs::remove_dir_all(prepared);
+                false
+            }
+            Err(e) => return Err(Error::io(&dest, e)),
+        };
         let link = self.root.join("l").join(Self::link_name(chain)?);
         let target = format!("../{}/fs", hex_part(chain)?);
         match std::os::unix::fs::symlink(&target, &link) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Ok(()) => Ok(ours),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(ours),
             Err(e) => Err(Error::io(&link, e)),
         }
     }

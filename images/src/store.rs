@@ -174,14 +174,44 @@ impl Store {
     }
 
     fn temp_file(&self) -> Result<(PathBuf, File)> {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let p = self.root.join("tmp").join(format!(
-            "{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
+        let p = self.temp_path("blob");
         let f = File::create(&p).map_err(|e| Error::io(&p, e))?;
         Ok((p, f))
+    }
+
+    /// A fresh path in the store's tmp dir, named `<pid>-<what>-<n>` so
+    /// that [`Store::sweep_tmp`] can tell a dead process's leftovers.
+    pub(crate) fn temp_path(&self, what: &str) -> PathBuf {
+        static N: AtomicU64 = AtomicU64::new(0);
+        self.root.join("tmp").join(format!(
+            "{}-{what}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ))
+    }
+
+    /// Removes what killed processes left in the tmp dir (half-written
+    /// blobs, spooled input). Entries of live processes are kept, so
+    /// concurrent loads are safe.
+    pub fn sweep_tmp(&self) {
+        let tmp = self.root.join("tmp");
+        for e in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+            let name = e.file_name();
+            if owner_is_dead(&name.to_string_lossy()) {
+                let p = e.path();
+                let _ = std::fs::remove_file(&p).or_else(|_| std::fs::remove_dir_all(&p));
+            }
+        }
+    }
+}
+
+/// Whether a temp name `[.tmp-]<pid>-...` belongs to a process that is gone.
+/// (A recycled pid only delays the sweep; it never removes live work.)
+pub(crate) fn owner_is_dead(name: &str) -> bool {
+    let rest = name.strip_prefix(".tmp-").unwrap_or(name);
+    match rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) {
+        Some(pid) if pid > 0 => !Path::new(&format!("/proc/{pid}")).exists(),
+        _ => false,
     }
 }
 

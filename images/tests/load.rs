@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 
 use amphi_images::layer::LayerBuilder;
-use amphi_images::load::{load_tar, LoadLimits};
+use amphi_images::load::{load_tar, LoadLimits, Progress};
 use amphi_images::snapshot::{chain_ids, Snapshots};
 use amphi_images::{archive, digest, pack, Store};
 use serde_json::{json, Value};
@@ -120,7 +120,7 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
 }
 
 fn load(store: &Store, bytes: &[u8]) -> amphi_images::Result<Vec<amphi_images::load::LoadedImage>> {
-    load_tar(store, bytes, &LoadLimits::default(), &mut |_| {})
+    load_tar(store, bytes, &LoadLimits::default(), &mut quiet())
 }
 
 fn simple_layer() -> Vec<u8> {
@@ -265,7 +265,7 @@ fn rejects_with(archive: Vec<u8>, expect: &str, limits: LoadLimits) {
     )
     .unwrap();
     let before = snapshot(d.path());
-    let err = load_tar(&store, archive.as_slice(), &limits, &mut |_| {})
+    let err = load_tar(&store, archive.as_slice(), &limits, &mut quiet())
         .expect_err("hostile archive loaded")
         .to_string();
     assert!(
@@ -410,4 +410,11 @@ fn decompression_bomb_is_bounded() {
         "unpacks to more than",
         limits,
     );
+}
+
+fn quiet() -> Progress<'static> {
+    Progress {
+        bytes: &|_| {},
+        layer: Box::leak(Box::new(|_: &amphi_images::load::LayerReport| {})),
+    }
 }
