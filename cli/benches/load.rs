@@ -5,7 +5,8 @@
 //! Medians of interleaved rounds, in GB/s of archive.
 //!
 //! `cargo bench -p amphi-cli --bench load` (as root; `AMPHI_BENCH_RUNS=N`
-//! rounds, default 3; `AMPHI_BENCH_MIB=N` image size, default 1024).
+//! rounds, default 3; `AMPHI_BENCH_MIB=N` image size, default 1024;
+//! `AMPHI_BENCH_ARCHIVE=FILE` keeps the archive there and reuses it).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -34,42 +35,12 @@ fn main() {
         .unwrap();
     let t = tmp.path();
 
-    // Four layers of incompressible-looking files, 4 MiB each.
-    eprintln!("building a {mib} MiB image ...");
-    let mut seed = 0x9e3779b97f4a7c15u64;
-    let mut layers = Vec::new();
-    for l in 0..4 {
-        let mut b = LayerBuilder::new();
-        for f in 0..(mib / 4 / 4) {
-            let mut data = vec![0u8; 4 << 20];
-            for chunk in data.chunks_mut(8) {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                chunk.copy_from_slice(&seed.to_le_bytes()[..chunk.len()]);
-            }
-            b.file(&format!("layer{l}/file{f}"), 0o644, &data).unwrap();
-        }
-        layers.push(b.build().unwrap());
+    let tar = std::env::var_os("AMPHI_BENCH_ARCHIVE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| t.join("image.tar"));
+    if !tar.exists() {
+        build_archive(t, &tar, mib);
     }
-    let build = Store::open(t.join("build")).unwrap();
-    let ids = pack::write_image(
-        &build,
-        &layers,
-        json!({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/x"]}}),
-        None,
-    )
-    .unwrap();
-    drop(layers);
-    build.tag("bench:1", &ids.manifest).unwrap();
-    let tar = t.join("image.tar");
-    archive::save(
-        &build,
-        &["bench:1".into()],
-        std::io::BufWriter::new(std::fs::File::create(&tar).unwrap()),
-    )
-    .unwrap();
-    let _ = std::fs::remove_dir_all(t.join("build"));
     let bytes = std::fs::metadata(&tar).unwrap().len() as f64;
 
     let cd = t.join("containerd");
@@ -185,11 +156,52 @@ fn main() {
         "amphi / ctr import:       {:.2}  (target > 1.0)",
         median(&samples[1]) / median(&samples[2])
     );
-    let _ = Path::new("");
 }
 
-/// Page cache stays warm for every case alike (the archive was just
-/// written); nothing to drop, but keep rounds apart.
+/// Every case starts alike: the archive warm in the page cache, and no
+/// dirty pages of an earlier case still being written back (which would
+/// throttle whichever case runs next).
 fn drop_caches_hint() {
+    let _ = Command::new("sync").status();
     std::thread::sleep(Duration::from_millis(200));
+}
+
+/// Four layers of incompressible-looking files, 4 MiB each, saved as one
+/// archive at `tar`.
+fn build_archive(t: &Path, tar: &Path, mib: usize) {
+    eprintln!("building a {mib} MiB image ...");
+    eprintln!("building a {mib} MiB image ...");
+    let mut seed = 0x9e3779b97f4a7c15u64;
+    let mut layers = Vec::new();
+    for l in 0..4 {
+        let mut b = LayerBuilder::new();
+        for f in 0..(mib / 4 / 4) {
+            let mut data = vec![0u8; 4 << 20];
+            for chunk in data.chunks_mut(8) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                chunk.copy_from_slice(&seed.to_le_bytes()[..chunk.len()]);
+            }
+            b.file(&format!("layer{l}/file{f}"), 0o644, &data).unwrap();
+        }
+        layers.push(b.build().unwrap());
+    }
+    let build = Store::open(t.join("build")).unwrap();
+    let ids = pack::write_image(
+        &build,
+        &layers,
+        json!({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/x"]}}),
+        None,
+    )
+    .unwrap();
+    drop(layers);
+    build.tag("bench:1", &ids.manifest).unwrap();
+    archive::save(
+        &build,
+        &["bench:1".into()],
+        std::io::BufWriter::new(std::fs::File::create(tar).unwrap()),
+    )
+    .unwrap();
+    let _ = std::fs::remove_dir_all(t.join("build"));
 }

@@ -8,6 +8,7 @@ use std::io::Write;
 
 use serde_json::{json, Value};
 
+use crate::digest::HashingReader;
 use crate::store::{familiar, normalize};
 use crate::{media, Error, Result, Store};
 
@@ -74,8 +75,18 @@ pub fn save(store: &Store, references: &[String], out: impl Write) -> Result<()>
         h.set_mode(0o644);
         h.set_size(f.metadata().map_err(|e| Error::io(&p, e))?.len());
         h.set_mtime(0);
-        t.append_data(&mut h, format!("blobs/sha256/{}", &d[7..]), f)
+        // Blobs are verified on their way out too: a store damaged on disk
+        // (a crash of the machine, a disk error) never passes on bad data.
+        let mut reader = HashingReader::new(f);
+        t.append_data(&mut h, format!("blobs/sha256/{}", &d[7..]), &mut reader)
             .map_err(io)?;
+        let actual = reader.digest();
+        if &actual != d {
+            return Err(Error::DigestMismatch {
+                expected: d.clone(),
+                actual,
+            });
+        }
     }
     let index = json!({"schemaVersion": 2, "mediaType": media::INDEX, "manifests": index});
     add(

@@ -35,6 +35,34 @@ pub fn hex_part(digest: &str) -> Result<&str> {
     }
 }
 
+/// Hashes what is read through it.
+pub(crate) struct HashingReader<R> {
+    pub inner: R,
+    pub hasher: Sha256,
+}
+
+impl<R> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+        }
+    }
+
+    /// The digest of everything read so far.
+    pub fn digest(self) -> String {
+        format!("sha256:{}", hex(&self.hasher.finalize()))
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -171,6 +171,13 @@ fn save_then_load_keeps_the_image_id() {
         0,
         "staging left behind"
     );
+    // A blob damaged on disk is caught on its way out, not passed on.
+    let layer_blob = dst.blob_path(&again[0].layers[0].digest).unwrap();
+    let mut bytes = std::fs::read(&layer_blob).unwrap();
+    bytes[700] ^= 1;
+    std::fs::write(&layer_blob, bytes).unwrap();
+    let err = archive::save(&dst, &["app:v1".into()], std::io::sink()).unwrap_err();
+    assert!(err.to_string().contains("digest mismatch"), "{err}");
 }
 
 #[test]

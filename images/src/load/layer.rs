@@ -15,7 +15,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::invalid;
 use super::source::Source;
-use crate::digest::hex;
+use crate::digest::{hex, HashingReader};
 use crate::snapshot::Snapshots;
 use crate::unpack::{self, Limits};
 use crate::{Error, Result, Store};
@@ -120,20 +120,6 @@ impl<R: Read> Read for Tee<'_, R> {
     }
 }
 
-/// Hashes what passes through (a compressed layer's diff ID).
-struct Hashing<R> {
-    inner: R,
-    hasher: Sha256,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
 fn digest_of(h: Sha256) -> String {
     format!("sha256:{}", hex(&h.finalize()))
 }
@@ -200,45 +186,37 @@ fn run(
     };
     let diff = match compression {
         Compression::None => {
-            let mut r = BufReader::with_capacity(1 << 20, (&mut tee).take(bound));
+            // Small, so that the unpacker's large reads of file data go
+            // straight through instead of being copied via the buffer.
+            let mut r = BufReader::with_capacity(64 << 10, (&mut tee).take(bound));
             consume(&mut r).map_err(undo_prepared)?;
             None
         }
         Compression::Gzip => {
-            let mut r = Hashing {
-                inner: flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
-                    1 << 20,
-                    &mut tee,
-                ))
-                .take(bound),
-                hasher: Sha256::new(),
-            };
+            let mut r = HashingReader::new(
+                flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, &mut tee))
+                    .take(bound),
+            );
             consume(&mut r).map_err(undo_prepared)?;
-            Some(r.hasher)
+            Some(r.digest())
         }
         Compression::Zstd => {
             let dec = zstd::stream::read::Decoder::new(&mut tee)
                 .map_err(|e| undo_prepared(invalid(format!("layer {name}: {e}"))))?;
-            let mut r = Hashing {
-                inner: dec.take(bound),
-                hasher: Sha256::new(),
-            };
+            let mut r = HashingReader::new(dec.take(bound));
             consume(&mut r).map_err(undo_prepared)?;
-            Some(r.hasher)
+            Some(r.digest())
         }
     };
     // Whatever the decoder left unread still belongs to the blob.
     drain(&mut tee, &name).map_err(undo_prepared)?;
-    if let Some((f, path)) = tee.copy.take() {
-        f.sync_data()
-            .map_err(|e| undo_prepared(Error::io(&path, e)))?;
-    }
+    // No fsync per blob: a killed process loses nothing the page cache
+    // holds, and blobs are verified again whenever they leave the store
+    // (`image save`), so damage from a machine crash is caught, not spread.
+    drop(tee.copy.take());
     let size = tee.size;
     let digest = digest_of(tee.hasher);
-    let diff_id = match diff {
-        Some(h) => digest_of(h),
-        None => digest.clone(),
-    };
+    let diff_id = diff.unwrap_or_else(|| digest.clone());
     let check = || -> Result<()> {
         if let Some(expected) = job.expected_digest {
             if digest != expected {
