@@ -98,7 +98,7 @@ enum Command {
 fn main() -> ExitCode {
     // A container init is this binary re-executed: it must branch off
     // before anything else happens.
-    amphi_runtime::init::run_if_init();
+    amphi_runtime::init::run_if_init(Some(&amphi_runtime::wasm::WASMTIME));
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("AMPHI_LOG"))
         .with_writer(std::io::stderr)
@@ -182,12 +182,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
                 serde_json::from_value(process).context("the container's process spec")?;
             // The exec'd process is a grandchild: adopt it to reap it.
             nix::sys::prctl::set_child_subreaper(true)?;
-            let started = container.exec(
-                std::path::Path::new("/proc/self/exe"),
-                &rt.config().wasm_cache,
-                &process,
-                amphi_runtime::Stdio::default(),
-            )?;
+            let started = container.exec(rt.config(), &process, amphi_runtime::Stdio::default())?;
             let code = match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(started.pid), None)?
             {
                 nix::sys::wait::WaitStatus::Exited(_, c) => c,

@@ -19,7 +19,6 @@ use crate::paths::{find_in_rootfs, DEFAULT_PATH};
 use crate::spawn::{spawn_init, ChildStdio};
 use crate::state::{validate_id, PayloadKind, State, Status, START_FIFO};
 use crate::stats::Stats;
-use crate::wasm::ModuleCache;
 use crate::{detect, Error, Result};
 
 /// Where the runtime keeps state and caches, and which binary is the init.
@@ -32,6 +31,20 @@ pub struct RuntimeConfig {
     /// The binary re-executed as container init; it must call
     /// [`crate::init::run_if_init`] first thing in `main`. Default: this one.
     pub init_exe: PathBuf,
+    /// The init of Wasm containers and Wasm execs, when `init_exe` carries
+    /// no Wasm engine (it passed `None` to `run_if_init`). Default: none,
+    /// `init_exe` runs both.
+    pub wasm_init_exe: Option<PathBuf>,
+}
+
+impl RuntimeConfig {
+    /// The init binary for a payload kind.
+    fn init_exe_for(&self, kind: PayloadKind) -> &Path {
+        match (kind, &self.wasm_init_exe) {
+            (PayloadKind::Wasm, Some(exe)) => exe,
+            _ => &self.init_exe,
+        }
+    }
 }
 
 impl Default for RuntimeConfig {
@@ -40,6 +53,7 @@ impl Default for RuntimeConfig {
             state_root: PathBuf::from("/run/amphi"),
             wasm_cache: PathBuf::from("/var/lib/amphi/wasm-cache"),
             init_exe: PathBuf::from("/proc/self/exe"),
+            wasm_init_exe: None,
         }
     }
 }
@@ -118,7 +132,8 @@ impl Runtime {
         let payload = match ep.kind {
             PayloadKind::Native => Payload::Native,
             PayloadKind::Wasm => Payload::Wasm {
-                cwasm: ModuleCache::new(&self.config.wasm_cache).ensure(&ep.host)?,
+                module: ep.host.clone(),
+                cache: self.config.wasm_cache.clone(),
             },
         };
         std::fs::create_dir_all(&self.config.state_root)
@@ -190,9 +205,16 @@ impl Runtime {
             stdout: opts.stdio.stdout.as_ref(),
             stderr: opts.stdio.stderr.as_ref(),
         };
-        let (pid, sock) = spawn_init(&self.config.init_exe, id, clone_flags, &stdio)?;
+        let exe = self.config.init_exe_for(ep.kind);
+        let (pid, sock) = spawn_init(exe, id, clone_flags, &stdio)?;
         undo.pid = Some(pid);
-        cgroup.add_pid(pid)?;
+        // A Wasm init may compile its module (on a cache miss) during
+        // setup: it joins the cgroup once set up, so that a compile is not
+        // charged to, or OOM-killed by, the container's memory limit. It
+        // runs nothing of the container's before `start` either way.
+        if ep.kind == PayloadKind::Native {
+            cgroup.add_pid(pid)?;
+        }
         let init_err = |msg: String| Error::Init {
             id: id.to_string(),
             msg,
@@ -216,8 +238,14 @@ impl Runtime {
             break line;
         };
         match line.trim_end() {
+            "ok" if ep.kind == PayloadKind::Wasm => cgroup.add_pid(pid)?,
             "ok" => {}
-            "" => return Err(init_err("init exited during setup".into())),
+            "" => {
+                return Err(init_err(format!(
+                    "init {} exited during setup",
+                    exe.display()
+                )))
+            }
             other => {
                 return Err(init_err(
                     other.strip_prefix("error: ").unwrap_or(other).to_string(),
@@ -590,12 +618,11 @@ impl Container {
     /// cgroup, the given user, env, cwd and capabilities. A Wasm entrypoint
     /// runs as another module instance. Returns the process's host pid; it
     /// becomes a child of the nearest child subreaper (the caller must be
-    /// one, as containerd shims are) to reap. `init_exe` is the binary that
-    /// calls [`crate::init::run_if_init`].
+    /// one, as containerd shims are) to reap. `config` names the init
+    /// binaries and the Wasm cache (the runtime's own, normally).
     pub fn exec(
         &self,
-        init_exe: &Path,
-        wasm_cache: &Path,
+        config: &RuntimeConfig,
         process: &Process,
         stdio: Stdio,
     ) -> Result<ExecProcess> {
@@ -606,7 +633,8 @@ impl Container {
         let payload = match ep.kind {
             PayloadKind::Native => Payload::Native,
             PayloadKind::Wasm => Payload::Wasm {
-                cwasm: ModuleCache::new(wasm_cache).ensure(&ep.host)?,
+                module: ep.host.clone(),
+                cache: config.wasm_cache.clone(),
             },
         };
         let cfg = ExecConfig {
@@ -620,7 +648,12 @@ impl Container {
             stdout: stdio.stdout.as_ref(),
             stderr: stdio.stderr.as_ref(),
         };
-        let (pid, sock) = spawn_init(init_exe, &self.state.id, 0, &child_stdio)?;
+        let (pid, sock) = spawn_init(
+            config.init_exe_for(ep.kind),
+            &self.state.id,
+            0,
+            &child_stdio,
+        )?;
         let fail = |msg: String| {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
             let _ = waitpid(Pid::from_raw(pid), None);

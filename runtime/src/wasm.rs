@@ -1,9 +1,19 @@
-//! The Wasm payload: one engine configuration, an on-disk cache of compiled
-//! modules, and running a WASI preview 1 command inside the sandbox.
+//! The Wasm payload under wasmtime: one engine configuration, an on-disk
+//! cache of compiled modules, and running a WASI preview 1 command inside
+//! the sandbox.
 //!
-//! Compilation happens in the process that creates the container (only on a
-//! cache miss); the container's init only maps the compiled artifact
-//! (`Module::deserialize_file`), so a warm start never compiles.
+//! This is the one place that names wasmtime. The runtime reaches it only
+//! through [`crate::init::WasmEngine`], which a binary hands to
+//! [`crate::init::run_if_init`]: a binary that passes [`WASMTIME`] carries
+//! the engine, one that passes `None` (the containerd shim) links none of
+//! it and names a helper binary for Wasm inits instead.
+//!
+//! The init prepares the module before `pivot_root`, while the host's
+//! cache is visible: on a cache hit it only maps the compiled artifact
+//! (`Module::deserialize_file`); on a miss it compiles once and publishes
+//! the artifact for every later container. The init joins the container's
+//! cgroup only after that, so a compile is never charged to (or killed by)
+//! a small container's memory limit.
 
 use std::hash::{Hash, Hasher};
 use std::io::Write;
@@ -37,49 +47,34 @@ pub fn engine() -> Result<Engine> {
 /// Compiled modules on disk, keyed by the module's sha256 and the engine's
 /// version and settings.
 #[derive(Debug, Clone)]
-pub struct ModuleCache {
+pub(crate) struct ModuleCache {
     dir: PathBuf,
 }
 
 impl ModuleCache {
     /// A cache in `dir` (created on first use).
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
+    pub(crate) fn new(dir: impl Into<PathBuf>) -> Self {
         ModuleCache { dir: dir.into() }
     }
 
-    /// The cache directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// The module's bytes and where its artifact lives (or would).
+    fn lookup(&self, module: &Path) -> Result<(Vec<u8>, PathBuf)> {
+        let bytes = std::fs::read(module).map_err(|e| Error::Wasm {
+            path: module.to_path_buf(),
+            msg: format!("cannot read: {e}"),
+        })?;
+        let key = cache_key(&process_engine()?, &bytes);
+        Ok((bytes, self.dir.join(format!("{key}.cwasm"))))
     }
 
-    /// Returns the compiled artifact for the module at `module`, compiling
-    /// and storing it first when it is not cached yet. Rejects modules that
-    /// are not WASI preview 1 commands.
-    pub fn ensure(&self, module: &Path) -> Result<PathBuf> {
+    fn compile(&self, module: &Path, bytes: &[u8], path: &Path) -> Result<()> {
         let bad = |msg: String| Error::Wasm {
             path: module.to_path_buf(),
             msg,
         };
-        let bytes = std::fs::read(module).map_err(|e| bad(format!("cannot read: {e}")))?;
-        // One engine per creating process: building one on every create
-        // would cost the warm path an engine set-up just for the cache key.
-        static CREATOR_ENGINE: OnceLock<Engine> = OnceLock::new();
-        let engine = match CREATOR_ENGINE.get() {
-            Some(e) => e.clone(),
-            None => {
-                let e = engine()?;
-                let _ = CREATOR_ENGINE.set(e.clone());
-                e
-            }
-        };
-        let path = self
-            .dir
-            .join(format!("{}.cwasm", cache_key(&engine, &bytes)));
-        if path.exists() {
-            return Ok(path);
-        }
+        let engine = process_engine()?;
         let compiled = engine
-            .precompile_module(&bytes)
+            .precompile_module(bytes)
             .map_err(|e| bad(one_line(&e)))?;
         // SAFETY: the bytes were produced by this engine just now.
         let loaded =
@@ -92,9 +87,69 @@ impl ModuleCache {
             .write_all(&compiled)
             .map_err(|e| Error::io(&tmp.0, e))?;
         drop(tmp.1);
-        std::fs::rename(&tmp.0, &path).map_err(|e| Error::io(&path, e))?;
-        Ok(path)
+        std::fs::rename(&tmp.0, path).map_err(|e| Error::io(path, e))
     }
+
+    /// Returns the compiled artifact for the module at `module`, compiling
+    /// and storing it first when it is not cached yet; rejects modules that
+    /// are not WASI preview 1 commands. The caller (a container init) stays
+    /// single-threaded, as `setns` into a mount namespace requires: a miss
+    /// is compiled in a forked child, whose compiler threads and memory end
+    /// with it.
+    pub(crate) fn ensure(&self, module: &Path) -> Result<PathBuf> {
+        let (bytes, path) = self.lookup(module)?;
+        if path.exists() {
+            return Ok(path);
+        }
+        let (rx, tx) = nix::unistd::pipe().map_err(|e| Error::sys("pipe", e))?;
+        // SAFETY: the caller is single-threaded, so the child may do anything.
+        match unsafe { nix::unistd::fork() }.map_err(|e| Error::sys("fork", e))? {
+            nix::unistd::ForkResult::Child => {
+                drop(rx);
+                let code = match self.compile(module, &bytes, &path) {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        let _ = std::fs::File::from(tx).write_all(e.to_string().as_bytes());
+                        1
+                    }
+                };
+                // SAFETY: leave without running the parent's exit handlers.
+                unsafe { libc::_exit(code) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                drop(tx);
+                let mut msg = String::new();
+                let _ = std::io::Read::read_to_string(&mut std::fs::File::from(rx), &mut msg);
+                let status = nix::sys::wait::waitpid(child, None);
+                match status {
+                    Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => Ok(path),
+                    _ if !msg.is_empty() => Err(Error::Wasm {
+                        path: module.to_path_buf(),
+                        msg: msg
+                            .strip_prefix(&format!("wasm module {}: ", module.display()))
+                            .unwrap_or(&msg)
+                            .to_string(),
+                    }),
+                    other => Err(Error::Wasm {
+                        path: module.to_path_buf(),
+                        msg: format!("compiler process failed: {other:?}"),
+                    }),
+                }
+            }
+        }
+    }
+}
+
+/// One engine per process: a long-lived caller must not pay an engine
+/// set-up on every call just for the cache key.
+fn process_engine() -> Result<Engine> {
+    static PROCESS_ENGINE: OnceLock<Engine> = OnceLock::new();
+    if let Some(e) = PROCESS_ENGINE.get() {
+        return Ok(e.clone());
+    }
+    let e = engine()?;
+    let _ = PROCESS_ENGINE.set(e.clone());
+    Ok(e)
 }
 
 fn tempfile_in(dir: &Path) -> Result<(PathBuf, std::fs::File)> {
@@ -141,6 +196,30 @@ fn check_wasi_command(module: &Module) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// The wasmtime engine, for [`crate::init::run_if_init`].
+pub static WASMTIME: Wasmtime = Wasmtime;
+
+/// Runs Wasm payloads under wasmtime (see the module docs).
+pub struct Wasmtime;
+
+impl crate::init::WasmEngine for Wasmtime {
+    fn prepare(&self, module: &Path, cache: &Path) -> Result<Box<dyn crate::init::WasmModule>> {
+        let cwasm = ModuleCache::new(cache).ensure(module)?;
+        Ok(Box::new(load(&cwasm)?))
+    }
+}
+
+impl crate::init::WasmModule for Prepared {
+    fn run(
+        self: Box<Self>,
+        args: &[String],
+        env: &[(String, String)],
+        max_memory: Option<u64>,
+    ) -> i32 {
+        run(*self, args, env, max_memory)
+    }
+}
+
 /// A compiled module mapped into the init, ready to run after `start`.
 pub(crate) struct Prepared {
     engine: Engine,
@@ -150,7 +229,7 @@ pub(crate) struct Prepared {
 /// Maps the compiled artifact. Called in the init before pivot_root, while
 /// the cache is still visible.
 pub(crate) fn load(cwasm: &Path) -> Result<Prepared> {
-    let engine = engine()?;
+    let engine = process_engine()?;
     // SAFETY: the cache holds only artifacts this runtime wrote, under a
     // root-owned directory, keyed by the engine's compatibility hash.
     let module = unsafe { Module::deserialize_file(&engine, cwasm) }.map_err(|e| Error::Wasm {

@@ -38,6 +38,7 @@ impl Fx {
             state_root: dirs.state.clone(),
             wasm_cache: dirs.store.join("wasm-cache"),
             init_exe: std::env::current_exe().unwrap(),
+            wasm_init_exe: None,
         });
         Fx {
             id: unique_id("rt"),
@@ -368,14 +369,7 @@ fn exec_joins_the_container(
             stdout,
             stderr: None,
         };
-        c.exec(
-            &std::env::current_exe().unwrap(),
-            &fx.dirs.store.join("wasm-cache"),
-            &spec,
-            stdio,
-        )
-        .unwrap()
-        .pid
+        c.exec(fx.rt.config(), &spec, stdio).unwrap().pid
     };
     let reap = |pid: i32| nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).unwrap();
     // Membership is checked on a process that stays: a short one may
@@ -401,14 +395,7 @@ fn exec_joins_the_container(
         json!({"args": ["/nope"], "cwd": "/", "user": {"uid": 0, "gid": 0}}),
     )
     .unwrap();
-    let err = c
-        .exec(
-            &std::env::current_exe().unwrap(),
-            &fx.dirs.store,
-            &bad,
-            Stdio::default(),
-        )
-        .unwrap_err();
+    let err = c.exec(fx.rt.config(), &bad, Stdio::default()).unwrap_err();
     assert!(err.to_string().contains("not found"), "{err}");
     assert_eq!(c.state().status, Status::Running);
     c.kill(Signal::SIGKILL, true).unwrap();
@@ -419,7 +406,7 @@ fn exec_joins_the_container(
 }
 
 fn main() {
-    amphi_runtime::init::run_if_init();
+    amphi_runtime::init::run_if_init(Some(&amphi_runtime::wasm::WASMTIME));
     // Exec'd processes are grandchildren: adopt them, as a shim does.
     nix::sys::prctl::set_child_subreaper(true).unwrap();
     let args = Arguments::from_args();

@@ -8,8 +8,17 @@ mod io;
 mod service;
 mod shim;
 
+/// The helper binary that runs Wasm container inits, installed beside
+/// the shim.
+pub(crate) const WASM_INIT: &str = "amphi-wasm-init";
+
 fn main() {
-    // Container inits are this binary re-executed: branch off first.
-    amphi_runtime::init::run_if_init();
+    // Native container inits are this binary re-executed: branch off first.
+    // No Wasm engine here: Wasm inits are the helper's (see WASM_INIT).
+    amphi_runtime::init::run_if_init(None);
+    // One malloc arena for all threads: the shim's threads mostly sleep,
+    // and an arena per thread costs resident memory in every shim.
+    // SAFETY: called before any thread exists.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     containerd_shim::run::<shim::AmphiShim>("io.containerd.amphi.v1", None);
 }

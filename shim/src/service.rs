@@ -297,8 +297,21 @@ fn runtime_for(bundle: &Path) -> Runtime {
     Runtime::new(RuntimeConfig {
         state_root: state_root(bundle),
         wasm_cache: wasm_cache(),
+        wasm_init_exe: Some(wasm_init_exe()),
         ..RuntimeConfig::default()
     })
+}
+
+/// The binary that runs Wasm inits: this shim links no Wasm engine (it
+/// stays small; see `src/bin/amphi-wasm-init.rs`). Beside the shim, or
+/// `AMPHI_WASM_INIT`.
+fn wasm_init_exe() -> PathBuf {
+    if let Some(p) = std::env::var_os("AMPHI_WASM_INIT") {
+        return PathBuf::from(p);
+    }
+    std::env::current_exe()
+        .unwrap_or_else(|_| PathBuf::from("/proc/self/exe"))
+        .with_file_name(crate::WASM_INIT)
 }
 
 fn unmount_rootfs(bundle: &Path) {
@@ -488,7 +501,6 @@ impl Task for TaskService {
             inner.events.send(TASK_START_EVENT_TOPIC, ev);
             task.init.pid
         } else {
-            let exe = std::env::current_exe().map_err(|e| err(Code::INTERNAL, e.to_string()))?;
             let exec = task
                 .execs
                 .get_mut(&req.exec_id)
@@ -504,7 +516,7 @@ impl Task for TaskService {
                 .map_err(|e| err(Code::INVALID_ARGUMENT, format!("opening stdio: {e}")))?;
             let started = task
                 .container
-                .exec(&exe, &wasm_cache(), &exec.spec, stdio)
+                .exec(runtime_for(&task.bundle).config(), &exec.spec, stdio)
                 .map_err(rt_err)?;
             let pid = started.pid;
             let console = relay_console(started.console, &p.stdin, &p.stdout)?;

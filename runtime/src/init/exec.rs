@@ -67,7 +67,7 @@ pub(super) fn main(cfg: &ExecConfig, mut sync: File) -> i32 {
 fn join(cfg: &ExecConfig) -> Result<Loaded> {
     let payload = match &cfg.payload {
         Payload::Native => Loaded::Native,
-        Payload::Wasm { cwasm } => Loaded::Wasm(crate::wasm::load(cwasm)?),
+        Payload::Wasm { module, cache } => Loaded::Wasm(super::prepare_wasm(module, cache)?),
     };
     let mut fds = Vec::new();
     for (name, flag) in NAMESPACES {

@@ -14,7 +14,7 @@ mod rootfs;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 use serde::{Deserialize, Serialize};
@@ -27,8 +27,44 @@ use crate::{Error, Result};
 pub(crate) enum Payload {
     /// `execve` this path (inside the container).
     Native,
-    /// Run this compiled module (host path in the cache).
-    Wasm { cwasm: PathBuf },
+    /// Run this module (host path), compiled through the cache at `cache`.
+    Wasm { module: PathBuf, cache: PathBuf },
+}
+
+/// Runs Wasm payloads in an init. The wasmtime implementation is
+/// [`crate::wasm::WASMTIME`]; this seam lets a binary leave it out.
+pub trait WasmEngine: Sync {
+    /// Makes the module at `module` (a host path) ready to run: from the
+    /// compiled-module cache at `cache`, compiling it there on a miss.
+    /// Called before `pivot_root`. Errors are the container's create error.
+    fn prepare(&self, module: &Path, cache: &Path) -> Result<Box<dyn WasmModule>>;
+}
+
+/// A module made ready by [`WasmEngine::prepare`].
+pub trait WasmModule {
+    /// Runs the module's `_start` with the rootfs as `/`; returns the exit
+    /// code (`proc_exit` code, 128+signal when stopped, 134 on a trap).
+    /// Linear memory may not grow past `max_memory` bytes.
+    fn run(
+        self: Box<Self>,
+        args: &[String],
+        env: &[(String, String)],
+        max_memory: Option<u64>,
+    ) -> i32;
+}
+
+/// The engine this binary passed to [`run_if_init`].
+static ENGINE: std::sync::OnceLock<Option<&'static dyn WasmEngine>> = std::sync::OnceLock::new();
+
+/// Prepares a Wasm payload with this binary's engine.
+fn prepare_wasm(module: &Path, cache: &Path) -> Result<Box<dyn WasmModule>> {
+    match ENGINE.get().copied().flatten() {
+        Some(engine) => engine.prepare(module, cache),
+        None => Err(Error::Wasm {
+            path: module.to_path_buf(),
+            msg: "this binary runs no Wasm payloads (its Wasm helper should have been used)".into(),
+        }),
+    }
 }
 
 /// Everything the init needs, sent by the creating process.
@@ -72,11 +108,15 @@ pub(crate) struct ExecConfig {
 }
 
 /// Call first thing in `main` of every binary that creates containers: when
-/// this process was started as a container init it never returns.
-pub fn run_if_init() {
+/// this process was started as a container init it never returns. `wasm`
+/// runs Wasm payloads (pass `Some(&amphi_runtime::wasm::WASMTIME)`); a
+/// binary that passes `None` must name a helper that can, in
+/// [`crate::RuntimeConfig::wasm_init_exe`].
+pub fn run_if_init(wasm: Option<&'static dyn WasmEngine>) {
     if std::env::var_os(INIT_ENV).is_none() {
         return;
     }
+    let _ = ENGINE.set(wasm);
     // SAFETY: single-threaded at this point; the variable is ours.
     unsafe { std::env::remove_var(INIT_ENV) };
     let code = main();
@@ -146,14 +186,14 @@ fn run_payload(process: &Process, entrypoint: &str, payload: Loaded, budget: Opt
         Loaded::Wasm(prepared) => {
             let args = process.args().clone().unwrap_or_default();
             let env = process::env_pairs(process);
-            crate::wasm::run(prepared, &args, &env, budget)
+            prepared.run(&args, &env, budget)
         }
     }
 }
 
 enum Loaded {
     Native,
-    Wasm(crate::wasm::Prepared),
+    Wasm(Box<dyn WasmModule>),
 }
 
 struct Ready {
@@ -195,10 +235,9 @@ fn setup(cfg: &InitConfig, sync: &File) -> Result<Ready> {
     }
     let payload = match &cfg.payload {
         Payload::Native => Loaded::Native,
-        Payload::Wasm { cwasm } => Loaded::Wasm(crate::wasm::load(cwasm)?),
+        Payload::Wasm { module, cache } => Loaded::Wasm(prepare_wasm(module, cache)?),
     };
-    // Measured after the module is mapped: what the engine itself costs is
-    // already charged, the rest of the limit is the guest's.
+    // What the container's cgroup holds already is not the guest's to use.
     let wasm_memory_budget = match (&payload, cfg.memory_limit.filter(|l| *l > 0)) {
         (Loaded::Wasm(_), Some(limit)) => {
             let used: u64 = cfg
