@@ -36,6 +36,17 @@ fn native_and_wasm_output_and_exit_codes() {
         assert_eq!(text(&out.stdout), stdout);
         cd.assert_clean(&id);
     }
+    // What the runtime reports (here: a seccomp profile it cannot apply)
+    // reaches containerd's log through the shim's log FIFO.
+    let id = cd.new_id("log");
+    let out = cd.run(Kind::Native, &["--rm", "--seccomp"], &id, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    cd.assert_clean(&id);
+    let log = std::fs::read_to_string(cd.dir.path().join("containerd.log")).unwrap();
+    assert!(
+        log.contains("seccomp profile is not applied"),
+        "the runtime's warning is not in containerd's log"
+    );
 }
 
 #[test]
