@@ -201,13 +201,21 @@ fn pids_where(f: impl Fn(&str) -> bool) -> Vec<i32> {
         .collect()
 }
 
+/// Every process below `pid`. Children are listed per thread (an RPC
+/// thread that clones a container init is its parent), so every task of
+/// the process is asked.
 fn descendants(pid: i32) -> Vec<i32> {
     let mut out = Vec::new();
-    let children =
-        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-    for c in children.split_whitespace().filter_map(|c| c.parse().ok()) {
-        out.push(c);
-        out.extend(descendants(c));
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten();
+    for t in tasks {
+        let children = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+        for c in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+            out.push(c);
+            out.extend(descendants(c));
+        }
     }
     out
 }
