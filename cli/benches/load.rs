@@ -13,7 +13,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use amphi_images::layer::LayerBuilder;
-use amphi_images::{archive, pack, Store};
 use serde_json::json;
 
 fn main() {
@@ -39,7 +38,7 @@ fn main() {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| t.join("image.tar"));
     if !tar.exists() {
-        build_archive(t, &tar, mib);
+        build_archive(&tar, mib);
     }
     let bytes = std::fs::metadata(&tar).unwrap().len() as f64;
 
@@ -168,40 +167,23 @@ fn drop_caches_hint() {
 
 /// Four layers of incompressible-looking files, 4 MiB each, saved as one
 /// archive at `tar`.
-fn build_archive(t: &Path, tar: &Path, mib: usize) {
-    eprintln!("building a {mib} MiB image ...");
+fn build_archive(tar: &Path, mib: usize) {
     eprintln!("building a {mib} MiB image ...");
     let mut seed = 0x9e3779b97f4a7c15u64;
     let mut layers = Vec::new();
     for l in 0..4 {
         let mut b = LayerBuilder::new();
         for f in 0..(mib / 4 / 4) {
-            let mut data = vec![0u8; 4 << 20];
-            for chunk in data.chunks_mut(8) {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                chunk.copy_from_slice(&seed.to_le_bytes()[..chunk.len()]);
-            }
+            let data = amphi_testkit::noise(4 << 20, &mut seed);
             b.file(&format!("layer{l}/file{f}"), 0o644, &data).unwrap();
         }
         layers.push(b.build().unwrap());
     }
-    let build = Store::open(t.join("build")).unwrap();
-    let ids = pack::write_image(
-        &build,
+    amphi_examples::write_archive(
+        tar,
         &layers,
         json!({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/x"]}}),
-        None,
+        "bench:1",
     )
     .unwrap();
-    drop(layers);
-    build.tag("bench:1", &ids.manifest).unwrap();
-    archive::save(
-        &build,
-        &["bench:1".into()],
-        std::io::BufWriter::new(std::fs::File::create(tar).unwrap()),
-    )
-    .unwrap();
-    let _ = std::fs::remove_dir_all(t.join("build"));
 }

@@ -7,11 +7,11 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use amphi_images::layer::LayerBuilder;
 use amphi_images::snapshot::{chain_ids, diff_ids, Snapshots};
-use amphi_images::{archive, digest, pack, Store};
+use amphi_images::{digest, Store};
 use amphi_testkit::TestDirs;
 use common::{amphi, text};
 use serde_json::json;
@@ -66,35 +66,21 @@ fn leftovers(root: &std::path::Path) -> Vec<String> {
 fn a_load_killed_at_any_point_leaves_a_consistent_store() {
     let dirs = TestDirs::new();
     // Six layers of 4 MiB: long enough a load to be killed inside it.
-    let build = Store::open(dirs.tmp.path().join("build")).unwrap();
     let mut seed = 0x2545f4914f6cdd1du64;
     let layers: Vec<Vec<u8>> = (0..6)
         .map(|l| {
-            let mut data = vec![0u8; 4 << 20];
-            for chunk in data.chunks_mut(8) {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                chunk.copy_from_slice(&seed.to_le_bytes()[..chunk.len()]);
-            }
+            let data = amphi_testkit::noise(4 << 20, &mut seed);
             let mut b = LayerBuilder::new();
             b.file(&format!("data/{l}"), 0o644, &data).unwrap();
             b.build().unwrap()
         })
         .collect();
-    let ids = pack::write_image(
-        &build,
+    let tar = dirs.tmp.path().join("crash.tar");
+    amphi_examples::write_archive(
+        &tar,
         &layers,
         json!({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/x"]}}),
-        None,
-    )
-    .unwrap();
-    build.tag("crash:1", &ids.manifest).unwrap();
-    let tar = dirs.tmp.path().join("crash.tar");
-    archive::save(
-        &build,
-        &["crash:1".into()],
-        std::fs::File::create(&tar).unwrap(),
+        "crash:1",
     )
     .unwrap();
     let tar = tar.to_str().unwrap();
@@ -151,5 +137,4 @@ fn a_load_killed_at_any_point_leaves_a_consistent_store() {
         Vec::<String>::new(),
         "leftovers not swept"
     );
-    let _ = Duration::ZERO;
 }

@@ -5,7 +5,6 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use amphi_images::layer::LayerBuilder;
-use amphi_images::{archive, pack, Store};
 mod common;
 
 use amphi_testkit::{assert_no_leaks, unique_id, TestDirs};
@@ -149,26 +148,18 @@ fn writes_are_private_to_each_container() {
 
 /// An image of the native examples plus `extra` layers on top.
 fn layered_image(dirs: &TestDirs, name: &str, extra: Vec<Vec<u8>>) {
-    let store = Store::open(dirs.tmp.path().join(format!("build-{name}"))).unwrap();
     let mut base = LayerBuilder::new();
     for (n, b) in amphi_examples::NATIVE {
         base.file(&format!("bin/{n}"), 0o755, b).unwrap();
     }
     let mut layers = vec![base.build().unwrap()];
     layers.extend(extra);
-    let ids = pack::write_image(
-        &store,
+    let tar = dirs.tmp.path().join(format!("{name}.tar"));
+    amphi_examples::write_archive(
+        &tar,
         &layers,
         json!({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/bin/hello"]}}),
-        None,
-    )
-    .unwrap();
-    store.tag(name, &ids.manifest).unwrap();
-    let tar = dirs.tmp.path().join(format!("{name}.tar"));
-    archive::save(
-        &store,
-        &[name.to_string()],
-        std::fs::File::create(&tar).unwrap(),
+        name,
     )
     .unwrap();
     ok(dirs, &["image", "load", "-i", tar.to_str().unwrap()]);

@@ -48,9 +48,21 @@ pub fn write_image(out: &Path, kind: Kind, name: &str) -> Result<()> {
         },
         "history": [{"created_by": "amphi-examples"}],
     });
+    write_archive(out, &[layer.build()?], config, name)
+}
+
+/// Writes an image archive (OCI layout + manifest.json, as `image save`
+/// does) at `out`: the given layer tars, bottom first, under `config`,
+/// tagged `name`.
+pub fn write_archive(
+    out: &Path,
+    layers: &[Vec<u8>],
+    config: serde_json::Value,
+    name: &str,
+) -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let store = Store::open(tmp.path())?;
-    let ids = pack::write_image(&store, &[layer.build()?], config, None)?;
+    let ids = pack::write_image(&store, layers, config, None)?;
     store.tag(name, &ids.manifest)?;
     let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
     archive::save(&store, &[name.to_string()], std::io::BufWriter::new(file))?;

@@ -131,3 +131,16 @@ pub fn processes_of(id: &str) -> Vec<i32> {
         })
         .collect()
 }
+
+/// `len` bytes that look random (xorshift64 from `seed`, which advances):
+/// layer content no compressor shrinks, for load and crash tests.
+pub fn noise(len: usize, seed: &mut u64) -> Vec<u8> {
+    let mut data = vec![0u8; len];
+    for chunk in data.chunks_mut(8) {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        chunk.copy_from_slice(&seed.to_le_bytes()[..chunk.len()]);
+    }
+    data
+}
