@@ -133,23 +133,58 @@ fn oom_kill_exits_137_and_publishes_oom_event() {
     );
     assert_eq!(out.status.code(), Some(137), "{}", text(&out.stderr));
     let mut seen = Vec::new();
-    let found = (0..200).any(|_| {
-        while let Ok(l) = rx.try_recv() {
-            seen.push(l);
-        }
-        if seen
-            .iter()
-            .any(|l| l.contains("/tasks/oom") && l.contains(&id))
-        {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-        false
+    let mut oom_seen_for = |id: &str| {
+        (0..200).any(|_| {
+            while let Ok(l) = rx.try_recv() {
+                seen.push(l);
+            }
+            if seen
+                .iter()
+                .any(|l| l.contains("/tasks/oom") && l.contains(id))
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            false
+        })
+    };
+    assert!(oom_seen_for(&id), "no /tasks/oom for {id}");
+    cd.assert_clean(&id);
+    let first = id;
+
+    // An OOM kill of another process is published live, while the init
+    // (and so the container) survives it.
+    let id = cd.new_id("oomexec");
+    cd.ctr_ok(
+        &Containerd::run_args(
+            Kind::Native,
+            &["-d", "--memory-limit", "33554432"],
+            &id,
+            &["/bin/sleep", "1000"],
+        )
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>(),
+    );
+    let out = cd.ctr(&["task", "exec", "--exec-id", "hog", &id, "/bin/memhog"]);
+    assert_eq!(out.status.code(), Some(137), "{}", text(&out.stderr));
+    assert!(oom_seen_for(&id), "no live /tasks/oom for {id}");
+    assert_eq!(cd.task_status(&id).as_deref(), Some("RUNNING"));
+    cd.ctr_ok(&["task", "kill", "-s", "SIGKILL", &id]);
+    wait_until("the task to stop", || {
+        cd.task_status(&id).as_deref() == Some("STOPPED")
     });
+    cd.remove(&id);
     let _ = events.kill();
     let _ = events.wait();
-    assert!(found, "no /tasks/oom for {id} in {seen:?}");
     cd.assert_clean(&id);
+    // The init's own OOM kill was reported by two paths (its exit and the
+    // live watch) and published once.
+    let ooms = seen
+        .iter()
+        .filter(|l| l.contains("/tasks/oom") && l.contains(&first))
+        .count();
+    assert_eq!(ooms, 1, "{first}: {ooms} /tasks/oom events");
 }
 
 #[test]

@@ -5,6 +5,7 @@
 
 mod events;
 mod io;
+mod oom;
 mod service;
 mod shim;
 

@@ -25,6 +25,7 @@ use containerd_shim::{ExitSignal, Task, TtrpcContext, TtrpcResult};
 
 use crate::events::Events;
 use crate::io::Console;
+use crate::oom::OomWatch;
 use crate::shim::state_root;
 
 /// Where compiled Wasm modules are cached, shared by all containers.
@@ -141,6 +142,7 @@ fn relay_console(
 
 struct Inner {
     events: Events,
+    oom: Arc<OomWatch>,
     exit: Arc<ExitSignal>,
     tasks: Mutex<HashMap<String, TaskEntry>>,
     /// Exits of pids not registered yet (a process that exits before its
@@ -163,13 +165,28 @@ impl TaskService {
         publisher: RemotePublisher,
         exit: Arc<ExitSignal>,
     ) -> TaskService {
+        let oom = Arc::new(OomWatch::new().expect("epoll for OOM events"));
         let inner = Arc::new(Inner {
             events: Events::new(namespace, publisher),
+            oom: oom.clone(),
             exit,
             tasks: Mutex::new(HashMap::new()),
             early_exits: Mutex::new(HashMap::new()),
             changed: Condvar::new(),
         });
+        let weak_oom = Arc::downgrade(&inner);
+        std::thread::Builder::new()
+            .name("oom".into())
+            .spawn(move || loop {
+                let woken = oom.wait();
+                let Some(inner) = weak_oom.upgrade() else {
+                    return;
+                };
+                for (id, cgroup) in woken {
+                    inner.oom.report_woken(&id, &cgroup, &inner.events);
+                }
+            })
+            .expect("spawn oom thread");
         let sub = monitor_subscribe(Topic::All).expect("subscribe to exits");
         let weak = Arc::downgrade(&inner);
         std::thread::Builder::new()
@@ -250,10 +267,9 @@ impl Inner {
         }
         task.init.exit = Some((code, at));
         task.init.status = Status::STOPPED;
+        // Before the exit event; the OOM thread may have been first.
         if status.is_some_and(|s| s.oom_killed) {
-            let mut oom = TaskOOM::new();
-            oom.container_id = id.to_string();
-            self.events.send(TASK_OOM_EVENT_TOPIC, oom);
+            let _ = self.oom.report(id, task.container.cgroup(), &self.events);
         }
         // The pid namespace dies with its init: execs follow at once.
         let _ = task.container.kill(Signal::SIGKILL, true);
@@ -446,6 +462,10 @@ impl TaskService {
         io.terminal = req.terminal;
         ev.io = MessageField::some(io);
         inner.events.send(TASK_CREATE_EVENT_TOPIC, ev);
+        if let Err(e) = inner.oom.watch(&req.id, task.container.cgroup()) {
+            // OOM kills are then still reported when the init dies of one.
+            log::warn!("container {}: no live OOM events: {e}", req.id);
+        }
         let mut tasks = inner.lock();
         if let Some((code, at)) = inner.take_early_exit(pid) {
             inner.init_exited(&req.id, &mut task, code, at);
@@ -676,6 +696,7 @@ impl Task for TaskService {
         let bundle = task.bundle.clone();
         let mounted = task.rootfs_mounted;
         drop(tasks);
+        inner.oom.unwatch(&req.id);
         task.container.delete(true).map_err(rt_err)?;
         if mounted {
             unmount_rootfs(&bundle);

@@ -8,6 +8,7 @@
 mod v1;
 mod v2;
 
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -116,12 +117,42 @@ impl Cgroup {
         }
     }
 
-    /// A file descriptor-free way to learn of OOM events: the file whose
-    /// counter grows (v1 memory.oom_control, v2 memory.events).
-    pub fn oom_events_file(&self) -> PathBuf {
+    /// A descriptor that becomes readable when the kernel OOM-kills in this
+    /// cgroup (and possibly at other memory events: confirm with
+    /// [`Cgroup::oom_kills`]). v1: an eventfd registered on
+    /// `memory.oom_control`; v2: an inotify watch on `memory.events`.
+    /// Non-blocking; drain it with [`drain_notifier`] after each wake-up.
+    pub fn oom_notifier(&self) -> Result<OwnedFd> {
         match self {
-            Cgroup::V1(c) => c.memory_dir().join("memory.oom_control"),
-            Cgroup::V2(c) => c.dir().join("memory.events"),
+            Cgroup::V1(c) => {
+                let dir = c.memory_dir();
+                let efd = nix::sys::eventfd::EventFd::from_value_and_flags(
+                    0,
+                    nix::sys::eventfd::EfdFlags::EFD_CLOEXEC
+                        | nix::sys::eventfd::EfdFlags::EFD_NONBLOCK,
+                )
+                .map_err(|e| Error::sys("eventfd", e))?;
+                let control = dir.join("memory.oom_control");
+                let oc = std::fs::File::open(&control).map_err(|e| Error::io(&control, e))?;
+                // The kernel keeps what it needs; `oc` may close after this.
+                write(
+                    &dir,
+                    "cgroup.event_control",
+                    &format!("{} {}", efd.as_raw_fd(), oc.as_raw_fd()),
+                )?;
+                Ok(efd.into())
+            }
+            Cgroup::V2(c) => {
+                let events = c.dir().join("memory.events");
+                let ino = nix::sys::inotify::Inotify::init(
+                    nix::sys::inotify::InitFlags::IN_CLOEXEC
+                        | nix::sys::inotify::InitFlags::IN_NONBLOCK,
+                )
+                .map_err(|e| Error::sys("inotify_init", e))?;
+                ino.add_watch(&events, nix::sys::inotify::AddWatchFlags::IN_MODIFY)
+                    .map_err(|e| Error::sys(format!("inotify {}", events.display()), e))?;
+                Ok(ino.into())
+            }
         }
     }
 
@@ -264,4 +295,10 @@ pub(crate) fn mkdir(dir: &Path) -> Result<()> {
         path: dir.to_path_buf(),
         msg: format!("cannot create: {}", last.unwrap()),
     })
+}
+
+/// Empties a notifier of [`Cgroup::oom_notifier`] after it woke a poller.
+pub fn drain_notifier(fd: &OwnedFd) {
+    let mut buf = [0u8; 4096];
+    while matches!(nix::unistd::read(fd, &mut buf), Ok(n) if n > 0) {}
 }
