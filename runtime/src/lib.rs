@@ -7,6 +7,8 @@
 //! `amphi` CLI and the containerd shim) drive it through [`Runtime`] and
 //! [`Container`], and must call [`init::run_if_init`] first thing in `main`:
 //! the container init is this same binary, re-executed (see ARCHITECTURE.md).
+//! A front end that passes no Wasm engine there links none of wasmtime and
+//! names a helper binary for Wasm inits ([`RuntimeConfig::wasm_init_exe`]).
 
 pub mod bundle;
 pub mod cgroup;

@@ -36,6 +36,10 @@ pub(crate) fn spawn_init(
     clone_flags: libc::c_int,
     stdio: &ChildStdio,
 ) -> Result<(i32, UnixStream)> {
+    // Said plainly here rather than as an init that died at exec.
+    if let Err(e) = std::fs::metadata(exe) {
+        return Err(Error::io(format!("init binary {}", exe.display()), e));
+    }
     let (ours, theirs) = UnixStream::pair().map_err(|e| Error::io("socketpair", e))?;
     let exe_c = CString::new(exe.as_os_str().as_bytes())
         .map_err(|_| Error::Spec("init path has a NUL".into()))?;

@@ -323,6 +323,27 @@ fn compiled_modules_are_cached() -> TestResult {
     Ok(())
 }
 
+/// A Wasm container whose init binary (a front end's Wasm helper) is
+/// missing: a clear error naming it, nothing left behind.
+fn wasm_init_binary_missing() -> TestResult {
+    let mut fx = Fx::new("wasm/hello");
+    let missing = fx.dirs.tmp.path().join("no-such-wasm-init");
+    fx.rt = Runtime::new(RuntimeConfig {
+        wasm_init_exe: Some(missing),
+        ..fx.rt.config().clone()
+    });
+    let err = fx
+        .create()
+        .expect_err("created without an init")
+        .to_string();
+    assert!(
+        err.contains("init binary") && err.contains("no-such-wasm-init"),
+        "{err}"
+    );
+    fx.assert_clean();
+    Ok(())
+}
+
 /// Bad input: a one-line error naming the fault, and nothing left behind.
 fn rejects(setup: impl FnOnce(&Fx), expect: &str) -> TestResult {
     let fx = Fx::new("native/hello");
@@ -505,6 +526,7 @@ fn main() {
             )
         }),
         t("rejects_duplicate_id", duplicate_id),
+        t("wasm_init_binary_missing", wasm_init_binary_missing),
         t("native_exec_joins_namespaces", || {
             exec_joins_the_container(
                 "native/sleep",
