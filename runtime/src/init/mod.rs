@@ -1,7 +1,7 @@
-//! The container init: this same binary, re-executed by [`crate::spawn`]
+//! The container init: this same binary, re-executed by `spawn`
 //! inside the container's new namespaces.
 //!
-//! It reads its [`InitConfig`] from the sync socket, sets up the sandbox
+//! It reads its `InitConfig` from the sync socket, sets up the sandbox
 //! (namespaces joined by path, rootfs and mounts, pivot_root, hostname,
 //! rlimits, user, capabilities), loads a Wasm payload's compiled module,
 //! answers `ok` or `error: ...` on the socket, then blocks on the start FIFO.
