@@ -30,7 +30,7 @@ pub struct RunArgs {
     /// Set an environment variable (K=V).
     #[arg(short = 'e', long = "env")]
     env: Vec<String>,
-    /// Bind mount SRC:DST[:ro].
+    /// Bind mount `SRC:DST[:ro]`.
     #[arg(short = 'v', long = "volume")]
     volumes: Vec<String>,
     /// Working directory inside the container.

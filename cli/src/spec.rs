@@ -41,7 +41,7 @@ pub fn is_wasm_image(config: &Value, manifest: &Value) -> bool {
             .any(|l| amphi_images::media::is_wasm_layer(l["mediaType"].as_str().unwrap_or("")))
 }
 
-/// Resolves "user[:group]" (names looked up in the rootfs) to uid, gid.
+/// Resolves `user[:group]` (names looked up in the rootfs) to uid, gid.
 fn user(spec: &str, rootfs: &Path) -> Result<(u32, u32)> {
     let (u, g) = spec
         .split_once(':')

@@ -4,10 +4,10 @@
 //! layout), with uncompressed, gzip or zstd layers.
 //!
 //! Nothing in the archive is trusted, and nothing is copied before it is
-//! needed: the archive is indexed by its headers ([`source`]), metadata is
+//! needed: the archive is indexed by its headers (`source.rs`), metadata is
 //! read and hashed on its own, and each layer is read once, in parallel
 //! with the others, while it is hashed, kept as a blob and unpacked
-//! ([`layer`]). Digests, sizes and diff IDs are all checked before anything
+//! (`layer.rs`). Digests, sizes and diff IDs are all checked before anything
 //! becomes visible: blobs are renamed into the store, snapshots committed
 //! and refs written only after every layer of an image held; on any error
 //! the store is left as it was. Leftovers of a killed load are swept by
