@@ -66,7 +66,10 @@ pub fn prepare(root: &Path, id: &str, image: &str, cmd: &[String]) -> Result<Pat
         .context("manifest without config")?;
     let config: Value = serde_json::from_slice(&store.read_blob(config_digest)?)
         .context("reading the image config")?;
-    let diff_ids = diff_ids(&config);
+    let diff_ids = diff_ids(
+        &config,
+        manifest["layers"].as_array().map_or(&[], Vec::as_slice),
+    );
     let dir = dir(root, id);
     std::fs::create_dir_all(dir.parent().unwrap())?;
     match std::fs::create_dir(&dir) {

@@ -130,6 +130,18 @@ pub fn image_spec(
         args.extend(cmd.iter().cloned());
     }
     if args.is_empty() {
+        // A Wasm OCI artifact has no process config: its module is the
+        // command (placed at load by `module_file_name`).
+        if let Some(l) = manifest["layers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|l| amphi_images::media::is_wasm_layer(l["mediaType"].as_str().unwrap_or("")))
+        {
+            args.push(format!("/{}", amphi_images::media::module_file_name(l)));
+        }
+    }
+    if args.is_empty() {
         bail!("no command: the image has no Entrypoint or Cmd and none was given");
     }
     let mut env = strings(&c["Env"]);

@@ -558,3 +558,86 @@ fn concurrent_loads_sharing_layers_are_safe() {
         "staging left behind"
     );
 }
+
+/// A Wasm OCI artifact, as wasm-to-oci and the CNCF Wasm artifact layout
+/// write it: the layer is the bare module (`application/wasm`, named by its
+/// title annotation), the config has no rootfs and no process.
+#[test]
+fn wasm_oci_artifact_with_a_bare_module_layer_runs() {
+    let dirs = TestDirs::new();
+    let module = amphi_examples::WASM
+        .iter()
+        .find(|(n, _)| *n == "hello")
+        .unwrap()
+        .1;
+    let module_digest = amphi_images::digest::of(module);
+    let config = serde_json::to_vec(&json!({
+        "architecture": "wasm",
+        "os": "wasip1",
+        "layerDigests": [module_digest],
+    }))
+    .unwrap();
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.wasm.config.v0+json",
+            "digest": amphi_images::digest::of(&config),
+            "size": config.len(),
+        },
+        "layers": [{
+            "mediaType": "application/wasm",
+            "digest": module_digest,
+            "size": module.len(),
+            "annotations": {"org.opencontainers.image.title": "hello.wasm"},
+        }],
+    }))
+    .unwrap();
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": amphi_images::digest::of(&manifest),
+            "size": manifest.len(),
+            "annotations": {"io.containerd.image.name": "docker.io/library/artifact:1"},
+        }],
+    }))
+    .unwrap();
+    let tar = dirs.tmp.path().join("artifact.tar");
+    let mut t = tar::Builder::new(std::fs::File::create(&tar).unwrap());
+    let mut add = |path: String, bytes: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o644);
+        h.set_size(bytes.len() as u64);
+        t.append_data(&mut h, path, bytes).unwrap();
+    };
+    add("oci-layout".into(), br#"{"imageLayoutVersion":"1.0.0"}"#);
+    for blob in [module, &config[..], &manifest[..]] {
+        let d = amphi_images::digest::of(blob);
+        add(format!("blobs/sha256/{}", &d[7..]), blob);
+    }
+    add("index.json".into(), &index);
+    t.finish().unwrap();
+    drop(t);
+    let out = ok(&dirs, &["image", "load", "-i", tar.to_str().unwrap()]);
+    assert!(out.contains("Loaded image: artifact:1"), "{out}");
+    let out = run(&dirs, "artifact:1", &[]);
+    assert_eq!(
+        text(&out.stdout),
+        "Hello from Wasm!\n",
+        "{}",
+        text(&out.stderr)
+    );
+    // save -> load keeps it, bare module layer and all.
+    let saved = dirs.tmp.path().join("saved.tar");
+    ok(
+        &dirs,
+        &["image", "save", "-o", saved.to_str().unwrap(), "artifact:1"],
+    );
+    let other = TestDirs::new();
+    ok(&other, &["image", "load", "-i", saved.to_str().unwrap()]);
+    assert_eq!(
+        text(&run(&other, "artifact:1", &[]).stdout),
+        "Hello from Wasm!\n"
+    );
+}

@@ -26,7 +26,7 @@ fn manifest_parts(store: &Store, manifest: &str) -> Result<(Vec<String>, Vec<Str
     );
     let c: Value = serde_json::from_slice(&store.read_blob(&config)?)
         .map_err(|e| Error::Invalid(format!("config {config}: {e}")))?;
-    let ids = diff_ids(&c);
+    let ids = diff_ids(&c, m["layers"].as_array().map_or(&[], Vec::as_slice));
     Ok((blobs, chain_ids(&ids)))
 }
 

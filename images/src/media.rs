@@ -17,3 +17,21 @@ pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 pub fn is_wasm_layer(media_type: &str) -> bool {
     media_type == "application/wasm" || media_type.starts_with("application/vnd.wasm.")
 }
+
+/// The layer annotation naming a file (OCI's `org.opencontainers.image.title`).
+pub const ANNOTATION_TITLE: &str = "org.opencontainers.image.title";
+
+/// Where the module of a raw Wasm layer (a Wasm OCI artifact's layer is
+/// the module itself, not a tar) lands in the container's root: the
+/// layer's title annotation when that is a plain file name, else
+/// `app.wasm`.
+pub fn module_file_name(layer: &serde_json::Value) -> String {
+    match layer["annotations"][ANNOTATION_TITLE].as_str() {
+        Some(t)
+            if !t.is_empty() && t != "." && t != ".." && !t.contains('/') && !t.contains('\0') =>
+        {
+            t.to_string()
+        }
+        _ => "app.wasm".to_string(),
+    }
+}

@@ -18,14 +18,28 @@ pub struct Snapshots {
     root: PathBuf,
 }
 
-/// The diff IDs an image config lists (`rootfs.diff_ids`), bottom first.
-pub fn diff_ids(config: &serde_json::Value) -> Vec<String> {
-    config["rootfs"]["diff_ids"]
+/// An image's diff IDs, bottom first: what its config lists
+/// (`rootfs.diff_ids`), given its manifest's `layers`. A Wasm OCI artifact
+/// lists none (its config has no rootfs): its layers are bare modules, each
+/// its own uncompressed content, so their digests are their diff IDs.
+pub fn diff_ids(config: &serde_json::Value, layers: &[serde_json::Value]) -> Vec<String> {
+    let listed: Vec<String> = config["rootfs"]["diff_ids"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|d| d.as_str().map(str::to_string))
-        .collect()
+        .collect();
+    let artifact = !layers.is_empty()
+        && layers
+            .iter()
+            .all(|l| crate::media::is_wasm_layer(l["mediaType"].as_str().unwrap_or("")));
+    if listed.is_empty() && artifact {
+        return layers
+            .iter()
+            .filter_map(|l| l["digest"].as_str().map(str::to_string))
+            .collect();
+    }
+    listed
 }
 
 /// The chain IDs of a layer stack: chain(0) = diff(0),

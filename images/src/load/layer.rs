@@ -57,6 +57,8 @@ pub(super) struct Job<'a> {
     pub diff_id: &'a str,
     /// Unpack into a new snapshot (else only verify).
     pub unpack: bool,
+    /// The layer is a bare Wasm module, placed as this file (not a tar).
+    pub raw_module: Option<&'a str>,
 }
 
 /// A verified layer, ready to commit.
@@ -130,6 +132,31 @@ fn drain(mut r: impl Read, what: &str) -> Result<()> {
         .map_err(|e| invalid(format!("layer {what}: corrupt: {e}")))
 }
 
+/// Writes a bare module layer as one executable file, within the limit.
+fn place_module(
+    layer: &str,
+    r: &mut dyn Read,
+    dest: &std::path::Path,
+    limits: Limits,
+) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o755)
+        .open(dest)
+        .map_err(|e| Error::io(dest, e))?;
+    let n = std::io::copy(&mut r.take(limits.max_bytes + 1), &mut f)
+        .map_err(|e| invalid(format!("layer {layer}: {e}")))?;
+    if n > limits.max_bytes {
+        return Err(invalid(format!(
+            "layer {layer}: module larger than {} bytes",
+            limits.max_bytes
+        )));
+    }
+    Ok(())
+}
+
 /// Runs one job. On error whatever it made is removed.
 fn run(
     job: &Job,
@@ -179,8 +206,10 @@ fn run(
         on_bytes,
     };
     let consume = |r: &mut dyn Read| -> Result<()> {
-        if let Some(p) = &prepared {
-            unpack::apply(&name, &mut *r, &p.join("fs"), limits)?;
+        match (&prepared, job.raw_module) {
+            (Some(p), Some(file)) => place_module(&name, r, &p.join("fs").join(file), limits)?,
+            (Some(p), None) => unpack::apply(&name, &mut *r, &p.join("fs"), limits)?,
+            (None, _) => {}
         }
         drain(r, &name)
     };

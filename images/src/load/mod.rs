@@ -130,6 +130,8 @@ struct Candidate {
     config: Vec<u8>,
     config_digest: String,
     layers: Vec<LayerRef>,
+    /// The manifest's layer descriptors (none for a Docker archive).
+    layer_descs: Vec<Value>,
     names: Vec<String>,
 }
 
@@ -138,6 +140,15 @@ struct LayerRef {
     src: Source,
     digest: Option<String>,
     size: Option<u64>,
+    /// A Wasm OCI artifact's layer holds the module itself: the file name
+    /// it gets in the snapshot.
+    raw_module: Option<String>,
+}
+
+/// Whether a layer is a bare Wasm module (media type and magic agree).
+fn raw_module(desc: &Value, src: &Source) -> Result<Option<String>> {
+    let wasm_type = media::is_wasm_layer(desc["mediaType"].as_str().unwrap_or(""));
+    Ok((wasm_type && src.magic()? == *b"\0asm").then(|| media::module_file_name(desc)))
 }
 
 /// Reads and verifies the blob a descriptor names.
@@ -243,8 +254,10 @@ fn oci_candidates(sources: &Sources) -> Result<Vec<Candidate>> {
             .to_string();
         let mut layers = Vec::new();
         for l in m["layers"].as_array().into_iter().flatten() {
+            let src = blob_source(sources, l)?.clone();
             layers.push(LayerRef {
-                src: blob_source(sources, l)?.clone(),
+                raw_module: raw_module(l, &src)?,
+                src,
                 digest: l["digest"].as_str().map(str::to_string),
                 size: l["size"].as_u64(),
             });
@@ -254,6 +267,7 @@ fn oci_candidates(sources: &Sources) -> Result<Vec<Candidate>> {
             config,
             config_digest,
             layers,
+            layer_descs: m["layers"].as_array().cloned().unwrap_or_default(),
             names,
         });
     }
@@ -283,6 +297,7 @@ fn docker_candidates(sources: &Sources) -> Result<Vec<Candidate>> {
                 src: sources.get(p)?.clone(),
                 digest: None,
                 size: None,
+                raw_module: None,
             });
         }
         let names = entry["RepoTags"]
@@ -296,6 +311,7 @@ fn docker_candidates(sources: &Sources) -> Result<Vec<Candidate>> {
             config,
             config_digest,
             layers,
+            layer_descs: Vec::new(),
             names,
         });
     }
@@ -397,7 +413,7 @@ fn load_layers<'c>(
             limits.max_layers
         )));
     }
-    let diff_ids = diff_ids(&config);
+    let diff_ids = diff_ids(&config, &c.layer_descs);
     if diff_ids.len() != c.layers.len() {
         return Err(invalid(format!(
             "config lists {} diff IDs for {} layers",
@@ -427,6 +443,7 @@ fn load_layers<'c>(
             expected_size: l.size,
             diff_id: &diff_ids[i],
             unpack: !snapshots.exists(&chains[i]),
+            raw_module: l.raw_module.as_deref(),
         })
         .collect();
     let done = layer::run_all(&jobs, store, snapshots, limits.layer, progress.bytes)?;
