@@ -170,3 +170,44 @@ fn bad_input_leaves_the_store_unchanged() {
     assert!(!dirs.tmp.path().join("x.tar").exists());
     assert!(!dirs.tmp.path().join("x.amphi-partial").exists());
 }
+
+#[test]
+fn load_reads_an_archive_from_stdin() {
+    let dirs = TestDirs::new();
+    let tar = dirs.tmp.path().join("native.tar");
+    amphi_examples::write_image(&tar, amphi_examples::Kind::Native, "from-stdin:1").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_amphi"))
+        .env("AMPHI_ROOT", &dirs.store)
+        .env("AMPHI_STATE", &dirs.state)
+        .args(["image", "load", "-i", "-"])
+        .stdin(std::fs::File::open(&tar).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("Loaded image: from-stdin:1"));
+    // The spooled copy is gone.
+    let tmp = dirs.store.join("images/tmp");
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "spool left in {tmp:?}"
+    );
+    // Garbage on stdin: a clear error, nothing stored.
+    let garbage = dirs.tmp.path().join("garbage");
+    std::fs::write(&garbage, b"not an archive\n".repeat(100)).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_amphi"))
+        .env("AMPHI_ROOT", &dirs.store)
+        .env("AMPHI_STATE", &dirs.state)
+        .args(["image", "load", "-i", "-"])
+        .stdin(std::fs::File::open(&garbage).unwrap())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(
+        text(&out.stderr).lines().count(),
+        1,
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+}
