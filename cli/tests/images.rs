@@ -3,7 +3,7 @@
 mod common;
 
 use amphi_testkit::TestDirs;
-use common::{amphi, text};
+use common::{amphi, amphi_cmd, text};
 
 /// Every file under the store, with its bytes: "byte-for-byte unchanged".
 fn snapshot(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
@@ -176,10 +176,7 @@ fn load_reads_an_archive_from_stdin() {
     let dirs = TestDirs::new();
     let tar = dirs.tmp.path().join("native.tar");
     amphi_examples::write_image(&tar, amphi_examples::Kind::Native, "from-stdin:1").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_amphi"))
-        .env("AMPHI_ROOT", &dirs.store)
-        .env("AMPHI_STATE", &dirs.state)
-        .args(["image", "load", "-i", "-"])
+    let out = amphi_cmd(&dirs, &["image", "load", "-i", "-"])
         .stdin(std::fs::File::open(&tar).unwrap())
         .output()
         .unwrap();
@@ -195,10 +192,7 @@ fn load_reads_an_archive_from_stdin() {
     // Garbage on stdin: a clear error, nothing stored.
     let garbage = dirs.tmp.path().join("garbage");
     std::fs::write(&garbage, b"not an archive\n".repeat(100)).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_amphi"))
-        .env("AMPHI_ROOT", &dirs.store)
-        .env("AMPHI_STATE", &dirs.state)
-        .args(["image", "load", "-i", "-"])
+    let out = amphi_cmd(&dirs, &["image", "load", "-i", "-"])
         .stdin(std::fs::File::open(&garbage).unwrap())
         .output()
         .unwrap();

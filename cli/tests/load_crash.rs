@@ -6,14 +6,14 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Instant;
 
 use amphi_images::layer::LayerBuilder;
 use amphi_images::snapshot::{chain_ids, diff_ids, Snapshots};
 use amphi_images::{digest, Store};
 use amphi_testkit::TestDirs;
-use common::{amphi, text};
+use common::{amphi, amphi_cmd, text};
 use serde_json::json;
 
 /// Every blob hashes to its name; every ref names a manifest whose config,
@@ -95,10 +95,7 @@ fn a_load_killed_at_any_point_leaves_a_consistent_store() {
     let whole = start.elapsed();
 
     let spawn = || {
-        Command::new(env!("CARGO_BIN_EXE_amphi"))
-            .env("AMPHI_ROOT", &dirs.store)
-            .env("AMPHI_STATE", &dirs.state)
-            .args(["image", "load", "-i", tar])
+        amphi_cmd(&dirs, &["image", "load", "-i", tar])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
