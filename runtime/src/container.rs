@@ -118,6 +118,7 @@ impl Runtime {
     /// Like [`Runtime::create`] for an already loaded (possibly adjusted) bundle.
     pub fn create_from(&self, id: &str, bundle: Bundle, opts: CreateOptions) -> Result<Container> {
         validate_id(id)?;
+        crate::cgroup::prime_migration();
         let clone_flags = check_namespaces(&bundle)?;
         if bundle
             .spec
@@ -208,13 +209,6 @@ impl Runtime {
         let exe = self.config.init_exe_for(ep.kind);
         let (pid, sock) = spawn_init(exe, id, clone_flags, &stdio)?;
         undo.pid = Some(pid);
-        // A Wasm init may compile its module (on a cache miss) during
-        // setup: it joins the cgroup once set up, so that a compile is not
-        // charged to, or OOM-killed by, the container's memory limit. It
-        // runs nothing of the container's before `start` either way.
-        if ep.kind == PayloadKind::Native {
-            cgroup.add_pid(pid)?;
-        }
         let init_err = |msg: String| Error::Init {
             id: id.to_string(),
             msg,
@@ -227,19 +221,32 @@ impl Runtime {
             .map_err(|e| init_err(format!("sending config to init: {e}")))?;
         sock.shutdown(std::net::Shutdown::Write)
             .map_err(|e| init_err(format!("sync socket: {e}")))?;
+        // Moving a process between v1 cgroups waits out an RCU grace period
+        // (~10 ms), so the init is moved while it sets up, not before: a
+        // native init at once, a Wasm init once its module is `prepared` —
+        // a compile on a cache miss is then not charged to, or OOM-killed
+        // by, the container's memory limit. It runs nothing of the
+        // container's before `start` either way.
+        let mut joined = (ep.kind == PayloadKind::Native).then(|| cgroup.add_pid(pid));
         let mut console = None;
         let line = loop {
             let (line, fd) =
                 crate::sync::read_line(&sock).map_err(|e| init_err(format!("sync socket: {e}")))?;
-            if line == "console" {
-                console = fd;
-                continue;
+            match line.as_str() {
+                "console" => console = fd,
+                crate::sync::PREPARED if joined.is_none() => joined = Some(cgroup.add_pid(pid)),
+                _ => break line,
             }
-            break line;
         };
         match line.trim_end() {
-            "ok" if ep.kind == PayloadKind::Wasm => cgroup.add_pid(pid)?,
-            "ok" => {}
+            "ok" => match joined {
+                Some(result) => result?,
+                None => {
+                    return Err(init_err(
+                        "init reported ok without preparing its module".into(),
+                    ))
+                }
+            },
             "" => {
                 return Err(init_err(format!(
                     "init {} exited during setup",

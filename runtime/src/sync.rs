@@ -6,6 +6,10 @@
 //! reader: a plain read of the bytes a descriptor rides on would drop it.
 
 use std::io::IoSliceMut;
+
+/// The line a Wasm init sends once its module is mapped (and compiled, on
+/// a cache miss): from then on it may be moved into the container's cgroup.
+pub(crate) const PREPARED: &str = "prepared";
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
-use wasmtime::{Config, Engine, Linker, Module, ResourceLimiter, Store, Trap};
+use wasmtime::{Config, Engine, InstancePre, Linker, Module, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
@@ -220,10 +220,11 @@ impl crate::init::WasmModule for Prepared {
     }
 }
 
-/// A compiled module mapped into the init, ready to run after `start`.
+/// A compiled module mapped into the init, its WASI imports resolved,
+/// ready to instantiate and run after `start`.
 pub(crate) struct Prepared {
     engine: Engine,
-    module: Module,
+    pre: InstancePre<Ctx>,
 }
 
 /// Maps the compiled artifact. Called in the init before pivot_root, while
@@ -236,7 +237,15 @@ pub(crate) fn load(cwasm: &Path) -> Result<Prepared> {
         path: cwasm.to_path_buf(),
         msg: one_line(&e),
     })?;
-    Ok(Prepared { engine, module })
+    // Linking now, while the creator waits anyway, keeps it off `start`.
+    let bad = |e: wasmtime::Error| Error::Wasm {
+        path: cwasm.to_path_buf(),
+        msg: one_line(&e),
+    };
+    let mut linker: Linker<Ctx> = Linker::new(&engine);
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |c| &mut c.wasi).map_err(bad)?;
+    let pre = linker.instantiate_pre(&module).map_err(bad)?;
+    Ok(Prepared { engine, pre })
 }
 
 static ENGINE: OnceLock<Engine> = OnceLock::new();
@@ -288,7 +297,7 @@ pub(crate) fn run(
     env: &[(String, String)],
     max_memory: Option<u64>,
 ) -> i32 {
-    let Prepared { engine, module } = prepared;
+    let Prepared { engine, pre } = prepared;
     let _ = ENGINE.set(engine.clone());
     for sig in [
         libc::SIGTERM,
@@ -301,7 +310,17 @@ pub(crate) fn run(
         // SAFETY: the handler only touches atomics.
         unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
     }
-    match run_inner(&engine, &module, args, env, max_memory) {
+    // WASI host calls block on a tokio runtime; with none entered,
+    // wasmtime-wasi builds one with a worker per CPU. The calls run on this
+    // thread (`allow_blocking_current_thread`), so one worker, for timers
+    // and readiness, is all it needs. Built only now, after the init gave
+    // up its capabilities, which threads started earlier would keep.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build();
+    let _entered = runtime.as_ref().ok().map(|r| r.enter());
+    match run_inner(&engine, &pre, args, env, max_memory) {
         Ok(()) => 0,
         Err(e) => {
             if let Some(exit) = e.downcast_ref::<I32Exit>() {
@@ -339,7 +358,7 @@ fn describe_trap(e: &wasmtime::Error) -> String {
 
 fn run_inner(
     engine: &Engine,
-    module: &Module,
+    pre: &InstancePre<Ctx>,
     args: &[String],
     env: &[(String, String)],
     max_memory: Option<u64>,
@@ -348,7 +367,7 @@ fn run_inner(
         .inherit_stdio()
         .args(args)
         .envs(env)
-        // WASI calls run on this thread: no tokio worker threads in the sandbox.
+        // Blocking WASI calls run on this thread, not a tokio blocking pool.
         .allow_blocking_current_thread(true)
         .preopened_dir("/", "/", FsPerms::ReadWrite)?
         .build_p1();
@@ -363,9 +382,7 @@ fn run_inner(
     store.limiter(|c| &mut c.limits);
     store.set_epoch_deadline(1);
     store.epoch_deadline_trap();
-    let mut linker: Linker<Ctx> = Linker::new(engine);
-    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |c| &mut c.wasi)?;
-    let instance = linker.instantiate(&mut store, module)?;
+    let instance = pre.instantiate(&mut store)?;
     let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
     // A signal that arrived before the store existed must still stop us.
     if SIGNAL.load(Ordering::SeqCst) != 0 {

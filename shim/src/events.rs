@@ -1,38 +1,74 @@
 //! Publishing task events to containerd, in order, off the request path.
+//!
+//! Events go straight to containerd's `Events.Forward` over our own ttrpc
+//! client rather than through `containerd_shim`'s `RemotePublisher`: that
+//! one names each event's type through protobuf reflection, which builds
+//! descriptor pools on first use — heap and code that would then stay
+//! resident in every idle shim. The type URL is the event's full protobuf
+//! name (`containerd.events.TaskExit`), what containerd's typeurl expects.
 
 use std::sync::mpsc::{channel, Sender};
 use std::sync::Mutex;
 
-use containerd_shim::protos::protobuf::MessageDyn;
-use containerd_shim::publisher::RemotePublisher;
+use containerd_shim::protos::protobuf::well_known_types::any::Any;
+use containerd_shim::protos::protobuf::Message;
+use containerd_shim::protos::shim::event::Envelope;
+use containerd_shim::protos::shim::events::ForwardRequest;
+use containerd_shim::protos::{Client, EventsClient};
 use containerd_shim::Context;
+
+/// The protobuf package of containerd's task events.
+const EVENTS_PACKAGE: &str = "containerd.events";
+
+/// One event ready to forward: its topic and its packed message.
+type Queued = (&'static str, Any);
 
 /// A queue drained by one thread, so events reach containerd in the order
 /// they were raised and a slow containerd never blocks an RPC.
 pub struct Events {
-    tx: Mutex<Sender<(&'static str, Box<dyn MessageDyn>)>>,
+    tx: Mutex<Sender<Queued>>,
 }
 
 impl Events {
-    /// Starts the publishing thread.
-    pub fn new(namespace: String, publisher: RemotePublisher) -> Events {
-        let (tx, rx) = channel::<(&'static str, Box<dyn MessageDyn>)>();
+    /// Connects to containerd's ttrpc address and starts the publishing
+    /// thread.
+    pub fn new(namespace: String, ttrpc_address: &str) -> std::io::Result<Events> {
+        let fd = containerd_shim::util::connect(ttrpc_address)
+            .map_err(|e| std::io::Error::other(format!("{ttrpc_address}: {e}")))?;
+        let client = EventsClient::new(
+            Client::new(fd).map_err(|e| std::io::Error::other(format!("{ttrpc_address}: {e}")))?,
+        );
+        let (tx, rx) = channel::<Queued>();
         std::thread::Builder::new()
             .name("events".into())
             .spawn(move || {
                 for (topic, event) in rx {
-                    if let Err(e) = publisher.publish(Context::default(), topic, &namespace, event)
-                    {
+                    let mut envelope = Envelope::new();
+                    envelope.topic = topic.to_string();
+                    envelope.namespace = namespace.clone();
+                    envelope.timestamp = crate::service::ts(std::time::SystemTime::now());
+                    envelope.event = Some(event).into();
+                    let mut req = ForwardRequest::new();
+                    req.envelope = Some(envelope).into();
+                    if let Err(e) = client.forward(Context::default(), &req) {
                         log::warn!("publishing {topic}: {e}");
                     }
                 }
-            })
-            .expect("spawn events thread");
-        Events { tx: Mutex::new(tx) }
+            })?;
+        Ok(Events { tx: Mutex::new(tx) })
     }
 
     /// Queues an event for `topic`.
-    pub fn send(&self, topic: &'static str, event: impl MessageDyn + 'static) {
-        let _ = self.tx.lock().unwrap().send((topic, Box::new(event)));
+    pub fn send<E: Message>(&self, topic: &'static str, event: E) {
+        let mut any = Any::new();
+        any.type_url = format!("{EVENTS_PACKAGE}.{}", E::NAME);
+        match event.write_to_bytes() {
+            Ok(bytes) => any.value = bytes,
+            Err(e) => {
+                log::warn!("encoding {topic}: {e}");
+                return;
+            }
+        }
+        let _ = self.tx.lock().unwrap().send((topic, any));
     }
 }

@@ -20,7 +20,6 @@ use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::{Message, MessageField};
 use containerd_shim::protos::topics::*;
 use containerd_shim::protos::ttrpc::{self, Code};
-use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{ExitSignal, Task, TtrpcContext, TtrpcResult};
 
 use crate::events::Events;
@@ -63,7 +62,7 @@ fn rt_err(e: amphi_runtime::Error) -> ttrpc::Error {
     err(code, e.to_string())
 }
 
-fn ts(t: SystemTime) -> MessageField<Timestamp> {
+pub(crate) fn ts(t: SystemTime) -> MessageField<Timestamp> {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let mut ts = Timestamp::new();
     ts.seconds = d.as_secs() as i64;
@@ -159,15 +158,15 @@ pub struct TaskService {
 
 impl TaskService {
     /// Subscribes to child exits (before any child exists) and starts the
-    /// event publisher.
-    pub fn new(
-        namespace: String,
-        publisher: RemotePublisher,
-        exit: Arc<ExitSignal>,
-    ) -> TaskService {
+    /// event publisher, connected to containerd at `ttrpc_address`.
+    pub fn new(namespace: String, ttrpc_address: &str, exit: Arc<ExitSignal>) -> TaskService {
+        // A shim starts because a container is about to be created: start
+        // the wait its cgroup move will cost now (see `prime_migration`).
+        amphi_runtime::cgroup::prime_migration();
         let oom = Arc::new(OomWatch::new().expect("epoll for OOM events"));
         let inner = Arc::new(Inner {
-            events: Events::new(namespace, publisher),
+            events: Events::new(namespace, ttrpc_address)
+                .expect("connecting to containerd for events"),
             oom: oom.clone(),
             exit,
             tasks: Mutex::new(HashMap::new()),

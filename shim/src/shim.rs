@@ -59,7 +59,12 @@ impl Shim for AmphiShim {
     }
 
     fn create_task_service(&self, publisher: RemotePublisher) -> TaskService {
-        TaskService::new(self.namespace.clone(), publisher, self.exit.clone())
+        // Events go out through our own client (see events.rs); the
+        // library's publisher and its connection are not needed; containerd
+        // names its ttrpc address in TTRPC_ADDRESS, as the library read it.
+        drop(publisher);
+        let address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
+        TaskService::new(self.namespace.clone(), &address, self.exit.clone())
     }
 }
 

@@ -34,6 +34,25 @@ pub fn host_is_v2() -> bool {
     Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
 
+/// Starts, on a short-lived helper thread, the wait that moving a process
+/// between cgroups costs, so that a container's move moments later finds
+/// it under way or over.
+///
+/// A move takes the kernel's cgroup threadgroup lock for writing, which
+/// first waits out an RCU grace period (~8 ms here) unless another writer
+/// held it within the last period. The helper moves itself into the cgroup
+/// it is already in — a no-op that takes the same lock — while the caller
+/// mounts, spawns and sets up; the container's real move then waits only
+/// for the rest of that period. v1 only: the v2 path is untested here.
+pub fn prime_migration() {
+    if host_is_v2() {
+        return;
+    }
+    let _ = std::thread::Builder::new()
+        .name("cgroup-prime".into())
+        .spawn(v1::move_self_in_place);
+}
+
 impl Cgroup {
     /// The cgroup at `path` (relative to each hierarchy's root), not created.
     pub fn open(path: &str) -> Result<Cgroup> {

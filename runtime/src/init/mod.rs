@@ -216,6 +216,18 @@ fn setup(cfg: &InitConfig, sync: &File) -> Result<Ready> {
     let has = |t: LinuxNamespaceType| namespaces.iter().any(|n| n.typ() == t);
     process::apply_sysctls(&cfg.spec)?;
     process::set_oom_score_adj(&cfg.spec)?;
+    // A Wasm module is mapped (compiled, on a cache miss) first, outside
+    // the container's cgroup; `prepared` tells the creator it may move us
+    // in, which it does while we set up the rootfs.
+    let payload = match &cfg.payload {
+        Payload::Native => Loaded::Native,
+        Payload::Wasm { module, cache } => {
+            let prepared = prepare_wasm(module, cache)?;
+            writeln!(&*sync, "{}", crate::sync::PREPARED)
+                .map_err(|e| Error::io("sync socket", e))?;
+            Loaded::Wasm(prepared)
+        }
+    };
     rootfs::prepare(cfg)?;
     if let Some(h) = cfg.spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         if !has(LinuxNamespaceType::Uts) {
@@ -233,10 +245,6 @@ fn setup(cfg: &InitConfig, sync: &File) -> Result<Ready> {
             return Err(Error::sys(format!("setdomainname {d}"), nix::Error::last()));
         }
     }
-    let payload = match &cfg.payload {
-        Payload::Native => Loaded::Native,
-        Payload::Wasm { module, cache } => Loaded::Wasm(prepare_wasm(module, cache)?),
-    };
     // What the container's cgroup holds already is not the guest's to use.
     let wasm_memory_budget = match (&payload, cfg.memory_limit.filter(|l| *l > 0)) {
         (Loaded::Wasm(_), Some(limit)) => {
