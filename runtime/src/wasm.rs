@@ -210,6 +210,11 @@ impl crate::init::WasmEngine for Wasmtime {
 }
 
 impl crate::init::WasmModule for Prepared {
+    fn settle(&mut self) -> Result<()> {
+        self.runtime = Some(tokio_runtime().map_err(|e| Error::io("tokio runtime", e))?);
+        Ok(())
+    }
+
     fn run(
         self: Box<Self>,
         args: &[String],
@@ -225,6 +230,18 @@ impl crate::init::WasmModule for Prepared {
 pub(crate) struct Prepared {
     engine: Engine,
     pre: InstancePre<Ctx>,
+    /// Built by `settle`, or else by `run`.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+/// The guest runs as a future on a current-thread tokio runtime, which
+/// drives WASI's timers and readiness itself: no worker threads (the sync
+/// WASI API would block on a runtime with a worker per CPU), and blocking
+/// file calls run inline (`allow_blocking_current_thread`).
+fn tokio_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }
 
 /// Maps the compiled artifact. Called in the init before pivot_root, while
@@ -243,9 +260,13 @@ pub(crate) fn load(cwasm: &Path) -> Result<Prepared> {
         msg: one_line(&e),
     };
     let mut linker: Linker<Ctx> = Linker::new(&engine);
-    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |c| &mut c.wasi).map_err(bad)?;
+    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |c| &mut c.wasi).map_err(bad)?;
     let pre = linker.instantiate_pre(&module).map_err(bad)?;
-    Ok(Prepared { engine, pre })
+    Ok(Prepared {
+        engine,
+        pre,
+        runtime: None,
+    })
 }
 
 static ENGINE: OnceLock<Engine> = OnceLock::new();
@@ -297,7 +318,11 @@ pub(crate) fn run(
     env: &[(String, String)],
     max_memory: Option<u64>,
 ) -> i32 {
-    let Prepared { engine, pre } = prepared;
+    let Prepared {
+        engine,
+        pre,
+        runtime,
+    } = prepared;
     let _ = ENGINE.set(engine.clone());
     for sig in [
         libc::SIGTERM,
@@ -310,17 +335,16 @@ pub(crate) fn run(
         // SAFETY: the handler only touches atomics.
         unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
     }
-    // WASI host calls block on a tokio runtime; with none entered,
-    // wasmtime-wasi builds one with a worker per CPU. The calls run on this
-    // thread (`allow_blocking_current_thread`), so one worker, for timers
-    // and readiness, is all it needs. Built only now, after the init gave
-    // up its capabilities, which threads started earlier would keep.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build();
-    let _entered = runtime.as_ref().ok().map(|r| r.enter());
-    match run_inner(&engine, &pre, args, env, max_memory) {
+    let result = match runtime.map_or_else(tokio_runtime, Ok) {
+        Ok(rt) => {
+            let r = rt.block_on(run_inner(&engine, &pre, args, env, max_memory));
+            // The process exits next: tearing the runtime down is waste.
+            std::mem::forget(rt);
+            r
+        }
+        Err(e) => Err(wasmtime::Error::msg(format!("tokio runtime: {e}"))),
+    };
+    match result {
         Ok(()) => 0,
         Err(e) => {
             if let Some(exit) = e.downcast_ref::<I32Exit>() {
@@ -356,7 +380,7 @@ fn describe_trap(e: &wasmtime::Error) -> String {
     }
 }
 
-fn run_inner(
+async fn run_inner(
     engine: &Engine,
     pre: &InstancePre<Ctx>,
     args: &[String],
@@ -382,11 +406,11 @@ fn run_inner(
     store.limiter(|c| &mut c.limits);
     store.set_epoch_deadline(1);
     store.epoch_deadline_trap();
-    let instance = pre.instantiate(&mut store)?;
+    let instance = pre.instantiate_async(&mut store).await?;
     let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
     // A signal that arrived before the store existed must still stop us.
     if SIGNAL.load(Ordering::SeqCst) != 0 {
         engine.increment_epoch();
     }
-    start.call(&mut store, ())
+    start.call_async(&mut store, ()).await
 }

@@ -161,7 +161,7 @@ fn main() {
     // Throughput: 200 containers, 10 at a time; the three cases take turns
     // for THROUGHPUT_ROUNDS rounds (this host's rate drifts by ±20% from
     // minute to minute) and each reports its median rate.
-    const THROUGHPUT_ROUNDS: usize = 3;
+    const THROUGHPUT_ROUNDS: usize = 5;
     println!("\n200 containers, 10 at a time ({THROUGHPUT_ROUNDS} rounds, median):");
     let cases = [
         ("runc.v2 native true", RUNC, native),

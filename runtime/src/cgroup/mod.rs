@@ -45,8 +45,18 @@ pub fn host_is_v2() -> bool {
 /// mounts, spawns and sets up; the container's real move then waits only
 /// for the rest of that period. v1 only: the v2 path is untested here.
 pub fn prime_migration() {
+    // A wait started moments ago serves this move too (shim start, then
+    // its first create).
+    static LAST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
     if host_is_v2() {
         return;
+    }
+    {
+        let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| t.elapsed() < Duration::from_millis(20)) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
     }
     let _ = std::thread::Builder::new()
         .name("cgroup-prime".into())

@@ -294,8 +294,19 @@ pub(super) fn move_self_in_place() {
     }
 }
 
-/// The v1 hierarchies mounted on this host, from /proc/self/mountinfo.
+/// The v1 hierarchies mounted on this host, from /proc/self/mountinfo;
+/// read once per process (a shim serves many creates; hierarchies are
+/// mounted at boot and stay).
 fn mounted_controllers() -> Result<Vec<(String, PathBuf)>> {
+    static MOUNTS: std::sync::OnceLock<Vec<(String, PathBuf)>> = std::sync::OnceLock::new();
+    if let Some(m) = MOUNTS.get() {
+        return Ok(m.clone());
+    }
+    let m = read_mounted_controllers()?;
+    Ok(MOUNTS.get_or_init(|| m).clone())
+}
+
+fn read_mounted_controllers() -> Result<Vec<(String, PathBuf)>> {
     let info = std::fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| Error::io("/proc/self/mountinfo", e))?;
     let mut out = Vec::new();

@@ -42,6 +42,13 @@ pub trait WasmEngine: Sync {
 
 /// A module made ready by [`WasmEngine::prepare`].
 pub trait WasmModule {
+    /// Starts what the run needs that may start threads. Called once the
+    /// init has dropped its privileges (a thread started earlier would keep
+    /// them) and before it reports ready, so it is off `start`'s path.
+    fn settle(&mut self) -> Result<()> {
+        Ok(())
+    }
+
     /// Runs the module's `_start` with the rootfs as `/`; returns the exit
     /// code (`proc_exit` code, 128+signal when stopped, 134 on a trap).
     /// Linear memory may not grow past `max_memory` bytes.
@@ -219,7 +226,7 @@ fn setup(cfg: &InitConfig, sync: &File) -> Result<Ready> {
     // A Wasm module is mapped (compiled, on a cache miss) first, outside
     // the container's cgroup; `prepared` tells the creator it may move us
     // in, which it does while we set up the rootfs.
-    let payload = match &cfg.payload {
+    let mut payload = match &cfg.payload {
         Payload::Native => Loaded::Native,
         Payload::Wasm { module, cache } => {
             let prepared = prepare_wasm(module, cache)?;
@@ -274,6 +281,9 @@ fn setup(cfg: &InitConfig, sync: &File) -> Result<Ready> {
     process::apply_rlimits(process)?;
     process::switch_user_and_caps(process)?;
     process::chdir_cwd(process)?;
+    if let Loaded::Wasm(module) = &mut payload {
+        module.settle()?;
+    }
     Ok(Ready {
         fifo,
         payload,
