@@ -192,8 +192,9 @@ fn tty_run_gets_a_terminal() {
     let mut cd = Containerd::start();
     let id = cd.new_id("tty");
     let cmd = format!(
-        "ctr --address {} run -t --rm --runtime {RUNTIME} {NATIVE} {id} /bin/tty",
-        cd.sock().display()
+        "ctr --address {} run -t --rm --fifo-dir {} --runtime {RUNTIME} {NATIVE} {id} /bin/tty",
+        cd.sock().display(),
+        cd.dir.path().join("fifo").display()
     );
     let out = Command::new("script")
         .args(["-qec", &cmd, "/dev/null"])

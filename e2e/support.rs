@@ -58,6 +58,7 @@ impl Containerd {
             r = p.display()
         );
         std::fs::write(p.join("config.toml"), config).unwrap();
+        std::fs::create_dir(p.join("fifo")).unwrap();
         let mut cd = Containerd {
             dir,
             child: None,
@@ -111,11 +112,29 @@ impl Containerd {
     }
 
     pub fn ctr_cmd(&self, args: &[&str]) -> Command {
+        // ctr makes a task's stdio FIFOs in /run/containerd/fifo and leaves
+        // them when it cannot reattach (a killed shim): keep them in our
+        // temp dir, removed with it.
+        let fifo_dir = self.dir.path().join("fifo");
+        let at = match args {
+            ["run", ..] => Some(1),
+            ["task", "exec", ..] => Some(2),
+            _ => None,
+        };
         let mut cmd = Command::new("ctr");
-        cmd.arg("--address")
-            .arg(self.sock())
-            .args(args)
-            .stdin(Stdio::null());
+        cmd.arg("--address").arg(self.sock());
+        match at {
+            Some(n) => {
+                cmd.args(&args[..n])
+                    .arg("--fifo-dir")
+                    .arg(&fifo_dir)
+                    .args(&args[n..]);
+            }
+            None => {
+                cmd.args(args);
+            }
+        }
+        cmd.stdin(Stdio::null());
         cmd
     }
 
