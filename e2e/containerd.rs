@@ -438,3 +438,85 @@ fn packed_and_annotated_wasm_images_run() {
         cd.assert_clean(&id);
     }
 }
+
+/// Requests containerd would not send for a ctr-made container, straight
+/// to a running shim over ttrpc: a rootfs mount that fails and a malformed
+/// spec each get one clear error, leave nothing behind, and the shim keeps
+/// serving the container it has.
+#[test]
+fn bad_mount_and_malformed_spec_sent_to_a_live_shim() {
+    use containerd_shim::api::CreateTaskRequest;
+    use containerd_shim::protos::ttrpc::{context, Client, Code, Error as TtrpcError};
+    use containerd_shim::protos::types::mount::Mount;
+    use containerd_shim::protos::TaskClient;
+
+    let mut cd = Containerd::start();
+    let good = cd.new_id("live");
+    cd.ctr_ok(
+        &Containerd::run_args(Kind::Native, &["-d"], &good, &["/bin/sleep", "1000"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    let task_dir = cd
+        .dir
+        .path()
+        .join("state/io.containerd.runtime.v2.task/default")
+        .join(&good);
+    let address = std::fs::read_to_string(task_dir.join("address")).unwrap();
+    let shim = TaskClient::new(Client::connect(address.trim()).unwrap());
+    let create = |id: &str, bundle: &std::path::Path, rootfs: Vec<Mount>| {
+        let mut req = CreateTaskRequest::new();
+        req.id = id.to_string();
+        req.bundle = bundle.to_string_lossy().into_owned();
+        req.rootfs = rootfs;
+        match shim.create(context::with_timeout(10_000_000_000), &req) {
+            Ok(_) => panic!("create {id} succeeded"),
+            Err(TtrpcError::RpcStatus(s)) => (s.code(), s.message().to_string()),
+            Err(e) => panic!("create {id}: {e}"),
+        }
+    };
+    let bundle = |name: &str, config: &[u8]| {
+        let b = cd.dir.path().join(name);
+        std::fs::create_dir_all(b.join("rootfs")).unwrap();
+        std::fs::write(b.join("config.json"), config).unwrap();
+        b
+    };
+    let config = std::fs::read(task_dir.join("config.json")).unwrap();
+
+    // An overlay whose lower layer does not exist.
+    let id = unique_id("badmount");
+    let b = bundle("bundle-badmount", &config);
+    let mut m = Mount::new();
+    m.type_ = "overlay".into();
+    m.source = "overlay".into();
+    m.options = vec![
+        "lowerdir=/nonexistent-amphi-layer".into(),
+        format!("upperdir={}", cd.dir.path().join("upper").display()),
+        format!("workdir={}", cd.dir.path().join("work").display()),
+    ];
+    let (code, msg) = create(&id, &b, vec![m]);
+    assert_eq!(code, Code::INTERNAL, "{msg}");
+    assert!(
+        msg.starts_with("mounting rootfs (overlay from overlay):"),
+        "{msg}"
+    );
+    assert!(!msg.contains('\n'), "{msg}");
+    assert!(!b.join("amphi-state").join(&id).exists());
+    assert!(cd.mounts().iter().all(|m| !m.contains("bundle-badmount")));
+
+    // A config.json that is not JSON.
+    let id = unique_id("badspec");
+    let b = bundle("bundle-badspec", b"{\"ociVersion\": ");
+    let (code, msg) = create(&id, &b, Vec::new());
+    assert_eq!(code, Code::INVALID_ARGUMENT, "{msg}");
+    assert!(msg.contains("config.json"), "{msg}");
+    assert!(!msg.contains('\n'), "{msg}");
+    assert!(!b.join("amphi-state").join(&id).exists());
+
+    // The shim still serves its container.
+    let out = cd.ctr_ok(&["task", "exec", "--exec-id", "still", &good, "/bin/hello"]);
+    assert_eq!(out, "Hello from native!\n");
+    cd.remove(&good);
+    cd.assert_clean(&good);
+}

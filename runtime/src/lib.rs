@@ -16,6 +16,7 @@ mod container;
 pub mod detect;
 mod error;
 pub mod init;
+pub mod mount;
 mod paths;
 mod spawn;
 pub mod state;

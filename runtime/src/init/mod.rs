@@ -9,7 +9,7 @@
 
 mod exec;
 mod process;
-mod rootfs;
+pub(crate) mod rootfs;
 
 use std::fs::File;
 use std::io::{Read, Write};

@@ -12,7 +12,7 @@ use super::InitConfig;
 use crate::paths::secure_join;
 use crate::{Error, Result};
 
-fn do_mount(
+pub(crate) fn do_mount(
     src: Option<&Path>,
     dest: &Path,
     typ: Option<&str>,
@@ -80,14 +80,15 @@ pub(super) fn prepare(cfg: &InitConfig) -> Result<()> {
     Ok(())
 }
 
-struct Options {
-    flags: MsFlags,
-    propagation: MsFlags,
-    data: Vec<String>,
-    bind: bool,
+/// Mount options (`mount(8)` words) sorted into flags and filesystem data.
+pub(crate) struct Options {
+    pub flags: MsFlags,
+    pub propagation: MsFlags,
+    pub data: Vec<String>,
+    pub bind: bool,
 }
 
-fn parse_options(opts: &[String]) -> Options {
+pub(crate) fn parse_options(opts: &[String]) -> Options {
     let mut o = Options {
         flags: MsFlags::empty(),
         propagation: MsFlags::empty(),
