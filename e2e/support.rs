@@ -247,6 +247,11 @@ impl Containerd {
             .filter(|m| m.contains(id))
             .collect();
         assert!(mounts.is_empty(), "mounts of {id} remain: {mounts:?}");
+        // The socket a shim started for `id` listened on (the shim exits
+        // just after containerd's Shutdown, or was cleaned up by `delete`).
+        let socket = containerd_shim::socket_address(&self.sock().to_string_lossy(), "default", id);
+        let socket = PathBuf::from(socket.trim_start_matches("unix://"));
+        wait_until("the shim's socket to be removed", || !socket.exists());
     }
 }
 
