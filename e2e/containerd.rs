@@ -53,12 +53,7 @@ fn native_and_wasm_output_and_exit_codes() {
 fn detached_task_exec_pause_metrics_kill_delete() {
     let mut cd = Containerd::start();
     let id = cd.new_id("det");
-    cd.ctr_ok(
-        &Containerd::run_args(Kind::Native, &["-d"], &id, &["/bin/sleep", "1000"])
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
+    cd.run_ok(Kind::Native, &["-d"], &id, &["/bin/sleep", "1000"]);
     assert_eq!(cd.task_status(&id).as_deref(), Some("RUNNING"));
     let out = cd.ctr_ok(&["task", "exec", "--exec-id", "e1", &id, "/bin/id"]);
     assert!(out.contains("uid=0"), "{out}");
@@ -89,12 +84,7 @@ fn detached_task_exec_pause_metrics_kill_delete() {
 fn wasm_exec_and_sigterm_stop_a_busy_module() {
     let mut cd = Containerd::start();
     let id = cd.new_id("wbusy");
-    cd.ctr_ok(
-        &Containerd::run_args(Kind::Wasm, &["-d"], &id, &["/busy.wasm"])
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
+    cd.run_ok(Kind::Wasm, &["-d"], &id, &["/busy.wasm"]);
     // Another module instance in the same sandbox, compiled modules shared.
     let out = cd.ctr_ok(&["task", "exec", "--exec-id", "hello", &id, "/hello.wasm"]);
     assert_eq!(out, "Hello from Wasm!\n");
@@ -155,16 +145,11 @@ fn oom_kill_exits_137_and_publishes_oom_event() {
     // An OOM kill of another process is published live, while the init
     // (and so the container) survives it.
     let id = cd.new_id("oomexec");
-    cd.ctr_ok(
-        &Containerd::run_args(
-            Kind::Native,
-            &["-d", "--memory-limit", "33554432"],
-            &id,
-            &["/bin/sleep", "1000"],
-        )
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>(),
+    cd.run_ok(
+        Kind::Native,
+        &["-d", "--memory-limit", "33554432"],
+        &id,
+        &["/bin/sleep", "1000"],
     );
     let out = cd.ctr(&["task", "exec", "--exec-id", "hog", &id, "/bin/memhog"]);
     assert_eq!(out.status.code(), Some(137), "{}", text(&out.stderr));
@@ -214,12 +199,7 @@ fn tty_run_gets_a_terminal() {
 fn killed_shim_is_cleaned_up_by_containerd() {
     let mut cd = Containerd::start();
     let id = cd.new_id("shimkill");
-    cd.ctr_ok(
-        &Containerd::run_args(Kind::Native, &["-d"], &id, &["/bin/sleep", "1000"])
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
+    cd.run_ok(Kind::Native, &["-d"], &id, &["/bin/sleep", "1000"]);
     let shims = cd.shims();
     assert_eq!(shims.len(), 1, "{shims:?}");
     nix::sys::signal::kill(
@@ -244,12 +224,7 @@ fn killed_shim_is_cleaned_up_by_containerd() {
 fn containerd_restart_keeps_control_of_tasks() {
     let mut cd = Containerd::start();
     let id = cd.new_id("restart");
-    cd.ctr_ok(
-        &Containerd::run_args(Kind::Native, &["-d"], &id, &["/bin/sleep", "1000"])
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
+    cd.run_ok(Kind::Native, &["-d"], &id, &["/bin/sleep", "1000"]);
     cd.stop();
     cd.spawn();
     wait_until("the task to be listed again", || {
@@ -271,25 +246,15 @@ fn sandbox_group_shares_one_shim() {
     let ann = format!("io.kubernetes.cri.sandbox-id={group}");
     let (a, b, c) = (cd.new_id("ga"), cd.new_id("gb"), cd.new_id("gc"));
     for id in [&a, &b] {
-        cd.ctr_ok(
-            &Containerd::run_args(
-                Kind::Native,
-                &["-d", "--annotation", &ann],
-                id,
-                &["/bin/sleep", "1000"],
-            )
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
+        cd.run_ok(
+            Kind::Native,
+            &["-d", "--annotation", &ann],
+            id,
+            &["/bin/sleep", "1000"],
         );
     }
     assert_eq!(cd.shims().len(), 1, "a and b share a shim");
-    cd.ctr_ok(
-        &Containerd::run_args(Kind::Wasm, &["-d"], &c, &["/busy.wasm"])
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
+    cd.run_ok(Kind::Wasm, &["-d"], &c, &["/busy.wasm"]);
     assert_eq!(cd.shims().len(), 2, "c has its own shim");
     // Removing one of the group keeps the shared shim for the other.
     cd.remove(&a);
@@ -317,16 +282,11 @@ fn bad_requests_get_clear_errors_and_the_shim_keeps_serving() {
     let group = unique_id("bad");
     let ann = format!("io.containerd.runc.v2.group={group}");
     let good = cd.new_id("good");
-    cd.ctr_ok(
-        &Containerd::run_args(
-            Kind::Native,
-            &["-d", "--annotation", &ann],
-            &good,
-            &["/bin/sleep", "1000"],
-        )
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>(),
+    cd.run_ok(
+        Kind::Native,
+        &["-d", "--annotation", &ann],
+        &good,
+        &["/bin/sleep", "1000"],
     );
     // A spec whose entrypoint is not in the rootfs: InvalidArgument, one line.
     let bad = cd.new_id("badentry");
@@ -352,16 +312,11 @@ fn bad_requests_get_clear_errors_and_the_shim_keeps_serving() {
     let _ = cd.ctr(&["containers", "rm", &fake]);
     // Exec on a stopped task.
     let done = cd.new_id("done");
-    cd.ctr_ok(
-        &Containerd::run_args(
-            Kind::Native,
-            &["-d", "--annotation", &ann],
-            &done,
-            &["/bin/exit42"],
-        )
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>(),
+    cd.run_ok(
+        Kind::Native,
+        &["-d", "--annotation", &ann],
+        &done,
+        &["/bin/exit42"],
     );
     wait_until("the task to stop", || {
         cd.task_status(&done).as_deref() == Some("STOPPED")
@@ -452,12 +407,7 @@ fn bad_mount_and_malformed_spec_sent_to_a_live_shim() {
 
     let mut cd = Containerd::start();
     let good = cd.new_id("live");
-    cd.ctr_ok(
-        &Containerd::run_args(Kind::Native, &["-d"], &good, &["/bin/sleep", "1000"])
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
+    cd.run_ok(Kind::Native, &["-d"], &good, &["/bin/sleep", "1000"]);
     let task_dir = cd
         .dir
         .path()

@@ -188,6 +188,12 @@ impl Containerd {
         v
     }
 
+    /// `ctr run` that must succeed; its stdout.
+    pub fn run_ok(&self, kind: Kind, flags: &[&str], id: &str, args: &[&str]) -> String {
+        let v = Self::run_args(kind, flags, id, args);
+        self.ctr_ok(&v.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
     pub fn run(&self, kind: Kind, flags: &[&str], id: &str, args: &[&str]) -> Output {
         let v = Self::run_args(kind, flags, id, args);
         self.ctr(&v.iter().map(String::as_str).collect::<Vec<_>>())
