@@ -6,13 +6,13 @@
 //! reader: a plain read of the bytes a descriptor rides on would drop it.
 
 use std::io::IoSliceMut;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 
 /// The line a Wasm init sends once its module is mapped (and compiled, on
 /// a cache miss): from then on it may be moved into the container's cgroup.
 pub(crate) const PREPARED: &str = "prepared";
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-
-use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 
 /// Reads one reply line (without the newline; empty at EOF) and any
 /// descriptor sent with it.

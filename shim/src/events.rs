@@ -33,11 +33,10 @@ impl Events {
     /// Connects to containerd's ttrpc address and starts the publishing
     /// thread.
     pub fn new(namespace: String, ttrpc_address: &str) -> std::io::Result<Events> {
-        let fd = containerd_shim::util::connect(ttrpc_address)
-            .map_err(|e| std::io::Error::other(format!("{ttrpc_address}: {e}")))?;
-        let client = EventsClient::new(
-            Client::new(fd).map_err(|e| std::io::Error::other(format!("{ttrpc_address}: {e}")))?,
-        );
+        let failed =
+            |e: &dyn std::fmt::Display| std::io::Error::other(format!("{ttrpc_address}: {e}"));
+        let fd = containerd_shim::util::connect(ttrpc_address).map_err(|e| failed(&e))?;
+        let client = EventsClient::new(Client::new(fd).map_err(|e| failed(&e))?);
         let (tx, rx) = channel::<Queued>();
         std::thread::Builder::new()
             .name("events".into())

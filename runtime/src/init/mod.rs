@@ -9,7 +9,7 @@
 
 mod exec;
 mod process;
-pub(crate) mod rootfs;
+mod rootfs;
 
 use std::fs::File;
 use std::io::{Read, Write};

@@ -4,34 +4,14 @@
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::mount::{umount2, MntFlags, MsFlags};
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 use oci_spec::runtime::{LinuxDeviceType, Mount};
 
 use super::InitConfig;
+use crate::mount::{do_mount, mount_parsed, parse_options};
 use crate::paths::secure_join;
 use crate::{Error, Result};
-
-pub(crate) fn do_mount(
-    src: Option<&Path>,
-    dest: &Path,
-    typ: Option<&str>,
-    flags: MsFlags,
-    data: Option<&str>,
-) -> Result<()> {
-    mount(src, dest, typ, flags, data).map_err(|e| {
-        Error::sys(
-            format!(
-                "mount {} on {} (type {}, data {:?})",
-                src.map_or("none".into(), |s| s.display().to_string()),
-                dest.display(),
-                typ.unwrap_or("none"),
-                data.unwrap_or("")
-            ),
-            e,
-        )
-    })
-}
 
 /// Mounts everything under the rootfs, before pivot_root.
 pub(super) fn prepare(cfg: &InitConfig) -> Result<()> {
@@ -80,95 +60,6 @@ pub(super) fn prepare(cfg: &InitConfig) -> Result<()> {
     Ok(())
 }
 
-/// Mount options (`mount(8)` words) sorted into flags and filesystem data.
-pub(crate) struct Options {
-    pub flags: MsFlags,
-    pub propagation: MsFlags,
-    pub data: Vec<String>,
-    pub bind: bool,
-}
-
-pub(crate) fn parse_options(opts: &[String]) -> Options {
-    let mut o = Options {
-        flags: MsFlags::empty(),
-        propagation: MsFlags::empty(),
-        data: Vec::new(),
-        bind: false,
-    };
-    for opt in opts {
-        let (set, clear) = match opt.as_str() {
-            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
-            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
-            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
-            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
-            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
-            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
-            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
-            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
-            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
-            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
-            "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
-            "mand" => (MsFlags::MS_MANDLOCK, MsFlags::empty()),
-            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
-            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
-            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
-            "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME),
-            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
-            "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
-            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
-            "bind" => {
-                o.bind = true;
-                (MsFlags::MS_BIND, MsFlags::empty())
-            }
-            "rbind" => {
-                o.bind = true;
-                (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty())
-            }
-            "private" => {
-                o.propagation = MsFlags::MS_PRIVATE;
-                continue;
-            }
-            "rprivate" => {
-                o.propagation = MsFlags::MS_PRIVATE | MsFlags::MS_REC;
-                continue;
-            }
-            "shared" => {
-                o.propagation = MsFlags::MS_SHARED;
-                continue;
-            }
-            "rshared" => {
-                o.propagation = MsFlags::MS_SHARED | MsFlags::MS_REC;
-                continue;
-            }
-            "slave" => {
-                o.propagation = MsFlags::MS_SLAVE;
-                continue;
-            }
-            "rslave" => {
-                o.propagation = MsFlags::MS_SLAVE | MsFlags::MS_REC;
-                continue;
-            }
-            "unbindable" => {
-                o.propagation = MsFlags::MS_UNBINDABLE;
-                continue;
-            }
-            "runbindable" => {
-                o.propagation = MsFlags::MS_UNBINDABLE | MsFlags::MS_REC;
-                continue;
-            }
-            // Options other runtimes define that have no kernel meaning here.
-            "tmpcopyup" | "rro" | "idmap" | "ridmap" => continue,
-            other => {
-                o.data.push(other.to_string());
-                continue;
-            }
-        };
-        o.flags |= set;
-        o.flags &= !clear;
-    }
-    o
-}
-
 fn mount_one(cfg: &InitConfig, m: &Mount) -> Result<()> {
     if !m.destination().is_absolute() {
         return Err(Error::Spec(format!(
@@ -182,7 +73,6 @@ fn mount_one(cfg: &InitConfig, m: &Mount) -> Result<()> {
         .typ()
         .as_deref()
         .unwrap_or(if opts.bind { "bind" } else { "none" });
-    let data = (!opts.data.is_empty()).then(|| opts.data.join(","));
     if typ == "bind" || opts.bind {
         let src = m.source().as_ref().ok_or_else(|| {
             Error::Spec(format!(
@@ -197,27 +87,16 @@ fn mount_one(cfg: &InitConfig, m: &Mount) -> Result<()> {
         };
         let meta = std::fs::metadata(&src).map_err(|e| Error::io(&src, e))?;
         make_mountpoint(&dest, meta.is_dir())?;
-        let rec = opts.flags & MsFlags::MS_REC;
-        do_mount(Some(&src), &dest, None, MsFlags::MS_BIND | rec, None)?;
-        let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC);
-        if !extra.is_empty() {
-            do_mount(
-                None,
-                &dest,
-                None,
-                extra | MsFlags::MS_BIND | MsFlags::MS_REMOUNT | rec,
-                None,
-            )?;
-        }
+        mount_parsed(&src, &dest, "bind", &opts)?;
     } else if typ == "cgroup" || typ == "cgroup2" {
         mount_cgroup(cfg, &dest, opts.flags)?;
+        if !opts.propagation.is_empty() {
+            do_mount(None, &dest, None, opts.propagation, None)?;
+        }
     } else {
         make_mountpoint(&dest, true)?;
         let src = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
-        do_mount(Some(&src), &dest, Some(typ), opts.flags, data.as_deref())?;
-    }
-    if !opts.propagation.is_empty() {
-        do_mount(None, &dest, None, opts.propagation, None)?;
+        mount_parsed(&src, &dest, typ, &opts)?;
     }
     Ok(())
 }
