@@ -5,10 +5,7 @@
 #[path = "support.rs"]
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
 
 use amphi_examples::Kind;
 use amphi_testkit::{cgroup_dirs_named, unique_id};
@@ -101,19 +98,7 @@ fn wasm_exec_and_sigterm_stop_a_busy_module() {
 #[test]
 fn oom_kill_exits_137_and_publishes_oom_event() {
     let mut cd = Containerd::start();
-    let mut events = cd
-        .ctr_cmd(&["events"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stdout = events.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    std::thread::sleep(Duration::from_millis(200));
+    let mut events = cd.watch_events();
     let id = cd.new_id("oom");
     let out = cd.run(
         Kind::Native,
@@ -122,23 +107,7 @@ fn oom_kill_exits_137_and_publishes_oom_event() {
         &["/bin/memhog"],
     );
     assert_eq!(out.status.code(), Some(137), "{}", text(&out.stderr));
-    let mut seen = Vec::new();
-    let mut oom_seen_for = |id: &str| {
-        (0..200).any(|_| {
-            while let Ok(l) = rx.try_recv() {
-                seen.push(l);
-            }
-            if seen
-                .iter()
-                .any(|l| l.contains("/tasks/oom") && l.contains(id))
-            {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-            false
-        })
-    };
-    assert!(oom_seen_for(&id), "no /tasks/oom for {id}");
+    assert!(events.saw("/tasks/oom", &id), "no /tasks/oom for {id}");
     cd.assert_clean(&id);
     let first = id;
 
@@ -153,15 +122,14 @@ fn oom_kill_exits_137_and_publishes_oom_event() {
     );
     let out = cd.ctr(&["task", "exec", "--exec-id", "hog", &id, "/bin/memhog"]);
     assert_eq!(out.status.code(), Some(137), "{}", text(&out.stderr));
-    assert!(oom_seen_for(&id), "no live /tasks/oom for {id}");
+    assert!(events.saw("/tasks/oom", &id), "no live /tasks/oom for {id}");
     assert_eq!(cd.task_status(&id).as_deref(), Some("RUNNING"));
     cd.ctr_ok(&["task", "kill", "-s", "SIGKILL", &id]);
     wait_until("the task to stop", || {
         cd.task_status(&id).as_deref() == Some("STOPPED")
     });
     cd.remove(&id);
-    let _ = events.kill();
-    let _ = events.wait();
+    let seen = events.stop();
     cd.assert_clean(&id);
     // The init's own OOM kill was reported by two paths (its exit and the
     // live watch) and published once.
@@ -230,10 +198,18 @@ fn containerd_restart_keeps_control_of_tasks() {
     wait_until("the task to be listed again", || {
         cd.task_status(&id).as_deref() == Some("RUNNING")
     });
+    // The shim's event connection died with the old containerd: its next
+    // event must still arrive.
+    let mut events = cd.watch_events();
     cd.ctr_ok(&["task", "kill", "-s", "SIGKILL", &id]);
     wait_until("the task to stop", || {
         cd.task_status(&id).as_deref() == Some("STOPPED")
     });
+    assert!(
+        events.saw("/tasks/exit", &id),
+        "no /tasks/exit for {id} after the restart"
+    );
+    events.stop();
     cd.ctr_ok(&["task", "rm", &id]);
     cd.ctr_ok(&["containers", "rm", &id]);
     cd.assert_clean(&id);

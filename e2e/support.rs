@@ -174,6 +174,32 @@ impl Containerd {
         id
     }
 
+    /// Starts `ctr events`; give containerd a moment to subscribe it.
+    pub fn watch_events(&self) -> EventWatch {
+        let mut child = self
+            .ctr_cmd(&["events"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        EventWatch {
+            child,
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
     /// `ctr run FLAGS --runtime amphi IMAGE ID ARGS...`
     pub fn run_args(kind: Kind, flags: &[&str], id: &str, args: &[&str]) -> Vec<String> {
         let mut v: Vec<String> = vec!["run".into()];
@@ -294,5 +320,45 @@ impl Drop for Containerd {
         if !leaked.is_empty() && !std::thread::panicking() {
             panic!("mounts leaked: {leaked:?}");
         }
+    }
+}
+
+/// A running `ctr events`: the lines it printed; killed on drop.
+pub struct EventWatch {
+    child: Child,
+    rx: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl EventWatch {
+    /// Whether an event on `topic` naming `id` arrives within ~10 s.
+    pub fn saw(&mut self, topic: &str, id: &str) -> bool {
+        (0..200).any(|_| {
+            self.seen.extend(self.rx.try_iter());
+            if self
+                .seen
+                .iter()
+                .any(|l| l.contains(topic) && l.contains(id))
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            false
+        })
+    }
+
+    /// Stops `ctr events`; every line it printed.
+    pub fn stop(mut self) -> Vec<String> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.seen.extend(self.rx.try_iter());
+        std::mem::take(&mut self.seen)
+    }
+}
+
+impl Drop for EventWatch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -9,6 +9,9 @@ mod oom;
 mod service;
 mod shim;
 
+/// The runtime type containerd knows us by.
+const RUNTIME_ID: &str = "io.containerd.amphi.v1";
+
 /// The helper binary that runs Wasm container inits, installed beside
 /// the shim.
 pub(crate) const WASM_INIT: &str = "amphi-wasm-init";
@@ -21,5 +24,8 @@ fn main() {
     // and an arena per thread costs resident memory in every shim.
     // SAFETY: called before any thread exists.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
-    containerd_shim::run::<shim::AmphiShim>("io.containerd.amphi.v1", None);
+    if let Err(e) = shim::run() {
+        eprintln!("{RUNTIME_ID}: {e:#}");
+        std::process::exit(1);
+    }
 }

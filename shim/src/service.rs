@@ -10,7 +10,6 @@ use amphi_runtime::nix_signal::Signal;
 use amphi_runtime::oci_spec::runtime::{LinuxResources, Process};
 use amphi_runtime::{Container, CreateOptions, Runtime, RuntimeConfig, Stats};
 use containerd_shim::api::*;
-use containerd_shim::monitor::{monitor_subscribe, Subject, Topic};
 use containerd_shim::protos::cgroups::metrics::{
     CPUStat, CPUUsage, MemoryEntry, MemoryStat, Metrics, PidsStat, Throttle,
 };
@@ -157,16 +156,20 @@ pub struct TaskService {
 }
 
 impl TaskService {
-    /// Subscribes to child exits (before any child exists) and starts the
-    /// event publisher, connected to containerd at `ttrpc_address`.
-    pub fn new(namespace: String, ttrpc_address: &str, exit: Arc<ExitSignal>) -> TaskService {
+    /// Starts the event publisher, connected to containerd at
+    /// `ttrpc_address`, and the OOM watch. Child exits come in through
+    /// [`TaskService::on_exit`].
+    pub fn new(
+        namespace: String,
+        ttrpc_address: &str,
+        exit: Arc<ExitSignal>,
+    ) -> std::io::Result<TaskService> {
         // A shim starts because a container is about to be created: start
         // the wait its cgroup move will cost now (see `prime_migration`).
         amphi_runtime::cgroup::prime_migration();
-        let oom = Arc::new(OomWatch::new().expect("epoll for OOM events"));
+        let oom = Arc::new(OomWatch::new()?);
         let inner = Arc::new(Inner {
-            events: Events::new(namespace, ttrpc_address)
-                .expect("connecting to containerd for events"),
+            events: Events::new(namespace, ttrpc_address)?,
             oom: oom.clone(),
             exit,
             tasks: Mutex::new(HashMap::new()),
@@ -184,22 +187,13 @@ impl TaskService {
                 for (id, cgroup) in woken {
                     inner.oom.report_woken(&id, &cgroup, &inner.events);
                 }
-            })
-            .expect("spawn oom thread");
-        let sub = monitor_subscribe(Topic::All).expect("subscribe to exits");
-        let weak = Arc::downgrade(&inner);
-        std::thread::Builder::new()
-            .name("exits".into())
-            .spawn(move || {
-                for ev in sub.rx.iter() {
-                    let Some(inner) = weak.upgrade() else { break };
-                    if let Subject::Pid(pid) = ev.subject {
-                        inner.on_exit(pid, ev.exit_code);
-                    }
-                }
-            })
-            .expect("spawn exit thread");
-        TaskService { inner }
+            })?;
+        Ok(TaskService { inner })
+    }
+
+    /// A child of the shim exited with `code` (128+signal when killed).
+    pub fn on_exit(&self, pid: i32, code: i32) {
+        self.inner.on_exit(pid, code);
     }
 }
 
