@@ -367,6 +367,35 @@ fn unmount_rootfs(bundle: &Path) {
     let _ = containerd_shim::mount::umount_recursive(rootfs.to_str(), libc::MNT_DETACH);
 }
 
+/// Whether `path` is the root of a mount. Mounts of ours nest only under
+/// a mounted rootfs, so when it is not one there is nothing to unmount and
+/// no need to read the mount table (containerd runs `delete` after every
+/// shim exit, most often with everything already unmounted).
+fn is_mount_root(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: an all-zero statx is a valid buffer for the kernel to fill.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid C string and `st` a writable statx.
+    let rc = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW | libc::AT_STATX_DONT_SYNC,
+            0,
+            &mut st,
+        )
+    };
+    if rc != 0 {
+        return false;
+    }
+    let known = st.stx_attributes_mask & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0;
+    // A kernel too old to say (before 5.8): assume a mount and look.
+    !known || st.stx_attributes & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0
+}
+
 /// After a shim died: kill what is left of container `id`, unmount its
 /// rootfs and remove its state. Returns the init's pid when it was known.
 pub fn cleanup_bundle(id: &str, bundle: &Path) -> Option<i32> {
@@ -379,7 +408,9 @@ pub fn cleanup_bundle(id: &str, bundle: &Path) -> Option<i32> {
         }
         Err(_) => None,
     };
-    unmount_rootfs(bundle);
+    if is_mount_root(&bundle.join("rootfs")) {
+        unmount_rootfs(bundle);
+    }
     let _ = std::fs::remove_dir_all(state_root(bundle));
     pid
 }

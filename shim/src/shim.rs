@@ -132,7 +132,10 @@ fn detach_stdio() -> Result<()> {
 /// `delete`, run by containerd when the shim went away: kill what is left,
 /// unmount the rootfs, remove the state; report the init as killed.
 fn delete(flags: Flags) -> Result<()> {
-    let bundle = std::env::current_dir().context("reading the bundle directory")?;
+    let bundle = match flags.bundle.as_str() {
+        "" => std::env::current_dir().context("reading the bundle directory")?,
+        b => PathBuf::from(b),
+    };
     let pid = crate::service::cleanup_bundle(&flags.id, &bundle);
     // The dead shim's socket: nobody listens on it any more.
     if let Ok(address) = std::fs::read_to_string(bundle.join("address")) {
