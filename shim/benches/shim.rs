@@ -5,7 +5,8 @@
 //!   medians and ratio;
 //! - Wasm hello through the amphi shim, warm (cached module) and cold;
 //! - PSS of the shim processes with one idle container;
-//! - 200 containers run 10 at a time (containers/s), native and Wasm.
+//! - 200 containers run 10 at a time (containers/s, and host CPU spent
+//!   per container), native and Wasm.
 //!
 //! `cargo bench -p containerd-shim-amphi --bench shim` (as root, after
 //! `scripts/install-deps`); `AMPHI_BENCH_RUNS=N` sets the rounds (40).
@@ -169,8 +170,10 @@ fn main() {
         ("amphi   wasm hello", RUNTIME, wasm),
     ];
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+    let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
     for round in 0..THROUGHPUT_ROUNDS {
         for (case, (_, runtime, image)) in cases.iter().enumerate() {
+            let busy = busy_ms();
             let t = Instant::now();
             std::thread::scope(|s| {
                 for w in 0..10 {
@@ -183,19 +186,28 @@ fn main() {
                 }
             });
             rates[case].push(200.0 / t.elapsed().as_secs_f64());
+            cpu[case].push((busy_ms() - busy) / 200.0);
         }
     }
-    for ((label, _, _), r) in cases.iter().zip(&rates) {
+    for (((label, _, _), r), c) in cases.iter().zip(&rates).zip(&cpu) {
         let all: Vec<String> = r.iter().map(|x| format!("{x:.1}")).collect();
         println!(
-            "  {label:<22} {:>7.1} containers/s  ({})",
+            "  {label:<22} {:>7.1} containers/s  ({});  CPU {:>6.1} ms/container",
             stat(r, 0.5),
-            all.join(", ")
+            all.join(", "),
+            stat(c, 0.5)
         );
     }
     println!(
         "  amphi wasm / runc.v2 native: {:.2}  (target >= 2.00)",
         stat(&rates[2], 0.5) / stat(&rates[0], 0.5)
+    );
+    // The same comparison in CPU spent per container (all processes:
+    // ctr, containerd, shims, containers), steadier than the rate on a
+    // host whose speed drifts.
+    println!(
+        "  CPU per container, runc.v2 native / amphi wasm: {:.2}",
+        stat(&cpu[0], 0.5) / stat(&cpu[2], 0.5)
     );
 }
 
@@ -203,6 +215,26 @@ fn stat(v: &[f64], q: f64) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.partial_cmp(b).unwrap());
     s[((s.len() - 1) as f64 * q).round() as usize]
+}
+
+/// CPU time the whole host has spent busy (user, nice, system, irq,
+/// softirq), in ms, from /proc/stat.
+fn busy_ms() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    let cpu: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let ticks = cpu[0] + cpu[1] + cpu[2] + cpu[5] + cpu[6];
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64;
+    ticks * 1000.0 / hz
 }
 
 fn pids_where(f: impl Fn(&str) -> bool) -> Vec<i32> {

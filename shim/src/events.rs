@@ -13,6 +13,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc::{channel, Sender};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::protobuf::Message;
@@ -29,8 +30,13 @@ const EVENTS_PACKAGE: &str = "containerd.events";
 const SERVICE: &str = "containerd.services.events.ttrpc.v1.Events";
 const METHOD: &str = "Forward";
 
-/// One event ready to forward: its topic and its packed message.
-type Queued = (&'static str, Any);
+/// What the publishing thread is handed.
+enum Queued {
+    /// An event ready to forward: its topic and its packed message.
+    Event(&'static str, Any),
+    /// Answer once every event queued before has been forwarded.
+    Barrier(Sender<()>),
+}
 
 /// A queue drained by one thread, so events reach containerd in the order
 /// they were raised and a slow containerd never blocks an RPC.
@@ -47,7 +53,14 @@ impl Events {
         std::thread::Builder::new()
             .name("events".into())
             .spawn(move || {
-                for (topic, event) in rx {
+                for item in rx {
+                    let (topic, event) = match item {
+                        Queued::Event(topic, event) => (topic, event),
+                        Queued::Barrier(done) => {
+                            let _ = done.send(());
+                            continue;
+                        }
+                    };
                     let mut envelope = Envelope::new();
                     envelope.topic = topic.to_string();
                     envelope.namespace = namespace.clone();
@@ -74,7 +87,17 @@ impl Events {
                 return;
             }
         }
-        let _ = self.tx.lock().unwrap().send((topic, any));
+        let _ = self.tx.lock().unwrap().send(Queued::Event(topic, any));
+    }
+
+    /// Waits (at most `timeout`) until every event queued so far has been
+    /// forwarded: the shim exits right after, and the last of them
+    /// (`/tasks/delete`) must not die in the queue.
+    pub fn flush(&self, timeout: Duration) {
+        let (done, flushed) = channel();
+        if self.tx.lock().unwrap().send(Queued::Barrier(done)).is_ok() {
+            let _ = flushed.recv_timeout(timeout);
+        }
     }
 }
 

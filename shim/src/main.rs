@@ -5,6 +5,7 @@
 
 mod events;
 mod io;
+mod logger;
 mod oom;
 mod service;
 mod shim;

@@ -195,6 +195,12 @@ impl TaskService {
     pub fn on_exit(&self, pid: i32, code: i32) {
         self.inner.on_exit(pid, code);
     }
+
+    /// Waits (at most `timeout`) for the events raised so far to reach
+    /// containerd.
+    pub fn flush_events(&self, timeout: Duration) {
+        self.inner.events.flush(timeout);
+    }
 }
 
 impl Inner {
