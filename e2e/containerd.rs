@@ -307,8 +307,11 @@ fn bad_requests_get_clear_errors_and_the_shim_keeps_serving() {
     // The shared shim still serves the good container.
     let out = cd.ctr_ok(&["task", "exec", "--exec-id", "still", &good, "/bin/hello"]);
     assert_eq!(out, "Hello from native!\n");
+    // The group's shim (started for `good`) lives until all of them go.
     for id in [&good, &done, &bad, &fake] {
         cd.remove(id);
+    }
+    for id in [&good, &done, &bad, &fake] {
         cd.assert_clean(id);
     }
 }

@@ -235,16 +235,23 @@ impl Containerd {
 
     /// Pids of shim processes serving this containerd.
     pub fn shims(&self) -> Vec<i32> {
+        self.shim_cmdlines()
+            .into_iter()
+            .map(|(pid, _)| pid)
+            .collect()
+    }
+
+    /// Our shim processes (zombies have no command line) with their
+    /// NUL-separated command lines.
+    fn shim_cmdlines(&self) -> Vec<(i32, String)> {
         let sock = self.sock().to_string_lossy().into_owned();
         std::fs::read_dir("/proc")
             .unwrap()
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|pid| {
-                std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-                    let c = text(&c);
-                    c.contains("containerd-shim-amphi-v1") && c.contains(&sock)
-                })
+            .filter_map(|pid| {
+                let c = text(&std::fs::read(format!("/proc/{pid}/cmdline")).ok()?);
+                (c.contains("containerd-shim-amphi-v1") && c.contains(&sock)).then_some((pid, c))
             })
             .collect()
     }
@@ -284,6 +291,15 @@ impl Containerd {
         let socket = containerd_shim::socket_address(&self.sock().to_string_lossy(), "default", id);
         let socket = PathBuf::from(socket.trim_start_matches("unix://"));
         wait_until("the shim's socket to be removed", || !socket.exists());
+        // And the shim process started for it is gone (a shim that hangs
+        // on its way out would hold on to memory and threads for ever).
+        let started_for = format!("\0-id\0{id}\0");
+        wait_until("the shim started for the container to exit", || {
+            !self
+                .shim_cmdlines()
+                .iter()
+                .any(|(_, c)| c.contains(&started_for))
+        });
     }
 }
 
