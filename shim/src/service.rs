@@ -395,7 +395,9 @@ fn is_mount_root(path: &Path) -> bool {
         )
     };
     if rc != 0 {
-        return false;
+        // Gone: nothing to unmount. Anything else: look.
+        let e = std::io::Error::last_os_error().raw_os_error();
+        return !matches!(e, Some(libc::ENOENT) | Some(libc::ENOTDIR));
     }
     let known = st.stx_attributes_mask & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0;
     // A kernel too old to say (before 5.8): assume a mount and look.
