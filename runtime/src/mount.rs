@@ -75,75 +75,92 @@ pub(crate) fn parse_options(opts: &[String]) -> Options {
         bind: false,
     };
     for opt in opts {
-        let (set, clear) = match opt.as_str() {
-            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
-            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
-            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
-            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
-            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
-            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
-            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
-            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
-            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
-            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
-            "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
-            "mand" => (MsFlags::MS_MANDLOCK, MsFlags::empty()),
-            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
-            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
-            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
-            "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME),
-            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
-            "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
-            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
+        if let Some(p) = propagation(opt) {
+            o.propagation = p;
+            continue;
+        }
+        if let Some(&(word, _, flag)) = FLAG_WORDS
+            .iter()
+            .find(|(set, clear, _)| opt == set || *clear == Some(opt.as_str()))
+        {
+            if opt == word {
+                o.flags |= flag;
+            } else {
+                o.flags &= !flag;
+            }
+            continue;
+        }
+        match opt.as_str() {
             "bind" => {
                 o.bind = true;
-                (MsFlags::MS_BIND, MsFlags::empty())
+                o.flags |= MsFlags::MS_BIND;
             }
             "rbind" => {
                 o.bind = true;
-                (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty())
-            }
-            "private" => {
-                o.propagation = MsFlags::MS_PRIVATE;
-                continue;
-            }
-            "rprivate" => {
-                o.propagation = MsFlags::MS_PRIVATE | MsFlags::MS_REC;
-                continue;
-            }
-            "shared" => {
-                o.propagation = MsFlags::MS_SHARED;
-                continue;
-            }
-            "rshared" => {
-                o.propagation = MsFlags::MS_SHARED | MsFlags::MS_REC;
-                continue;
-            }
-            "slave" => {
-                o.propagation = MsFlags::MS_SLAVE;
-                continue;
-            }
-            "rslave" => {
-                o.propagation = MsFlags::MS_SLAVE | MsFlags::MS_REC;
-                continue;
-            }
-            "unbindable" => {
-                o.propagation = MsFlags::MS_UNBINDABLE;
-                continue;
-            }
-            "runbindable" => {
-                o.propagation = MsFlags::MS_UNBINDABLE | MsFlags::MS_REC;
-                continue;
+                o.flags |= MsFlags::MS_BIND | MsFlags::MS_REC;
             }
             // Options other runtimes define that have no kernel meaning here.
-            "tmpcopyup" | "rro" | "idmap" | "ridmap" => continue,
-            other => {
-                o.data.push(other.to_string());
-                continue;
-            }
-        };
-        o.flags |= set;
-        o.flags &= !clear;
+            "tmpcopyup" | "rro" | "idmap" | "ridmap" => {}
+            other => o.data.push(other.to_string()),
+        }
     }
     o
+}
+
+/// Flag words: the word that sets a flag, the one that clears it (if any).
+const FLAG_WORDS: [(&str, Option<&str>, MsFlags); 11] = [
+    ("ro", Some("rw"), MsFlags::MS_RDONLY),
+    ("nosuid", Some("suid"), MsFlags::MS_NOSUID),
+    ("nodev", Some("dev"), MsFlags::MS_NODEV),
+    ("noexec", Some("exec"), MsFlags::MS_NOEXEC),
+    ("sync", Some("async"), MsFlags::MS_SYNCHRONOUS),
+    ("noatime", Some("atime"), MsFlags::MS_NOATIME),
+    ("nodiratime", Some("diratime"), MsFlags::MS_NODIRATIME),
+    ("relatime", Some("norelatime"), MsFlags::MS_RELATIME),
+    ("dirsync", None, MsFlags::MS_DIRSYNC),
+    ("mand", None, MsFlags::MS_MANDLOCK),
+    ("strictatime", None, MsFlags::MS_STRICTATIME),
+];
+
+/// A propagation option (`private`, `rshared`, ...): the type, recursive
+/// with an `r` in front.
+fn propagation(opt: &str) -> Option<MsFlags> {
+    let kind = |name: &str| match name {
+        "private" => Some(MsFlags::MS_PRIVATE),
+        "shared" => Some(MsFlags::MS_SHARED),
+        "slave" => Some(MsFlags::MS_SLAVE),
+        "unbindable" => Some(MsFlags::MS_UNBINDABLE),
+        _ => None,
+    };
+    kind(opt).or_else(|| Some(kind(opt.strip_prefix('r')?)? | MsFlags::MS_REC))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(opts: &[&str]) -> Options {
+        parse_options(&opts.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn propagation_options_and_lookalikes() {
+        assert_eq!(
+            parse(&["rslave"]).propagation,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC
+        );
+        assert_eq!(parse(&["private"]).propagation, MsFlags::MS_PRIVATE);
+        assert_eq!(
+            parse(&["runbindable"]).propagation,
+            MsFlags::MS_UNBINDABLE | MsFlags::MS_REC
+        );
+        // Words that start with an `r` but are not propagation types.
+        let o = parse(&["rbind", "ro", "rw", "relatime", "rro"]);
+        assert!(o.propagation.is_empty() && o.bind);
+        assert!(o
+            .flags
+            .contains(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_RELATIME));
+        assert!(!o.flags.contains(MsFlags::MS_RDONLY));
+        assert!(o.data.is_empty());
+    }
 }

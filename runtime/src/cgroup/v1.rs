@@ -18,7 +18,7 @@ const CONTROLLERS: &[&str] = &["memory", "cpu", "cpuacct", "cpuset", "pids", "fr
 #[derive(Debug, Clone)]
 pub struct CgroupV1 {
     /// (controller, hierarchy mount point) for each mounted controller.
-    mounts: Vec<(String, PathBuf)>,
+    mounts: &'static [(String, PathBuf)],
     path: String,
 }
 
@@ -59,7 +59,7 @@ impl CgroupV1 {
 
     pub(super) fn named_dirs(&self) -> Vec<(String, PathBuf)> {
         let mut out: Vec<(String, PathBuf)> = Vec::new();
-        for (_, m) in &self.mounts {
+        for (_, m) in self.mounts {
             let name = m
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -241,7 +241,7 @@ impl CgroupV1 {
 
     pub(super) fn remove_parent(&self, parent: &str) {
         let mut seen: Vec<&Path> = Vec::new();
-        for (_, m) in &self.mounts {
+        for (_, m) in self.mounts {
             if !seen.contains(&m.as_path()) {
                 seen.push(m.as_path());
                 let _ = std::fs::remove_dir(m.join(parent));
@@ -297,13 +297,13 @@ pub(super) fn move_self_in_place() {
 /// The v1 hierarchies mounted on this host, from /proc/self/mountinfo;
 /// read once per process (a shim serves many creates; hierarchies are
 /// mounted at boot and stay).
-fn mounted_controllers() -> Result<Vec<(String, PathBuf)>> {
+fn mounted_controllers() -> Result<&'static [(String, PathBuf)]> {
     static MOUNTS: std::sync::OnceLock<Vec<(String, PathBuf)>> = std::sync::OnceLock::new();
     if let Some(m) = MOUNTS.get() {
-        return Ok(m.clone());
+        return Ok(m);
     }
     let m = read_mounted_controllers()?;
-    Ok(MOUNTS.get_or_init(|| m).clone())
+    Ok(MOUNTS.get_or_init(|| m))
 }
 
 fn read_mounted_controllers() -> Result<Vec<(String, PathBuf)>> {
