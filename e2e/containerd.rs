@@ -33,6 +33,25 @@ fn native_and_wasm_output_and_exit_codes() {
         assert_eq!(text(&out.stdout), stdout);
         cd.assert_clean(&id);
     }
+    // ctr's spec grants CAP_MKNOD: a node for the host's disk can be made,
+    // but the devices cgroup keeps it from being opened.
+    let disk = std::fs::read_dir("/sys/dev/block")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .min()
+        .expect("this host has a block device");
+    let (major, minor) = disk.split_once(':').unwrap();
+    let id = cd.new_id("dev");
+    let args = ["/bin/devices", "/dev/probe", "b", major, minor];
+    let out = cd.run(Kind::Native, &["--rm"], &id, &args);
+    assert_eq!(
+        text(&out.stdout),
+        "mknod: ok\nopen: Operation not permitted\nnull: ok\n",
+        "{}",
+        text(&out.stderr)
+    );
+    cd.assert_clean(&id);
     // What the runtime reports (here: a seccomp profile it cannot apply)
     // reaches containerd's log through the shim's log FIFO.
     let id = cd.new_id("log");

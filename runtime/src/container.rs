@@ -182,6 +182,16 @@ impl Runtime {
         if let Some(res) = &resources {
             cgroup.apply(res)?;
         }
+        let linux = bundle.spec.linux().as_ref();
+        cgroup.limit_devices(
+            resources
+                .as_ref()
+                .and_then(|r| r.devices().as_deref())
+                .unwrap_or_default(),
+            linux
+                .and_then(|l| l.devices().as_deref())
+                .unwrap_or_default(),
+        )?;
         let fifo = dir.join(START_FIFO);
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
             .map_err(|e| Error::sys(format!("mkfifo {}", fifo.display()), e))?;

@@ -243,6 +243,56 @@ fn hostname_and_user() -> TestResult {
     Ok(())
 }
 
+/// A block device of this host ("major:minor"), to try from inside.
+fn host_block_device() -> (String, String) {
+    let name = std::fs::read_dir("/sys/dev/block")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .min()
+        .expect("this host has a block device");
+    let (major, minor) = name.split_once(':').unwrap();
+    (major.to_string(), minor.to_string())
+}
+
+/// With CAP_MKNOD, a container can make a node for the host's disk; the
+/// devices cgroup must still refuse to open it, while /dev/null works and
+/// a device the spec lists under `linux.devices` opens.
+fn devices_cgroup(listed: bool) -> TestResult {
+    let (major, minor) = host_block_device();
+    let fx = Fx::with_args(
+        Kind::Native,
+        &["/bin/devices", "/dev/probe", "b", &major, &minor],
+    );
+    fx.edit(|v| {
+        for set in ["bounding", "effective", "permitted"] {
+            v["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("CAP_MKNOD"));
+        }
+        if listed {
+            v["linux"]["devices"] = json!([{
+                "path": "/dev/probe", "type": "b", "fileMode": 0o400,
+                "major": major.parse::<i64>().unwrap(), "minor": minor.parse::<i64>().unwrap(),
+            }]);
+        }
+    });
+    let (status, out, err) = fx.run();
+    assert_eq!(status.code, 0, "{out}{err}");
+    if listed {
+        assert!(out.contains("mknod: exists\nopen: ok\n"), "{out}");
+    } else {
+        assert!(
+            out.contains("mknod: ok\nopen: Operation not permitted\n"),
+            "{out}"
+        );
+    }
+    assert!(out.contains("null: ok"), "{out}");
+    fx.assert_clean();
+    Ok(())
+}
+
 fn lifecycle_controls() -> TestResult {
     let fx = Fx::new("native/sleep");
     let mut c = fx.create().unwrap();
@@ -472,6 +522,10 @@ fn main() {
         t("pids_limit_holds_fork_bomb", pids_limit_holds_fork_bomb),
         t("readonly_rootfs_rejects_writes", readonly_rootfs),
         t("hostname_and_user_from_spec", hostname_and_user),
+        t("devices_cgroup_refuses_host_disk", || devices_cgroup(false)),
+        t("devices_cgroup_allows_spec_devices", || {
+            devices_cgroup(true)
+        }),
         t("lifecycle_pause_update_stats_kill", lifecycle_controls),
         t("delete_before_start_runs_nothing", delete_before_start),
         t("compiled_modules_are_cached", compiled_modules_are_cached),

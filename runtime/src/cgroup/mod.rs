@@ -5,6 +5,7 @@
 //! controllers beside an empty cgroup2 mount). These few files are the whole
 //! interface, so we write them ourselves, naming the file on every error.
 
+mod devices;
 mod v1;
 mod v2;
 
@@ -12,7 +13,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use oci_spec::runtime::LinuxResources;
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroup, LinuxResources};
 
 use crate::stats::Stats;
 use crate::{Error, Result};
@@ -90,6 +91,23 @@ impl Cgroup {
         match self {
             Cgroup::V1(c) => c.apply(res),
             Cgroup::V2(c) => c.apply(res),
+        }
+    }
+
+    /// Restricts which devices the cgroup's processes may make, read and
+    /// write: nothing but the usual /dev nodes, what `spec` allows and the
+    /// nodes `listed` in the spec's `linux.devices`. Done at create only;
+    /// an Update's device rules are not applied.
+    pub fn limit_devices(&self, spec: &[LinuxDeviceCgroup], listed: &[LinuxDevice]) -> Result<()> {
+        let rules = devices::rules(spec, listed);
+        match self {
+            Cgroup::V1(c) => c.limit_devices(&rules),
+            Cgroup::V2(_) => {
+                // v2 enforces device rules only through an eBPF program,
+                // which this runtime does not load yet.
+                tracing::warn!("cgroup v2: device rules are not enforced");
+                Ok(())
+            }
         }
     }
 

@@ -5,14 +5,17 @@ use std::time::Duration;
 
 use oci_spec::runtime::LinuxResources;
 
+use super::devices::DeviceRule;
 use super::{mkdir, read, read_u64, rmdir, write};
 use crate::stats::{parse_flat_keyed, Stats};
 use crate::{Error, Result};
 
-/// The controllers the runtime limits, accounts or freezes with. Joining a
-/// hierarchy costs a mkdir, a write and an rmdir per container, so the ones
-/// it does not use (devices, blkio, ...) are left alone.
-const CONTROLLERS: &[&str] = &["memory", "cpu", "cpuacct", "cpuset", "pids", "freezer"];
+/// The controllers the runtime limits, accounts, freezes or guards devices
+/// with. Joining a hierarchy costs a mkdir, a write and an rmdir per
+/// container, so the ones it does not use (blkio, ...) are left alone.
+const CONTROLLERS: &[&str] = &[
+    "memory", "cpu", "cpuacct", "cpuset", "pids", "freezer", "devices",
+];
 
 /// A container's cgroup across the v1 hierarchies.
 #[derive(Debug, Clone)]
@@ -98,6 +101,25 @@ impl CgroupV1 {
                     }
                 }
             }
+        }
+        Ok(())
+    }
+
+    pub(super) fn limit_devices(&self, rules: &[DeviceRule]) -> Result<()> {
+        let Some(dir) = self.dir_of("devices") else {
+            return Err(Error::Cgroup {
+                path: "/sys/fs/cgroup".into(),
+                msg: "no cgroup v1 devices controller is mounted: device access cannot be limited"
+                    .into(),
+            });
+        };
+        for rule in rules {
+            let file = if rule.allow {
+                "devices.allow"
+            } else {
+                "devices.deny"
+            };
+            write(&dir, file, &rule.to_string())?;
         }
         Ok(())
     }
