@@ -17,7 +17,7 @@ use crate::cgroup::Cgroup;
 use crate::init::{ExecConfig, InitConfig, InitMessage, Payload};
 use crate::paths::{find_in_rootfs, DEFAULT_PATH};
 use crate::spawn::{spawn_init, ChildStdio};
-use crate::state::{validate_id, PayloadKind, State, Status, START_FIFO};
+use crate::state::{validate_id, PayloadKind, State, Status, SECCOMP_FILE, START_FIFO};
 use crate::stats::Stats;
 use crate::{detect, Error, Result};
 
@@ -120,15 +120,16 @@ impl Runtime {
         validate_id(id)?;
         crate::cgroup::prime_migration();
         let clone_flags = check_namespaces(&bundle)?;
-        if bundle
+        // Compiled here, so a bad profile fails before anything exists.
+        let seccomp = match bundle
             .spec
             .linux()
             .as_ref()
-            .is_some_and(|l| l.seccomp().is_some())
+            .and_then(|l| l.seccomp().as_ref())
         {
-            // Not enforced yet (see README): say so rather than pretend.
-            tracing::warn!(container = id, "the spec's seccomp profile is not applied");
-        }
+            Some(profile) => Some(crate::seccomp::compile(profile)?),
+            None => None,
+        };
         let ep = resolve_entrypoint(&bundle)?;
         let payload = match ep.kind {
             PayloadKind::Native => Payload::Native,
@@ -192,6 +193,12 @@ impl Runtime {
                 .and_then(|l| l.devices().as_deref())
                 .unwrap_or_default(),
         )?;
+        if let Some(prog) = &seccomp {
+            // Exec'd processes get the same filter (see `Container::exec`).
+            let file = dir.join(SECCOMP_FILE);
+            let json = serde_json::to_vec(prog).expect("a program serialises");
+            std::fs::write(&file, json).map_err(|e| Error::io(&file, e))?;
+        }
         let fifo = dir.join(START_FIFO);
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
             .map_err(|e| Error::sys(format!("mkfifo {}", fifo.display()), e))?;
@@ -210,6 +217,7 @@ impl Runtime {
             memory_limit,
             memory_usage_file: Some(cgroup.memory_usage_file()),
             cgroup_dirs: cgroup.mount_dirs(),
+            seccomp,
         };
         let stdio = ChildStdio {
             stdin: opts.stdio.stdin.as_ref(),
@@ -654,11 +662,21 @@ impl Container {
                 cache: config.wasm_cache.clone(),
             },
         };
+        let file = State::dir(&self.root, &self.state.id).join(SECCOMP_FILE);
+        let seccomp = match std::fs::read(&file) {
+            Ok(json) => Some(
+                serde_json::from_slice(&json)
+                    .map_err(|e| Error::Spec(format!("{}: {e}", file.display())))?,
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io(&file, e)),
+        };
         let cfg = ExecConfig {
             target_pid: self.state.pid,
             process: process.clone(),
             entrypoint: ep.inside,
             payload,
+            seccomp,
         };
         let child_stdio = ChildStdio {
             stdin: stdio.stdin.as_ref(),

@@ -18,6 +18,7 @@ mod error;
 pub mod init;
 pub mod mount;
 mod paths;
+mod seccomp;
 mod spawn;
 pub mod state;
 pub mod stats;

@@ -210,18 +210,26 @@ impl crate::init::WasmEngine for Wasmtime {
 }
 
 impl crate::init::WasmModule for Prepared {
-    fn settle(&mut self) -> Result<()> {
+    fn settle(&mut self, args: &[String], env: &[(String, String)]) -> Result<()> {
         self.runtime = Some(tokio_runtime().map_err(|e| Error::io("tokio runtime", e))?);
+        let wasi = WasiCtxBuilder::new()
+            .inherit_stdio()
+            .args(args)
+            .envs(env)
+            // Blocking WASI calls run on this thread, not a tokio blocking pool.
+            .allow_blocking_current_thread(true)
+            .preopened_dir("/", "/", FsPerms::ReadWrite)
+            .map_err(|e| Error::Wasm {
+                path: "/".into(),
+                msg: format!("preopening the rootfs: {}", one_line(&e)),
+            })?
+            .build_p1();
+        self.wasi = Some(wasi);
         Ok(())
     }
 
-    fn run(
-        self: Box<Self>,
-        args: &[String],
-        env: &[(String, String)],
-        max_memory: Option<u64>,
-    ) -> i32 {
-        run(*self, args, env, max_memory)
+    fn run(self: Box<Self>, max_memory: Option<u64>) -> i32 {
+        run(*self, max_memory)
     }
 }
 
@@ -232,6 +240,8 @@ pub(crate) struct Prepared {
     pre: InstancePre<Ctx>,
     /// Built by `settle`, or else by `run`.
     runtime: Option<tokio::runtime::Runtime>,
+    /// The guest's WASI context, built by `settle`.
+    wasi: Option<WasiP1Ctx>,
 }
 
 /// The guest runs as a future on a current-thread tokio runtime, which
@@ -266,6 +276,7 @@ pub(crate) fn load(cwasm: &Path) -> Result<Prepared> {
         engine,
         pre,
         runtime: None,
+        wasi: None,
     })
 }
 
@@ -312,17 +323,17 @@ struct Ctx {
 /// Runs the module's `_start` with the rootfs preopened as `/`, the given
 /// args and env and the process's stdio. Returns the exit code: the
 /// `proc_exit` code, 128+signal when stopped by a signal, 134 on a trap.
-pub(crate) fn run(
-    prepared: Prepared,
-    args: &[String],
-    env: &[(String, String)],
-    max_memory: Option<u64>,
-) -> i32 {
+pub(crate) fn run(prepared: Prepared, max_memory: Option<u64>) -> i32 {
     let Prepared {
         engine,
         pre,
         runtime,
+        wasi,
     } = prepared;
+    let Some(wasi) = wasi else {
+        let _ = writeln!(std::io::stderr(), "amphi: the Wasm module was not settled");
+        return 126;
+    };
     let _ = ENGINE.set(engine.clone());
     for sig in [
         libc::SIGTERM,
@@ -337,7 +348,7 @@ pub(crate) fn run(
     }
     let result = match runtime.map_or_else(tokio_runtime, Ok) {
         Ok(rt) => {
-            let r = rt.block_on(run_inner(&engine, &pre, args, env, max_memory));
+            let r = rt.block_on(run_inner(&engine, &pre, wasi, max_memory));
             // The process exits next: tearing the runtime down is waste.
             std::mem::forget(rt);
             r
@@ -383,18 +394,9 @@ fn describe_trap(e: &wasmtime::Error) -> String {
 async fn run_inner(
     engine: &Engine,
     pre: &InstancePre<Ctx>,
-    args: &[String],
-    env: &[(String, String)],
+    wasi: WasiP1Ctx,
     max_memory: Option<u64>,
 ) -> wasmtime::Result<()> {
-    let wasi = WasiCtxBuilder::new()
-        .inherit_stdio()
-        .args(args)
-        .envs(env)
-        // Blocking WASI calls run on this thread, not a tokio blocking pool.
-        .allow_blocking_current_thread(true)
-        .preopened_dir("/", "/", FsPerms::ReadWrite)?
-        .build_p1();
     let max_memory = max_memory.map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX));
     let mut store = Store::new(
         engine,

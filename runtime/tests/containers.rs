@@ -293,6 +293,80 @@ fn devices_cgroup(listed: bool) -> TestResult {
     Ok(())
 }
 
+/// A profile that lets everything through but the calls `denied`, which
+/// fail with EACCES.
+fn seccomp_denying(denied: &[&str]) -> serde_json::Value {
+    json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": denied, "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EACCES}]
+    })
+}
+
+/// The spec's seccomp profile holds for a native init, installed last
+/// (no_new_privs) or before the capabilities go (without it), and for a
+/// process exec'd into the container.
+fn seccomp_native(no_new_privs: bool) -> TestResult {
+    let getppid = libc::SYS_getppid.to_string();
+    let fx = Fx::with_args(Kind::Native, &["/bin/syscall", &getppid]);
+    fx.edit(|v| {
+        v["linux"]["seccomp"] = seccomp_denying(&["getppid"]);
+        v["process"]["noNewPrivileges"] = json!(no_new_privs);
+    });
+    let (status, out, err) = fx.run();
+    assert_eq!(status.code, 0, "{err}");
+    assert_eq!(out, "errno 13 (Permission denied)\n");
+    fx.assert_clean();
+
+    let fx = Fx::with_args(Kind::Native, &["/bin/sleep", "1000"]);
+    fx.edit(|v| v["linux"]["seccomp"] = seccomp_denying(&["getppid"]));
+    let mut c = fx.create().unwrap();
+    c.start().unwrap();
+    let out = fx.out_path("exec-out");
+    let spec: amphi_runtime::oci_spec::runtime::Process = serde_json::from_value(json!({
+        "args": ["/bin/syscall", getppid], "cwd": "/", "user": {"uid": 0, "gid": 0}
+    }))
+    .unwrap();
+    let stdio = Stdio {
+        stdin: None,
+        stdout: Some(std::fs::File::create(&out).unwrap().into()),
+        stderr: None,
+    };
+    let pid = c.exec(fx.rt.config(), &spec, stdio).unwrap().pid;
+    nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "errno 13 (Permission denied)\n"
+    );
+    c.kill(Signal::SIGKILL, true).unwrap();
+    c.wait().unwrap();
+    c.delete(false).unwrap();
+    fx.assert_clean();
+    Ok(())
+}
+
+/// A Wasm payload runs under the profile too: its host calls are the
+/// init's. cat exits 1 when it cannot open its file.
+fn seccomp_wasm() -> TestResult {
+    let fx = Fx::new("wasm/cat");
+    fx.edit(|v| v["linux"]["seccomp"] = seccomp_denying(&["open", "openat", "openat2"]));
+    let (status, out, err) = fx.run();
+    assert_eq!((status.code, out.as_str()), (1, ""), "{err}");
+    fx.assert_clean();
+    Ok(())
+}
+
+/// A profile the runtime cannot honour fails create, naming the fault.
+fn seccomp_rejected() -> TestResult {
+    rejects(
+        |fx| {
+            fx.edit(|v| {
+                v["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_NOTIFY"});
+            })
+        },
+        "SCMP_ACT_NOTIFY",
+    )
+}
+
 fn lifecycle_controls() -> TestResult {
     let fx = Fx::new("native/sleep");
     let mut c = fx.create().unwrap();
@@ -526,6 +600,12 @@ fn main() {
         t("devices_cgroup_allows_spec_devices", || {
             devices_cgroup(true)
         }),
+        t("seccomp_native_no_new_privs", || seccomp_native(true)),
+        t("seccomp_native_privileged_install", || {
+            seccomp_native(false)
+        }),
+        t("seccomp_wasm", seccomp_wasm),
+        t("seccomp_rejected_profile", seccomp_rejected),
         t("lifecycle_pause_update_stats_kill", lifecycle_controls),
         t("delete_before_start_runs_nothing", delete_before_start),
         t("compiled_modules_are_cached", compiled_modules_are_cached),

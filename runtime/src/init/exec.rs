@@ -89,11 +89,10 @@ fn join(cfg: &ExecConfig) -> Result<Loaded> {
     Ok(payload)
 }
 
-fn setup(cfg: &ExecConfig, payload: Loaded, sync: &File) -> Result<Loaded> {
+fn setup(cfg: &ExecConfig, mut payload: Loaded, sync: &File) -> Result<Loaded> {
     process::setup_console(&cfg.process, sync)?;
     process::new_session(&cfg.process)?;
     process::apply_rlimits(&cfg.process)?;
-    process::switch_user_and_caps(&cfg.process)?;
-    process::chdir_cwd(&cfg.process)?;
+    super::drop_privileges(&cfg.process, cfg.seccomp.as_ref(), &mut payload)?;
     Ok(payload)
 }

@@ -42,22 +42,18 @@ pub trait WasmEngine: Sync {
 
 /// A module made ready by [`WasmEngine::prepare`].
 pub trait WasmModule {
-    /// Starts what the run needs that may start threads. Called once the
-    /// init has dropped its privileges (a thread started earlier would keep
-    /// them) and before it reports ready, so it is off `start`'s path.
-    fn settle(&mut self) -> Result<()> {
-        Ok(())
-    }
+    /// Readies the run: the guest's `args` and `env`, its preopened `/`
+    /// and whatever may start threads. Called once the init has dropped its
+    /// privileges (a thread started earlier would keep them) and before it
+    /// reports ready, so it is off `start`'s path, and before the seccomp
+    /// filter when that goes last: what the runtime itself opens is not the
+    /// guest's to be refused.
+    fn settle(&mut self, args: &[String], env: &[(String, String)]) -> Result<()>;
 
     /// Runs the module's `_start` with the rootfs as `/`; returns the exit
     /// code (`proc_exit` code, 128+signal when stopped, 134 on a trap).
     /// Linear memory may not grow past `max_memory` bytes.
-    fn run(
-        self: Box<Self>,
-        args: &[String],
-        env: &[(String, String)],
-        max_memory: Option<u64>,
-    ) -> i32;
+    fn run(self: Box<Self>, max_memory: Option<u64>) -> i32;
 }
 
 /// The engine this binary passed to [`run_if_init`].
@@ -92,6 +88,8 @@ pub(crate) struct InitConfig {
     pub memory_usage_file: Option<PathBuf>,
     /// Host cgroup directories to show at a `cgroup` mount: (name, dir).
     pub cgroup_dirs: Vec<(String, PathBuf)>,
+    /// The spec's seccomp profile, compiled.
+    pub seccomp: Option<crate::seccomp::Program>,
 }
 
 /// What the init is asked to do.
@@ -112,6 +110,8 @@ pub(crate) struct ExecConfig {
     /// The entrypoint's path inside the container.
     pub entrypoint: String,
     pub payload: Payload,
+    /// The container's seccomp profile, compiled.
+    pub seccomp: Option<crate::seccomp::Program>,
 }
 
 /// Call first thing in `main` of every binary that creates containers: when
@@ -190,11 +190,7 @@ fn create_main(cfg: &InitConfig, mut sync: File) -> i32 {
 fn run_payload(process: &Process, entrypoint: &str, payload: Loaded, budget: Option<u64>) -> i32 {
     match payload {
         Loaded::Native => process::exec(process, entrypoint),
-        Loaded::Wasm(prepared) => {
-            let args = process.args().clone().unwrap_or_default();
-            let env = process::env_pairs(process);
-            prepared.run(&args, &env, budget)
-        }
+        Loaded::Wasm(prepared) => prepared.run(budget),
     }
 }
 
@@ -279,16 +275,37 @@ fn setup(cfg: &InitConfig, sync: &File) -> Result<Ready> {
     process::setup_console(process, sync)?;
     process::new_session(process)?;
     process::apply_rlimits(process)?;
-    process::switch_user_and_caps(process)?;
-    process::chdir_cwd(process)?;
-    if let Loaded::Wasm(module) = &mut payload {
-        module.settle()?;
-    }
+    drop_privileges(process, cfg.seccomp.as_ref(), &mut payload)?;
     Ok(Ready {
         fifo,
         payload,
         wasm_memory_budget,
     })
+}
+
+/// Switches user and capabilities, enters the cwd and readies a Wasm
+/// module, installing the seccomp filter where runc does: last, when
+/// no_new_privs lets an unprivileged process install it; otherwise before
+/// the capabilities go, as installing then needs CAP_SYS_ADMIN.
+fn drop_privileges(
+    process: &Process,
+    seccomp: Option<&crate::seccomp::Program>,
+    payload: &mut Loaded,
+) -> Result<()> {
+    let last = process.no_new_privileges() == Some(true);
+    if let (Some(filter), false) = (seccomp, last) {
+        filter.install()?;
+    }
+    process::switch_user_and_caps(process)?;
+    process::chdir_cwd(process)?;
+    if let Loaded::Wasm(module) = payload {
+        let args = process.args().clone().unwrap_or_default();
+        module.settle(&args, &process::env_pairs(process))?;
+    }
+    if let (Some(filter), true) = (seccomp, last) {
+        filter.install()?;
+    }
+    Ok(())
 }
 
 fn unblock_signals() {
