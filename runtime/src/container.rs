@@ -196,8 +196,7 @@ impl Runtime {
         if let Some(prog) = &seccomp {
             // Exec'd processes get the same filter (see `Container::exec`).
             let file = dir.join(SECCOMP_FILE);
-            let json = serde_json::to_vec(prog).expect("a program serialises");
-            std::fs::write(&file, json).map_err(|e| Error::io(&file, e))?;
+            std::fs::write(&file, prog.to_bytes()).map_err(|e| Error::io(&file, e))?;
         }
         let fifo = dir.join(START_FIFO);
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
@@ -664,10 +663,9 @@ impl Container {
         };
         let file = State::dir(&self.root, &self.state.id).join(SECCOMP_FILE);
         let seccomp = match std::fs::read(&file) {
-            Ok(json) => Some(
-                serde_json::from_slice(&json)
-                    .map_err(|e| Error::Spec(format!("{}: {e}", file.display())))?,
-            ),
+            Ok(bytes) => Some(crate::seccomp::Program::from_bytes(&bytes).ok_or_else(|| {
+                Error::Spec(format!("{}: not a compiled seccomp filter", file.display()))
+            })?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(Error::io(&file, e)),
         };

@@ -102,6 +102,31 @@ impl Program {
             .collect()
     }
 
+    /// The program as bytes: the flags, then each instruction, little-endian.
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(4 + 8 * self.insns.len());
+        out.extend_from_slice(&self.flags.to_le_bytes());
+        for w in &self.insns {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+        out
+    }
+
+    /// Reads what [`Program::to_bytes`] wrote.
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Program> {
+        let (flags, insns) = bytes.split_first_chunk::<4>()?;
+        if insns.is_empty() || insns.len() % 8 != 0 {
+            return None;
+        }
+        Some(Program {
+            flags: u32::from_le_bytes(*flags),
+            insns: insns
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+                .collect(),
+        })
+    }
+
     /// Number of instructions.
     #[cfg(test)]
     fn len(&self) -> usize {
@@ -553,6 +578,8 @@ mod tests {
         })))
         .unwrap();
         assert!(p.len() < MAX_INSNS, "{}", p.len());
+        assert_eq!(Program::from_bytes(&p.to_bytes()), Some(p.clone()));
+        assert_eq!(Program::from_bytes(&[1, 2, 3, 4, 5]), None);
         // The kernel checks every jump when it loads the program.
         assert_eq!(in_child(&p, || errno_of(libc::SYS_getpid, 0, 0)), 0);
         for (json, want) in [

@@ -18,7 +18,7 @@ pub const STATE_FILE: &str = "state.json";
 /// The FIFO the init blocks on until `start`.
 pub const START_FIFO: &str = "start.fifo";
 /// The compiled seccomp filter, in the state dir, when the spec has one.
-pub const SECCOMP_FILE: &str = "seccomp.json";
+pub const SECCOMP_FILE: &str = "seccomp.bpf";
 
 /// Where a container is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
