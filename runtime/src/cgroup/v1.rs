@@ -113,13 +113,27 @@ impl CgroupV1 {
                     .into(),
             });
         };
+        // One write per rule (the kernel parses one per write), on two fds
+        // opened once.
+        let open = |name: &str| {
+            let path = dir.join(name);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|e| Error::io(&path, e))
+        };
+        let (mut allow, mut deny) = (open("devices.allow")?, open("devices.deny")?);
         for rule in rules {
-            let file = if rule.allow {
-                "devices.allow"
+            let (file, name) = if rule.allow {
+                (&mut allow, "devices.allow")
             } else {
-                "devices.deny"
+                (&mut deny, "devices.deny")
             };
-            write(&dir, file, &rule.to_string())?;
+            let line = rule.to_string();
+            std::io::Write::write_all(file, line.as_bytes()).map_err(|e| Error::Cgroup {
+                path: dir.join(name),
+                msg: format!("cannot write {line:?}: {e}"),
+            })?;
         }
         Ok(())
     }
