@@ -489,3 +489,82 @@ fn bad_mount_and_malformed_spec_sent_to_a_live_shim() {
     cd.remove(&good);
     cd.assert_clean(&good);
 }
+
+/// An image of 70 layers: containerd's lowerdir list is longer than a page,
+/// so the shim mounts it through the shortening helper. A one-layer image's
+/// rootfs gets the init layer beneath it and its upper dir stays empty of
+/// mount points.
+#[test]
+fn deep_image_mounts_and_small_image_gets_the_init_layer() {
+    let mut cd = Containerd::start();
+    let mut layers = Vec::new();
+    let mut base = amphi_images::layer::LayerBuilder::new();
+    for (n, b) in amphi_examples::NATIVE {
+        base.file(&format!("bin/{n}"), 0o755, b).unwrap();
+    }
+    layers.push(base.build().unwrap());
+    for i in 1..70 {
+        let mut l = amphi_images::layer::LayerBuilder::new();
+        l.file(
+            &format!("layer{i}"),
+            0o644,
+            format!("layer {i}\n").as_bytes(),
+        )
+        .unwrap();
+        layers.push(l.build().unwrap());
+    }
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["/bin/hello"]},
+    });
+    let tar = cd.dir.path().join("deep.tar");
+    amphi_examples::write_archive(&tar, &layers, config, "docker.io/library/deep:v1").unwrap();
+    cd.ctr_ok(&["images", "import", tar.to_str().unwrap()]);
+    let id = cd.new_id("deep");
+    let out = cd.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "docker.io/library/deep:v1",
+        &id,
+        "/bin/cat",
+        "/layer1",
+    ]);
+    assert_eq!(text(&out.stdout), "layer 1\n", "{}", text(&out.stderr));
+    cd.assert_clean(&id);
+
+    // The Wasm image has no /proc, /dev, /sys or /run of its own.
+    let id = cd.new_id("init");
+    cd.run_ok(Kind::Wasm, &["-d"], &id, &["/busy.wasm"]);
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = mountinfo
+        .lines()
+        .find(|l| l.contains(&format!("/{id}/rootfs ")))
+        .expect("the container's rootfs is mounted");
+    let layer = cd.dir.path().join("store/init-layer");
+    assert!(
+        line.contains(&format!(":{}", layer.display())),
+        "no init layer in {line}"
+    );
+    let upper = line
+        .split(',')
+        .find_map(|o| o.strip_prefix("upperdir="))
+        .expect("an overlay upperdir");
+    let made: Vec<String> = std::fs::read_dir(upper)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        made.is_empty(),
+        "mount points made in the upper dir: {made:?}"
+    );
+    cd.ctr_ok(&["task", "kill", "-s", "SIGKILL", &id]);
+    wait_until("the task to stop", || {
+        cd.task_status(&id).as_deref() == Some("STOPPED")
+    });
+    cd.ctr_ok(&["task", "rm", &id]);
+    cd.ctr_ok(&["containers", "rm", &id]);
+    cd.assert_clean(&id);
+}

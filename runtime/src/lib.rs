@@ -16,6 +16,7 @@ mod container;
 pub mod detect;
 mod error;
 pub mod init;
+pub mod init_layer;
 pub mod mount;
 mod paths;
 mod seccomp;

@@ -26,12 +26,17 @@ use crate::io::Console;
 use crate::oom::OomWatch;
 use crate::shim::state_root;
 
-/// Where compiled Wasm modules are cached, shared by all containers.
-fn wasm_cache() -> PathBuf {
-    let root = std::env::var_os("AMPHI_ROOT")
+/// The store root: compiled Wasm modules and the init layer live there,
+/// shared by all containers.
+fn store_root() -> PathBuf {
+    std::env::var_os("AMPHI_ROOT")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/lib/amphi"));
-    root.join("wasm-cache")
+        .unwrap_or_else(|| PathBuf::from("/var/lib/amphi"))
+}
+
+/// Where compiled Wasm modules are cached.
+fn wasm_cache() -> PathBuf {
+    store_root().join("wasm-cache")
 }
 
 /// Hands the heap's free pages back to the kernel. Called when a container
@@ -147,6 +152,9 @@ struct Inner {
     /// Create/Start returns): consumed on registration.
     early_exits: Mutex<HashMap<i32, (i32, SystemTime)>>,
     changed: Condvar,
+    /// Put under every overlay rootfs (`amphi_runtime::init_layer`); `None`
+    /// when it could not be made (then the init makes mount points itself).
+    init_layer: Option<PathBuf>,
 }
 
 /// containerd's Task service for amphi containers.
@@ -168,6 +176,9 @@ impl TaskService {
         // the wait its cgroup move will cost now (see `prime_migration`).
         amphi_runtime::cgroup::prime_migration();
         let oom = Arc::new(OomWatch::new()?);
+        let init_layer = amphi_runtime::init_layer::ensure(&store_root())
+            .inspect_err(|e| log::warn!("no init layer: {e}"))
+            .ok();
         let inner = Arc::new(Inner {
             events: Events::new(namespace, ttrpc_address)?,
             oom: oom.clone(),
@@ -175,6 +186,7 @@ impl TaskService {
             tasks: Mutex::new(HashMap::new()),
             early_exits: Mutex::new(HashMap::new()),
             changed: Condvar::new(),
+            init_layer,
         });
         let weak_oom = Arc::downgrade(&inner);
         std::thread::Builder::new()
@@ -343,10 +355,22 @@ fn wasm_init_exe() -> PathBuf {
 /// this multi-threaded process that every mount would otherwise pay).
 fn mount_rootfs(
     m: &containerd_shim::protos::types::mount::Mount,
+    init_layer: Option<&Path>,
     target: &Path,
 ) -> Result<(), String> {
-    let size: usize = m.options.iter().map(|o| o.len() + 1).sum();
-    if size + 512 < page_size() {
+    let fits = |options: &[String]| {
+        let size: usize = options.iter().map(|o| o.len() + 1).sum();
+        size + 512 < page_size()
+    };
+    // The init layer lives apart from containerd's snapshots, so the
+    // shortening below could not cover it: long lists go without it.
+    let with_layer = init_layer
+        .and_then(|l| amphi_runtime::init_layer::add_to_overlay(&m.type_, &m.options, l))
+        .filter(|o| fits(o));
+    if let Some(options) = &with_layer {
+        amphi_runtime::mount::mount_rootfs(&m.type_, &m.source, options, target)
+            .map_err(|e| e.to_string())
+    } else if fits(&m.options) {
         amphi_runtime::mount::mount_rootfs(&m.type_, &m.source, &m.options, target)
             .map_err(|e| e.to_string())
     } else {
@@ -445,7 +469,7 @@ impl TaskService {
                 std::fs::create_dir_all(&rootfs)
                     .map_err(|e| err(Code::INTERNAL, format!("{}: {e}", rootfs.display())))?;
             }
-            if let Err(e) = mount_rootfs(m, &rootfs) {
+            if let Err(e) = mount_rootfs(m, inner.init_layer.as_deref(), &rootfs) {
                 if mounted {
                     unmount_rootfs(&bundle);
                 }
