@@ -67,39 +67,34 @@ pub(crate) fn rules(spec: &[LinuxDeviceCgroup], listed: &[LinuxDevice]) -> Vec<D
         access: access.into(),
     };
     let mut out = vec![rule(false, 'a', None, None, "rwm")];
-    out.extend(spec.iter().map(|r| {
+    out.extend(spec.iter().filter_map(|r| {
         let access = r.access().as_deref().unwrap_or("rwm");
-        rule(
-            r.allow(),
-            r.typ().map_or('a', kind_char),
-            r.major(),
-            r.minor(),
-            access,
-        )
+        let kind = match r.typ() {
+            None | Some(LinuxDeviceType::A) => 'a',
+            Some(t) => kind_char(t)?,
+        };
+        Some(rule(r.allow(), kind, r.major(), r.minor(), access))
     }));
     out.extend(
         DEFAULT_ALLOWED
             .iter()
             .map(|&(kind, major, minor, access)| rule(true, kind, major, minor, access)),
     );
-    out.extend(listed.iter().map(|d| {
-        rule(
-            true,
-            kind_char(d.typ()),
-            Some(d.major()),
-            Some(d.minor()),
-            "rwm",
-        )
+    out.extend(listed.iter().filter_map(|d| {
+        let kind = kind_char(d.typ())?;
+        Some(rule(true, kind, Some(d.major()), Some(d.minor()), "rwm"))
     }));
     out
 }
 
-fn kind_char(t: LinuxDeviceType) -> char {
+/// The rule letter of one kind of device node; `None` for FIFOs, which
+/// need no device access, and for `a`, which in a rule about one node
+/// would allow every device.
+fn kind_char(t: LinuxDeviceType) -> Option<char> {
     match t {
-        LinuxDeviceType::B => 'b',
-        LinuxDeviceType::C | LinuxDeviceType::U => 'c',
-        // FIFOs need no device access; `a` stands for every device.
-        LinuxDeviceType::P | LinuxDeviceType::A => 'a',
+        LinuxDeviceType::B => Some('b'),
+        LinuxDeviceType::C | LinuxDeviceType::U => Some('c'),
+        LinuxDeviceType::P | LinuxDeviceType::A => None,
     }
 }
 
@@ -135,6 +130,21 @@ mod tests {
         assert!(!lines
             .iter()
             .any(|l| l.starts_with("allow b") && l.contains("r")));
+    }
+
+    #[test]
+    fn a_listed_fifo_or_all_devices_entry_allows_nothing() {
+        let node = |typ| {
+            LinuxDeviceBuilder::default()
+                .path("/dev/x")
+                .typ(typ)
+                .major(0)
+                .minor(0)
+                .build()
+                .unwrap()
+        };
+        let r = rules(&[], &[node(LinuxDeviceType::P), node(LinuxDeviceType::A)]);
+        assert!(r[1..].iter().all(|r| r.kind != 'a'), "{r:?}");
     }
 
     #[test]
