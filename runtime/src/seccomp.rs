@@ -349,35 +349,29 @@ fn condition(a: &mut Asm, c: &LinuxSeccompArg, fail: usize) {
             a.jump(JEQ, t as u32, 1, 0);
             a.ja(fail);
         }
-        // arg > v (or >=): the high words decide unless they are equal.
-        LinuxSeccompOperator::ScmpCmpGt | LinuxSeccompOperator::ScmpCmpGe => {
-            let low = if c.op() == LinuxSeccompOperator::ScmpCmpGt {
-                JGT
-            } else {
-                JGE
-            };
-            a.stmt(LD_ABS, data_arg_hi(i));
-            a.jump(JGT, v_hi, 4, 0); // above: holds
-            a.jump(JEQ, v_hi, 0, 2); // below: fails
-            a.stmt(LD_ABS, data_arg_lo(i));
-            a.jump(low, v_lo, 1, 0);
-            a.ja(fail);
-        }
+        LinuxSeccompOperator::ScmpCmpGt => ordered(a, i, (v_hi, v_lo), true, false, fail),
+        LinuxSeccompOperator::ScmpCmpGe => ordered(a, i, (v_hi, v_lo), false, false, fail),
         // arg < v is not arg >= v; arg <= v is not arg > v.
-        LinuxSeccompOperator::ScmpCmpLt | LinuxSeccompOperator::ScmpCmpLe => {
-            let low = if c.op() == LinuxSeccompOperator::ScmpCmpLt {
-                JGE
-            } else {
-                JGT
-            };
-            a.stmt(LD_ABS, data_arg_hi(i));
-            a.jump(JGT, v_hi, 3, 0); // above: fails
-            a.jump(JEQ, v_hi, 0, 3); // below: holds
-            a.stmt(LD_ABS, data_arg_lo(i));
-            a.jump(low, v_lo, 0, 1);
-            a.ja(fail);
-        }
+        LinuxSeccompOperator::ScmpCmpLt => ordered(a, i, (v_hi, v_lo), false, true, fail),
+        LinuxSeccompOperator::ScmpCmpLe => ordered(a, i, (v_hi, v_lo), true, true, fail),
     }
+}
+
+/// Emits a test of `arg > v` (`strict`) or `arg >= v`, or of its opposite
+/// (`negate`): the high words decide unless they are equal, then the low
+/// words do. Falls through when the test holds, else jumps to `fail`.
+fn ordered(a: &mut Asm, i: u32, (v_hi, v_lo): (u32, u32), strict: bool, negate: bool, fail: usize) {
+    // Layout: [0] ld hi; [1] jgt v_hi; [2] jeq v_hi; [3] ld lo; [4] j(g)t/ge
+    // v_lo; [5] ja fail; [6] holds. "Above" and "below" are decided at [1]
+    // and [2]; each goes to [6] or [5] depending on `negate`.
+    let (above, below) = if negate { (3, 3) } else { (4, 2) };
+    let (low_jt, low_jf) = if negate { (0, 1) } else { (1, 0) };
+    a.stmt(LD_ABS, data_arg_hi(i));
+    a.jump(JGT, v_hi, above, 0);
+    a.jump(JEQ, v_hi, 0, below);
+    a.stmt(LD_ABS, data_arg_lo(i));
+    a.jump(if strict { JGT } else { JGE }, v_lo, low_jt, low_jf);
+    a.ja(fail);
 }
 
 /// A tiny assembler: conditional jumps only ever skip a few instructions
@@ -518,6 +512,14 @@ mod tests {
                  "args": [{"index": 1, "value": 1u64 << 33, "op": "SCMP_CMP_GE"}]},
                 {"names": ["getpriority"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13,
                  "args": [{"index": 0, "value": 0xff, "valueTwo": 0x0f, "op": "SCMP_CMP_MASKED_EQ"}]},
+                // Ordered tests against 1 << 33, whose low word is zero.
+                // The kernel sees these pids truncated to 0 (itself).
+                {"names": ["sched_getscheduler"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13,
+                 "args": [{"index": 0, "value": 1u64 << 33, "op": "SCMP_CMP_LT"}]},
+                {"names": ["getsid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13,
+                 "args": [{"index": 0, "value": 1u64 << 33, "op": "SCMP_CMP_LE"}]},
+                {"names": ["getpgid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13,
+                 "args": [{"index": 0, "value": 1u64 << 33, "op": "SCMP_CMP_GT"}]},
                 // No valueTwo: Go leaves a zero out.
                 {"names": ["umask"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13,
                  "args": [{"index": 0, "value": 0xf0, "op": "SCMP_CMP_MASKED_EQ"}]}
@@ -539,6 +541,12 @@ mod tests {
                 (errno_of(libc::SYS_getpriority, 0x1f, 0), libc::EINVAL),
                 // getpriority(0x0f) → masked equal → denied.
                 (errno_of(libc::SYS_getpriority, 0x0f, 0), libc::EACCES),
+                (errno_of(libc::SYS_sched_getscheduler, 0, 0), libc::EACCES),
+                (errno_of(libc::SYS_sched_getscheduler, 1 << 34, 0), 0),
+                (errno_of(libc::SYS_getsid, 1 << 33, 0), libc::EACCES),
+                (errno_of(libc::SYS_getsid, 1 << 34, 0), 0),
+                (errno_of(libc::SYS_getpgid, 1 << 33, 0), 0),
+                (errno_of(libc::SYS_getpgid, (1 << 33) + 1, 0), libc::EACCES),
                 (errno_of(libc::SYS_umask, 0x12, 0), 0),
                 (errno_of(libc::SYS_umask, 0x0f, 0), libc::EACCES),
             ];
