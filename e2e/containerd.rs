@@ -8,7 +8,7 @@ mod support;
 use std::process::{Command, Stdio};
 
 use amphi_examples::Kind;
-use amphi_testkit::{cgroup_dirs_named, unique_id};
+use amphi_testkit::{cgroup_dirs_named, host_block_device, unique_id};
 use support::*;
 
 #[test]
@@ -35,22 +35,11 @@ fn native_and_wasm_output_and_exit_codes() {
     }
     // ctr's spec grants CAP_MKNOD: a node for the host's disk can be made,
     // but the devices cgroup keeps it from being opened.
-    let disk = std::fs::read_dir("/sys/dev/block")
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .min()
-        .expect("this host has a block device");
-    let (major, minor) = disk.split_once(':').unwrap();
+    let (major, minor) = host_block_device();
     let dev_id = cd.new_id("dev");
-    let args = ["/bin/devices", "/dev/probe", "b", major, minor];
+    let args = ["/bin/devices", "/dev/probe", "b", &major, &minor];
     let out = cd.run(Kind::Native, &["--rm"], &dev_id, &args);
-    assert_eq!(
-        text(&out.stdout),
-        "mknod: ok\nopen: Operation not permitted\nnull: ok\n",
-        "{}",
-        text(&out.stderr)
-    );
+    assert_stdout(&out, "mknod: ok\nopen: Operation not permitted\nnull: ok\n");
     cd.assert_clean(&dev_id);
     // `--seccomp` gives containerd's default profile, which refuses the
     // kernel keyring (add_key) with EPERM; without it the call reaches the
@@ -71,12 +60,7 @@ fn native_and_wasm_output_and_exit_codes() {
     // wasmtime runs under that profile too.
     let id = cd.new_id("sec");
     let out = cd.run(Kind::Wasm, &["--rm", "--seccomp"], &id, &[]);
-    assert_eq!(
-        text(&out.stdout),
-        "Hello from Wasm!\n",
-        "{}",
-        text(&out.stderr)
-    );
+    assert_stdout(&out, "Hello from Wasm!\n");
     cd.assert_clean(&id);
     // What the shim logs reaches containerd's log through the log FIFO.
     let log = std::fs::read_to_string(cd.dir.path().join("containerd.log")).unwrap();
@@ -387,12 +371,7 @@ fn packed_and_annotated_wasm_images_run() {
         "docker.io/library/packed-hello:v1",
         &id,
     ]);
-    assert_eq!(
-        text(&out.stdout),
-        "Hello from Wasm!\n",
-        "{}",
-        text(&out.stderr)
-    );
+    assert_stdout(&out, "Hello from Wasm!\n");
     cd.assert_clean(&id);
     // crun-style annotations select the Wasm handler too.
     for ann in ["run.oci.handler=wasm", "module.wasm.image/variant=compat"] {
@@ -531,7 +510,7 @@ fn deep_image_mounts_and_small_image_gets_the_init_layer() {
         "/bin/cat",
         "/layer1",
     ]);
-    assert_eq!(text(&out.stdout), "layer 1\n", "{}", text(&out.stderr));
+    assert_stdout(&out, "layer 1\n");
     cd.assert_clean(&id);
 
     // The Wasm image has no /proc, /dev, /sys or /run of its own.

@@ -37,6 +37,11 @@ pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Asserts a command printed exactly `want`; shows its stderr otherwise.
+pub fn assert_stdout(out: &Output, want: &str) {
+    assert_eq!(text(&out.stdout), want, "stderr: {}", text(&out.stderr));
+}
+
 /// A private containerd, stopped and cleaned up on drop.
 pub struct Containerd {
     pub dir: tempfile::TempDir,

@@ -13,7 +13,7 @@ use amphi_runtime::nix_signal::Signal;
 use amphi_runtime::{
     Container, CreateOptions, Error, ExitStatus, Runtime, RuntimeConfig, Status, Stdio,
 };
-use amphi_testkit::{assert_no_leaks, unique_id, TestDirs};
+use amphi_testkit::{assert_no_leaks, host_block_device, unique_id, TestDirs};
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::json;
 
@@ -241,18 +241,6 @@ fn hostname_and_user() -> TestResult {
     assert!(out.contains("hostname=box-7"), "{out}");
     fx.assert_clean();
     Ok(())
-}
-
-/// A block device of this host ("major:minor"), to try from inside.
-fn host_block_device() -> (String, String) {
-    let name = std::fs::read_dir("/sys/dev/block")
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .min()
-        .expect("this host has a block device");
-    let (major, minor) = name.split_once(':').unwrap();
-    (major.to_string(), minor.to_string())
 }
 
 /// With CAP_MKNOD, a container can make a node for the host's disk; the

@@ -144,3 +144,16 @@ pub fn noise(len: usize, seed: &mut u64) -> Vec<u8> {
     }
     data
 }
+
+/// A block device of this host as (major, minor), for tests that try to
+/// reach it from inside a container.
+pub fn host_block_device() -> (String, String) {
+    let name = std::fs::read_dir("/sys/dev/block")
+        .expect("/sys/dev/block")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .min()
+        .expect("this host has a block device");
+    let (major, minor) = name.split_once(':').expect("major:minor");
+    (major.to_string(), minor.to_string())
+}
