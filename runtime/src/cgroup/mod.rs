@@ -5,6 +5,7 @@
 //! controllers beside an empty cgroup2 mount). These few files are the whole
 //! interface, so we write them ourselves, naming the file on every error.
 
+mod device_bpf;
 mod devices;
 mod v1;
 mod v2;
@@ -102,12 +103,8 @@ impl Cgroup {
         let rules = devices::rules(spec, listed);
         match self {
             Cgroup::V1(c) => c.limit_devices(&rules),
-            Cgroup::V2(_) => {
-                // v2 enforces device rules only through an eBPF program,
-                // which this runtime does not load yet.
-                tracing::warn!("cgroup v2: device rules are not enforced");
-                Ok(())
-            }
+            // v2 has no devices controller: an eBPF program enforces them.
+            Cgroup::V2(c) => device_bpf::attach(&c.dir(), &rules),
         }
     }
 
