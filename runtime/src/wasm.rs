@@ -97,16 +97,78 @@ impl ModuleCache {
     /// is compiled in a forked child, whose compiler threads and memory end
     /// with it.
     pub(crate) fn ensure(&self, module: &Path) -> Result<PathBuf> {
-        let (bytes, path) = self.lookup(module)?;
-        if path.exists() {
+        let by_file = self.by_file(module);
+        if let Some(path) = by_file.as_ref().and_then(|l| self.follow(l)) {
             return Ok(path);
         }
+        let (bytes, path) = self.lookup(module)?;
+        if path.exists() {
+            self.remember(by_file.as_deref(), &path);
+            return Ok(path);
+        }
+        let path = self.compile_aside(module, &bytes, path)?;
+        self.remember(by_file.as_deref(), &path);
+        Ok(path)
+    }
+
+    /// Where the artifact of this very file is recorded: `by-file/` holds
+    /// one link per module file seen, named by its inode, size, mtime and
+    /// ctime (to the nanosecond) and the engine, so a known file is neither
+    /// read nor hashed again (a 10 MB module costs ~10 ms to hash). Any
+    /// change to the file changes its ctime, which no one can set back; the
+    /// device is left out because an overlay rootfs gets a new one per
+    /// mount, while its lower files keep their inodes.
+    fn by_file(&self, module: &Path) -> Option<PathBuf> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(module).ok()?;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        process_engine()
+            .ok()?
+            .precompile_compatibility_hash()
+            .hash(&mut h);
+        Some(self.dir.join("by-file").join(format!(
+            "{:x}-{:x}-{}.{:09}-{}.{:09}-{:016x}",
+            m.ino(),
+            m.size(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec(),
+            h.finish()
+        )))
+    }
+
+    /// The artifact `link` names, if both are there.
+    fn follow(&self, link: &Path) -> Option<PathBuf> {
+        let name = std::fs::read_link(link).ok()?;
+        let path = self.dir.join(name.file_name()?);
+        path.is_file().then_some(path)
+    }
+
+    /// Records `artifact` as the one of the file behind `link`. Best
+    /// effort: without the link the next start hashes the module again.
+    fn remember(&self, link: Option<&Path>, artifact: &Path) {
+        let (Some(link), Some(name)) = (link, artifact.file_name()) else {
+            return;
+        };
+        let Some(dir) = link.parent() else { return };
+        let _ = std::fs::create_dir_all(dir);
+        let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), unique()));
+        let target = Path::new("..").join(name);
+        if std::os::unix::fs::symlink(&target, &tmp).is_ok() && std::fs::rename(&tmp, link).is_err()
+        {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+
+    /// Compiles `bytes` into `path` in a forked child (see `ensure`).
+    fn compile_aside(&self, module: &Path, bytes: &[u8], path: PathBuf) -> Result<PathBuf> {
         let (rx, tx) = nix::unistd::pipe().map_err(|e| Error::sys("pipe", e))?;
         // SAFETY: the caller is single-threaded, so the child may do anything.
         match unsafe { nix::unistd::fork() }.map_err(|e| Error::sys("fork", e))? {
             nix::unistd::ForkResult::Child => {
                 drop(rx);
-                let code = match self.compile(module, &bytes, &path) {
+                let code = match self.compile(module, bytes, &path) {
                     Ok(()) => 0,
                     Err(e) => {
                         let _ = std::fs::File::from(tx).write_all(e.to_string().as_bytes());

@@ -425,6 +425,7 @@ fn compiled_modules_are_cached() -> TestResult {
         let mut v: Vec<_> = std::fs::read_dir(p)
             .unwrap()
             .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
             .map(|e| (e.path(), e.metadata().unwrap().modified().unwrap()))
             .collect();
         v.sort();
@@ -437,6 +438,18 @@ fn compiled_modules_are_cached() -> TestResult {
     assert_eq!(status.code, 0);
     assert_eq!(out, "Hello from Wasm!\n");
     assert_eq!(files(&cache), first, "the second start compiled again");
+    // The module file is known by its identity (no rehash); changing it
+    // must not run the old artifact.
+    let links = std::fs::read_dir(cache.join("by-file")).unwrap().count();
+    assert_eq!(links, 1);
+    let exit42 = amphi_examples::WASM
+        .iter()
+        .find(|(n, _)| *n == "exit42")
+        .unwrap()
+        .1;
+    std::fs::write(fx.dirs.bundle.join("rootfs/hello.wasm"), exit42).unwrap();
+    let (status, out, _) = fx.run();
+    assert_eq!((status.code, out.as_str()), (42, ""));
     fx.assert_clean();
     Ok(())
 }
