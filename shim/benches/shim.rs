@@ -101,6 +101,18 @@ fn main() {
         "amphi wasm warm / amphi native:       {:.2}  (target <= 1.00)",
         m(2) / m(1)
     );
+    // The two run in the same rounds, a few seconds apart: their paired
+    // difference is steadier than either median on a drifting host.
+    let diffs: Vec<f64> = samples[2]
+        .iter()
+        .zip(&samples[1])
+        .map(|(w, n)| w - n)
+        .collect();
+    let (lo, hi) = bootstrap_median_ci(&diffs);
+    println!(
+        "amphi wasm warm - amphi native, paired by round: median {:+.2} ms (95% CI {lo:+.2} .. {hi:+.2})",
+        stat(&diffs, 0.5)
+    );
 
     // Shim memory with one idle container.
     println!("\nshim PSS with one idle container (shim processes only; payload apart):");
@@ -209,6 +221,27 @@ fn main() {
         "  CPU per container, runc.v2 native / amphi wasm: {:.2}",
         stat(&cpu[0], 0.5) / stat(&cpu[2], 0.5)
     );
+}
+
+/// A 95% percentile-bootstrap interval for the median of `v`.
+fn bootstrap_median_ci(v: &[f64]) -> (f64, f64) {
+    // xorshift64: reproducible, and no dependency for one loop.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut medians: Vec<f64> = (0..2000)
+        .map(|_| {
+            let resample: Vec<f64> = (0..v.len())
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    v[(x % v.len() as u64) as usize]
+                })
+                .collect();
+            stat(&resample, 0.5)
+        })
+        .collect();
+    medians.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (stat(&medians, 0.025), stat(&medians, 0.975))
 }
 
 fn stat(v: &[f64], q: f64) -> f64 {
