@@ -9,11 +9,12 @@
 //! it and names a helper binary for Wasm inits instead.
 //!
 //! The init prepares the module before `pivot_root`, while the host's
-//! cache is visible: on a cache hit it only maps the compiled artifact
-//! (`Module::deserialize_file`); on a miss it compiles once and publishes
-//! the artifact for every later container. The init joins the container's
-//! cgroup only after that, so a compile is never charged to (or killed by)
-//! a small container's memory limit.
+//! cache is visible: on a cache hit it only opens the compiled artifact,
+//! which it maps (`Module::deserialize_open_file`) once it has reported
+//! ready, while containerd makes its way from create to start; on a miss it
+//! compiles once and publishes the artifact for every later container. The
+//! init joins the container's cgroup only after that, so a compile is never
+//! charged to (or killed by) a small container's memory limit.
 
 use std::hash::{Hash, Hasher};
 use std::io::Write;
@@ -267,11 +268,42 @@ pub struct Wasmtime;
 impl crate::init::WasmEngine for Wasmtime {
     fn prepare(&self, module: &Path, cache: &Path) -> Result<Box<dyn crate::init::WasmModule>> {
         let cwasm = ModuleCache::new(cache).ensure(module)?;
-        Ok(Box::new(load(&cwasm)?))
+        // Opened now, while the cache is in sight; `load` maps it, perhaps
+        // after pivot_root.
+        let file = std::fs::File::open(&cwasm).map_err(|e| Error::io(&cwasm, e))?;
+        Ok(Box::new(Prepared {
+            artifact: Some((cwasm, file)),
+            linked: None,
+            load_error: None,
+            runtime: None,
+            wasi: None,
+        }))
     }
 }
 
 impl crate::init::WasmModule for Prepared {
+    fn load(&mut self) -> Result<()> {
+        if self.linked.is_some() {
+            return Ok(());
+        }
+        let Some((path, file)) = self.artifact.take() else {
+            return Err(Error::Wasm {
+                path: PathBuf::new(),
+                msg: self.load_error.clone().unwrap_or_default(),
+            });
+        };
+        match load(&path, file) {
+            Ok(linked) => {
+                self.linked = Some(linked);
+                Ok(())
+            }
+            Err(e) => {
+                self.load_error = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
     fn settle(&mut self, args: &[String], env: &[(String, String)]) -> Result<()> {
         self.runtime = Some(tokio_runtime().map_err(|e| Error::io("tokio runtime", e))?);
         let wasi = WasiCtxBuilder::new()
@@ -295,11 +327,15 @@ impl crate::init::WasmModule for Prepared {
     }
 }
 
-/// A compiled module mapped into the init, its WASI imports resolved,
-/// ready to instantiate and run after `start`.
+/// A compiled module for the init: its artifact, then (after `load`)
+/// mapped with its WASI imports resolved, ready to instantiate and run
+/// after `start`.
 pub(crate) struct Prepared {
-    engine: Engine,
-    pre: InstancePre<Ctx>,
+    /// The artifact, until `load` maps it.
+    artifact: Option<(PathBuf, std::fs::File)>,
+    linked: Option<(Engine, InstancePre<Ctx>)>,
+    /// Why `load` failed, for `run` to say.
+    load_error: Option<String>,
     /// Built by `settle`, or else by `run`.
     runtime: Option<tokio::runtime::Runtime>,
     /// The guest's WASI context, built by `settle`.
@@ -316,17 +352,17 @@ fn tokio_runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// Maps the compiled artifact. Called in the init before pivot_root, while
-/// the cache is still visible.
-pub(crate) fn load(cwasm: &Path) -> Result<Prepared> {
+/// Maps the compiled artifact `file` (from `cwasm`) and resolves its WASI
+/// imports, off `start`'s path.
+fn load(cwasm: &Path, file: std::fs::File) -> Result<(Engine, InstancePre<Ctx>)> {
     let engine = process_engine()?;
     // SAFETY: the cache holds only artifacts this runtime wrote, under a
     // root-owned directory, keyed by the engine's compatibility hash.
-    let module = unsafe { Module::deserialize_file(&engine, cwasm) }.map_err(|e| Error::Wasm {
-        path: cwasm.to_path_buf(),
-        msg: one_line(&e),
-    })?;
-    // Linking now, while the creator waits anyway, keeps it off `start`.
+    let module =
+        unsafe { Module::deserialize_open_file(&engine, file) }.map_err(|e| Error::Wasm {
+            path: cwasm.to_path_buf(),
+            msg: one_line(&e),
+        })?;
     let bad = |e: wasmtime::Error| Error::Wasm {
         path: cwasm.to_path_buf(),
         msg: one_line(&e),
@@ -334,12 +370,7 @@ pub(crate) fn load(cwasm: &Path) -> Result<Prepared> {
     let mut linker: Linker<Ctx> = Linker::new(&engine);
     wasmtime_wasi::p1::add_to_linker_async(&mut linker, |c| &mut c.wasi).map_err(bad)?;
     let pre = linker.instantiate_pre(&module).map_err(bad)?;
-    Ok(Prepared {
-        engine,
-        pre,
-        runtime: None,
-        wasi: None,
-    })
+    Ok((engine, pre))
 }
 
 static ENGINE: OnceLock<Engine> = OnceLock::new();
@@ -385,13 +416,19 @@ struct Ctx {
 /// Runs the module's `_start` with the rootfs preopened as `/`, the given
 /// args and env and the process's stdio. Returns the exit code: the
 /// `proc_exit` code, 128+signal when stopped by a signal, 134 on a trap.
-pub(crate) fn run(prepared: Prepared, max_memory: Option<u64>) -> i32 {
+pub(crate) fn run(mut prepared: Prepared, max_memory: Option<u64>) -> i32 {
+    use crate::init::WasmModule;
+    if let Err(e) = prepared.load() {
+        let _ = writeln!(std::io::stderr(), "amphi: {e}");
+        return 126;
+    }
     let Prepared {
-        engine,
-        pre,
+        linked,
         runtime,
         wasi,
+        ..
     } = prepared;
+    let (engine, pre) = linked.expect("loaded above");
     let Some(wasi) = wasi else {
         let _ = writeln!(std::io::stderr(), "amphi: the Wasm module was not settled");
         return 126;

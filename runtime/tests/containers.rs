@@ -454,6 +454,27 @@ fn compiled_modules_are_cached() -> TestResult {
     Ok(())
 }
 
+/// A damaged artifact in the module cache: the module is mapped after
+/// the init reported ready, so the start fails, saying which file, and
+/// nothing is left behind.
+fn damaged_cached_artifact() -> TestResult {
+    let fx = Fx::new("wasm/hello");
+    fx.run();
+    let cache = fx.dirs.store.join("wasm-cache");
+    let artifact = std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .unwrap();
+    std::fs::write(&artifact, b"not an artifact").unwrap();
+    let (status, out, err) = fx.run();
+    assert_eq!((status.code, out.as_str()), (126, ""), "{err}");
+    assert!(err.contains(".cwasm"), "{err}");
+    fx.assert_clean();
+    Ok(())
+}
+
 /// A Wasm container whose init binary (a front end's Wasm helper) is
 /// missing: a clear error naming it, nothing left behind.
 fn wasm_init_binary_missing() -> TestResult {
@@ -610,6 +631,10 @@ fn main() {
         t("lifecycle_pause_update_stats_kill", lifecycle_controls),
         t("delete_before_start_runs_nothing", delete_before_start),
         t("compiled_modules_are_cached", compiled_modules_are_cached),
+        t(
+            "damaged_cached_artifact_fails_the_start",
+            damaged_cached_artifact,
+        ),
         t("rejects_missing_config", || {
             rejects(
                 |fx| std::fs::remove_file(fx.dirs.bundle.join("config.json")).unwrap(),

@@ -42,6 +42,13 @@ pub trait WasmEngine: Sync {
 
 /// A module made ready by [`WasmEngine::prepare`].
 pub trait WasmModule {
+    /// Maps the compiled module and resolves its imports. The init calls
+    /// it once it has reported ready, while containerd goes from create to
+    /// start, unless a seccomp filter is due (then before the filter, with
+    /// the rest of its set-up) or it runs an exec; `run` calls it if no one
+    /// did. A failure after ready shows when the module would run.
+    fn load(&mut self) -> Result<()>;
+
     /// Readies the run: the guest's `args` and `env`, its preopened `/`
     /// and whatever may start threads. Called once the init has dropped its
     /// privileges (a thread started earlier would keep them) and before it
@@ -168,6 +175,11 @@ fn create_main(cfg: &InitConfig, mut sync: File) -> i32 {
         return 126;
     }
     drop(sync);
+    let mut payload = ready.payload;
+    if let Loaded::Wasm(module) = &mut payload {
+        // Off `create`'s path; an error is reported by `run`.
+        let _ = module.load();
+    }
     // Block until `start` writes a byte to the FIFO.
     let mut fifo = File::from(ready.fifo);
     let mut byte = [0u8; 1];
@@ -177,12 +189,7 @@ fn create_main(cfg: &InitConfig, mut sync: File) -> i32 {
     }
     drop(fifo);
     let process = cfg.spec.process().as_ref().expect("bundle checks process");
-    run_payload(
-        process,
-        &cfg.entrypoint,
-        ready.payload,
-        ready.wasm_memory_budget,
-    )
+    run_payload(process, &cfg.entrypoint, payload, ready.wasm_memory_budget)
 }
 
 /// The last step, shared by create and exec: exec the native entrypoint or
@@ -275,7 +282,7 @@ fn setup(cfg: &InitConfig, sync: &File) -> Result<Ready> {
     process::setup_console(process, sync)?;
     process::new_session(process)?;
     process::apply_rlimits(process)?;
-    drop_privileges(process, cfg.seccomp.as_ref(), &mut payload)?;
+    drop_privileges(process, cfg.seccomp.as_ref(), &mut payload, true)?;
     Ok(Ready {
         fifo,
         payload,
@@ -284,14 +291,21 @@ fn setup(cfg: &InitConfig, sync: &File) -> Result<Ready> {
 }
 
 /// Switches user and capabilities, enters the cwd and readies a Wasm
-/// module, installing the seccomp filter where runc does: last, when
+/// module (loading it too unless `may_defer_load` and no filter is due),
+/// installing the seccomp filter where runc does: last, when
 /// no_new_privs lets an unprivileged process install it; otherwise before
 /// the capabilities go, as installing then needs CAP_SYS_ADMIN.
 fn drop_privileges(
     process: &Process,
     seccomp: Option<&crate::seccomp::Program>,
     payload: &mut Loaded,
+    may_defer_load: bool,
 ) -> Result<()> {
+    if let Loaded::Wasm(module) = payload {
+        if seccomp.is_some() || !may_defer_load {
+            module.load()?;
+        }
+    }
     let last = process.no_new_privileges() == Some(true);
     if let (Some(filter), false) = (seccomp, last) {
         filter.install()?;
