@@ -361,16 +361,12 @@ fn packed_and_annotated_wasm_images_run() {
     .unwrap();
     cd.ctr_ok(&["images", "import", "--all-platforms", tar.to_str().unwrap()]);
     let id = cd.new_id("packed");
-    let out = cd.ctr(&[
-        "run",
-        "--rm",
-        "--runtime",
-        RUNTIME,
-        "--platform",
-        "wasi/wasm",
+    let out = cd.run_image(
+        &["--rm", "--platform", "wasi/wasm"],
         "docker.io/library/packed-hello:v1",
         &id,
-    ]);
+        &[],
+    );
     assert_stdout(&out, "Hello from Wasm!\n");
     cd.assert_clean(&id);
     // crun-style annotations select the Wasm handler too.
@@ -500,16 +496,12 @@ fn deep_image_mounts_and_small_image_gets_the_init_layer() {
     amphi_examples::write_archive(&tar, &layers, config, "docker.io/library/deep:v1").unwrap();
     cd.ctr_ok(&["images", "import", tar.to_str().unwrap()]);
     let id = cd.new_id("deep");
-    let out = cd.ctr(&[
-        "run",
-        "--rm",
-        "--runtime",
-        RUNTIME,
+    let out = cd.run_image(
+        &["--rm"],
         "docker.io/library/deep:v1",
         &id,
-        "/bin/cat",
-        "/layer1",
-    ]);
+        &["/bin/cat", "/layer1"],
+    );
     assert_stdout(&out, "layer 1\n");
     cd.assert_clean(&id);
 

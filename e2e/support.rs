@@ -207,16 +207,30 @@ impl Containerd {
 
     /// `ctr run FLAGS --runtime amphi IMAGE ID ARGS...`
     pub fn run_args(kind: Kind, flags: &[&str], id: &str, args: &[&str]) -> Vec<String> {
+        let mut flags = flags.to_vec();
+        let image = match kind {
+            Kind::Native => NATIVE,
+            Kind::Wasm => {
+                flags.extend(["--platform", "wasip1/wasm"]);
+                WASM
+            }
+        };
+        Self::run_image_args(&flags, image, id, args)
+    }
+
+    /// `ctr run FLAGS --runtime amphi IMAGE ID ARGS`.
+    fn run_image_args(flags: &[&str], image: &str, id: &str, args: &[&str]) -> Vec<String> {
         let mut v: Vec<String> = vec!["run".into()];
         v.extend(flags.iter().map(|s| s.to_string()));
-        v.extend(["--runtime".into(), RUNTIME.into()]);
-        match kind {
-            Kind::Native => v.push(NATIVE.into()),
-            Kind::Wasm => v.extend(["--platform".into(), "wasip1/wasm".into(), WASM.into()]),
-        }
-        v.push(id.into());
+        v.extend(["--runtime".into(), RUNTIME.into(), image.into(), id.into()]);
         v.extend(args.iter().map(|s| s.to_string()));
         v
+    }
+
+    /// `ctr run` of any imported `image` through amphi.
+    pub fn run_image(&self, flags: &[&str], image: &str, id: &str, args: &[&str]) -> Output {
+        let v = Self::run_image_args(flags, image, id, args);
+        self.ctr(&v.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
     /// `ctr run` that must succeed; its stdout.

@@ -10,8 +10,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 
-/// The line a Wasm init sends once its module is mapped (and compiled, on
-/// a cache miss): from then on it may be moved into the container's cgroup.
+/// The line a Wasm init sends once its compiled module is in the cache
+/// (compiled there, on a miss): from then on it may be moved into the
+/// container's cgroup.
 pub(crate) const PREPARED: &str = "prepared";
 
 /// Reads one reply line (without the newline; empty at EOF) and any

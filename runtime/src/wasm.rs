@@ -122,11 +122,7 @@ impl ModuleCache {
     fn by_file(&self, module: &Path) -> Option<PathBuf> {
         use std::os::unix::fs::MetadataExt;
         let m = std::fs::metadata(module).ok()?;
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        process_engine()
-            .ok()?
-            .precompile_compatibility_hash()
-            .hash(&mut h);
+        let engine = engine_hash(&process_engine().ok()?);
         Some(self.dir.join("by-file").join(format!(
             "{:x}-{:x}-{}.{:09}-{}.{:09}-{:016x}",
             m.ino(),
@@ -135,7 +131,7 @@ impl ModuleCache {
             m.mtime_nsec(),
             m.ctime(),
             m.ctime_nsec(),
-            h.finish()
+            engine
         )))
     }
 
@@ -154,7 +150,7 @@ impl ModuleCache {
         };
         let Some(dir) = link.parent() else { return };
         let _ = std::fs::create_dir_all(dir);
-        let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), unique()));
+        let tmp = tmp_name(dir);
         let target = Path::new("..").join(name);
         if std::os::unix::fs::symlink(&target, &tmp).is_ok() && std::fs::rename(&tmp, link).is_err()
         {
@@ -215,9 +211,13 @@ fn process_engine() -> Result<Engine> {
     Ok(e)
 }
 
+/// A name in `dir` no other process or call uses, for writing aside.
+fn tmp_name(dir: &Path) -> PathBuf {
+    dir.join(format!(".tmp-{}-{}", std::process::id(), unique()))
+}
+
 fn tempfile_in(dir: &Path) -> Result<(PathBuf, std::fs::File)> {
-    let name = format!(".tmp-{}-{}", std::process::id(), unique());
-    let path = dir.join(name);
+    let path = tmp_name(dir);
     let f = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
     Ok((path, f))
 }
@@ -231,9 +231,15 @@ fn unique() -> u64 {
 /// sha256 of the module plus a hash of the engine's version and settings.
 fn cache_key(engine: &Engine, module: &[u8]) -> String {
     let digest = Sha256::digest(module);
+    format!("{}-{:016x}", hex(&digest), engine_hash(engine))
+}
+
+/// A hash of the engine's version and settings: another engine's
+/// artifacts are not this one's to load.
+fn engine_hash(engine: &Engine) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut h);
-    format!("{}-{:016x}", hex(&digest), h.finish())
+    h.finish()
 }
 
 fn hex(bytes: &[u8]) -> String {

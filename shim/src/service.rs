@@ -367,11 +367,9 @@ fn mount_rootfs(
     let with_layer = init_layer
         .and_then(|l| amphi_runtime::init_layer::add_to_overlay(&m.type_, &m.options, l))
         .filter(|o| fits(o));
-    if let Some(options) = &with_layer {
+    let options = with_layer.as_deref().unwrap_or(&m.options);
+    if fits(options) {
         amphi_runtime::mount::mount_rootfs(&m.type_, &m.source, options, target)
-            .map_err(|e| e.to_string())
-    } else if fits(&m.options) {
-        amphi_runtime::mount::mount_rootfs(&m.type_, &m.source, &m.options, target)
             .map_err(|e| e.to_string())
     } else {
         containerd_shim::mount::mount_rootfs(

@@ -226,9 +226,9 @@ fn setup(cfg: &InitConfig, sync: &File) -> Result<Ready> {
     let has = |t: LinuxNamespaceType| namespaces.iter().any(|n| n.typ() == t);
     process::apply_sysctls(&cfg.spec)?;
     process::set_oom_score_adj(&cfg.spec)?;
-    // A Wasm module is mapped (compiled, on a cache miss) first, outside
-    // the container's cgroup; `prepared` tells the creator it may move us
-    // in, which it does while we set up the rootfs.
+    // A Wasm module is found in the cache (compiled, on a miss) first,
+    // outside the container's cgroup; `prepared` tells the creator it may
+    // move us in, which it does while we set up the rootfs.
     let mut payload = match &cfg.payload {
         Payload::Native => Loaded::Native,
         Payload::Wasm { module, cache } => {
