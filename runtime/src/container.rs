@@ -119,7 +119,7 @@ impl Runtime {
     pub fn create_from(&self, id: &str, bundle: Bundle, opts: CreateOptions) -> Result<Container> {
         validate_id(id)?;
         crate::cgroup::prime_migration();
-        let clone_flags = check_namespaces(&bundle)?;
+        let (clone_flags, pid_ns) = check_namespaces(&bundle)?;
         // Compiled here, so a bad profile fails before anything exists.
         let seccomp = match bundle
             .spec
@@ -224,7 +224,7 @@ impl Runtime {
             stderr: opts.stdio.stderr.as_ref(),
         };
         let exe = self.config.init_exe_for(ep.kind);
-        let (pid, sock) = spawn_init(exe, id, clone_flags, &stdio)?;
+        let (pid, sock) = spawn_init(exe, id, clone_flags, pid_ns.as_deref(), &stdio)?;
         undo.pid = Some(pid);
         let init_err = |msg: String| Error::Init {
             id: id.to_string(),
@@ -368,8 +368,10 @@ impl Drop for Undo {
     }
 }
 
-/// Which namespaces the clone creates; rejects what the runtime can't do.
-fn check_namespaces(bundle: &Bundle) -> Result<libc::c_int> {
+/// Which namespaces the clone creates, and the pid namespace it joins
+/// instead of making one (a pod's shared, or the host's); rejects what the
+/// runtime can't do.
+fn check_namespaces(bundle: &Bundle) -> Result<(libc::c_int, Option<PathBuf>)> {
     let namespaces = bundle
         .spec
         .linux()
@@ -378,6 +380,7 @@ fn check_namespaces(bundle: &Bundle) -> Result<libc::c_int> {
         .unwrap_or_default();
     let mut flags = 0;
     let mut has_mount = false;
+    let mut pid_ns = None;
     for ns in &namespaces {
         let typ = ns.typ();
         if typ == LinuxNamespaceType::User {
@@ -394,12 +397,10 @@ fn check_namespaces(bundle: &Bundle) -> Result<libc::c_int> {
             }
             has_mount = true;
         }
-        if ns.path().is_none() {
-            flags |= typ as libc::c_int;
-        } else if typ == LinuxNamespaceType::Pid {
-            return Err(Error::Spec(
-                "joining an existing pid namespace is not supported yet".into(),
-            ));
+        match ns.path() {
+            None => flags |= typ as libc::c_int,
+            Some(path) if typ == LinuxNamespaceType::Pid => pid_ns = Some(path.clone()),
+            Some(_) => {}
         }
     }
     if !has_mount {
@@ -407,7 +408,7 @@ fn check_namespaces(bundle: &Bundle) -> Result<libc::c_int> {
             "the spec must ask for a mount namespace".into(),
         ));
     }
-    Ok(flags)
+    Ok((flags, pid_ns))
 }
 
 struct Entrypoint {
@@ -685,6 +686,7 @@ impl Container {
             config.init_exe_for(ep.kind),
             &self.state.id,
             0,
+            None,
             &child_stdio,
         )?;
         let fail = |msg: String| {

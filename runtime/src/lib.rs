@@ -14,6 +14,7 @@ pub mod bundle;
 pub mod cgroup;
 mod container;
 pub mod detect;
+pub mod features;
 mod error;
 pub mod init;
 pub mod init_layer;

@@ -32,8 +32,51 @@ pub(crate) fn mount_parsed(src: &Path, dest: &Path, typ: &str, opts: &Options) -
         let data = (!opts.data.is_empty()).then(|| opts.data.join(","));
         do_mount(Some(src), dest, Some(typ), opts.flags, data.as_deref())?;
     }
+    if opts.recursive_ro {
+        set_recursive_ro(dest)?;
+    }
     if !opts.propagation.is_empty() {
         do_mount(None, dest, None, opts.propagation, None)?;
+    }
+    Ok(())
+}
+
+/// `rro`: makes `dest` and every mount below it read-only, which a
+/// `MS_RDONLY` remount (the top mount only) cannot (`mount_setattr`,
+/// Linux 5.12).
+fn set_recursive_ro(dest: &Path) -> Result<()> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let path = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(dest.as_os_str()))
+        .map_err(|_| Error::Spec(format!("mount destination {} has a NUL", dest.display())))?;
+    // SAFETY: a valid NUL-terminated path and a mount_attr of the size given.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::AT_RECURSIVE as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if ret < 0 {
+        return Err(Error::sys(
+            format!("mount_setattr rro on {}", dest.display()),
+            nix::Error::last(),
+        ));
     }
     Ok(())
 }
@@ -65,6 +108,8 @@ pub(crate) struct Options {
     pub propagation: MsFlags,
     pub data: Vec<String>,
     pub bind: bool,
+    /// `rro`: read-only all the way down (see [`set_recursive_ro`]).
+    pub recursive_ro: bool,
 }
 
 pub(crate) fn parse_options(opts: &[String]) -> Options {
@@ -73,6 +118,7 @@ pub(crate) fn parse_options(opts: &[String]) -> Options {
         propagation: MsFlags::empty(),
         data: Vec::new(),
         bind: false,
+        recursive_ro: false,
     };
     for opt in opts {
         if let Some(p) = propagation(opt) {
@@ -99,8 +145,12 @@ pub(crate) fn parse_options(opts: &[String]) -> Options {
                 o.bind = true;
                 o.flags |= MsFlags::MS_BIND | MsFlags::MS_REC;
             }
+            "rro" => {
+                o.recursive_ro = true;
+                o.flags |= MsFlags::MS_RDONLY;
+            }
             // Options other runtimes define that have no kernel meaning here.
-            "tmpcopyup" | "rro" | "idmap" | "ridmap" => {}
+            "tmpcopyup" | "idmap" | "ridmap" => {}
             other => o.data.push(other.to_string()),
         }
     }
@@ -155,12 +205,15 @@ mod tests {
             MsFlags::MS_UNBINDABLE | MsFlags::MS_REC
         );
         // Words that start with an `r` but are not propagation types.
-        let o = parse(&["rbind", "ro", "rw", "relatime", "rro"]);
+        let o = parse(&["rbind", "ro", "rw", "relatime"]);
         assert!(o.propagation.is_empty() && o.bind);
         assert!(o
             .flags
             .contains(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_RELATIME));
         assert!(!o.flags.contains(MsFlags::MS_RDONLY));
         assert!(o.data.is_empty());
+        let o = parse(&["rbind", "rro"]);
+        assert!(o.propagation.is_empty() && o.recursive_ro);
+        assert!(o.flags.contains(MsFlags::MS_RDONLY));
     }
 }

@@ -29,11 +29,14 @@ pub(crate) struct ChildStdio<'a> {
 }
 
 /// Clones a child into new namespaces (`clone_flags`) that execs `exe` as
-/// the init of container `id`. Returns its pid and our end of the sync socket.
+/// the init of container `id`; with `pid_ns`, into that existing pid
+/// namespace instead of a new one. Returns its pid and our end of the sync
+/// socket.
 pub(crate) fn spawn_init(
     exe: &Path,
     id: &str,
     clone_flags: libc::c_int,
+    pid_ns: Option<&Path>,
     stdio: &ChildStdio,
 ) -> Result<(i32, UnixStream)> {
     // Said plainly here rather than as an init that died at exec.
@@ -45,9 +48,7 @@ pub(crate) fn spawn_init(
         .map_err(|_| Error::Spec("init path has a NUL".into()))?;
     let arg0 = CString::new("amphi-init").unwrap();
     let arg1 = CString::new(id).map_err(|_| Error::InvalidId(id.into()))?;
-    let argv = [arg0.as_ptr(), arg1.as_ptr(), std::ptr::null()];
     let env0 = CString::new(format!("{INIT_ENV}={INIT_FD}")).unwrap();
-    let envp = [env0.as_ptr(), std::ptr::null()];
     let fds: [RawFd; 4] = [
         stdio.stdin.map_or(0, |f| f.as_raw_fd()),
         stdio.stdout.map_or(1, |f| f.as_raw_fd()),
@@ -55,18 +56,68 @@ pub(crate) fn spawn_init(
         theirs.as_raw_fd(),
     ];
     let flags = (clone_flags | libc::SIGCHLD) as libc::c_ulong;
-    // SAFETY: a fork-like clone (no CLONE_VM, no new stack): the child gets
-    // a copy of our memory and runs only async-signal-safe calls below.
-    let ret = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
-    if ret < 0 {
-        return Err(Error::sys("clone", nix::Error::last()));
-    }
-    if ret == 0 {
-        // SAFETY: child side; see above.
-        unsafe { child(&fds, &exe_c, &argv, &envp) }
-    }
+    let clone = || {
+        // Built here, on the thread that clones (raw pointers are not Send).
+        let argv = [arg0.as_ptr(), arg1.as_ptr(), std::ptr::null()];
+        let envp = [env0.as_ptr(), std::ptr::null()];
+        // SAFETY: a fork-like clone (no CLONE_VM, no new stack): the child
+        // gets a copy of our memory and runs only async-signal-safe calls.
+        let ret = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
+        if ret == 0 {
+            // SAFETY: child side; see above.
+            unsafe { child(&fds, &exe_c, &argv, &envp) }
+        }
+        // errno is per thread: read it on the thread that cloned.
+        if ret < 0 {
+            Err(nix::Error::last())
+        } else {
+            Ok(ret as i32)
+        }
+    };
+    let pid = match pid_ns {
+        None => clone().map_err(|e| Error::sys("clone", e))?,
+        Some(path) => clone_in_pid_ns(path, clone)?,
+    };
     drop(theirs);
-    Ok((ret as i32, ours))
+    Ok((pid, ours))
+}
+
+/// Runs `clone` so that its child lands in the pid namespace at `path`.
+///
+/// A pid namespace cannot be entered by a running process, only chosen for
+/// its future children (`setns` sets the calling thread's
+/// `pid_for_children`). That is done on a thread of its own, which then
+/// clones and ends, so no other thread of the caller (the shim serves
+/// requests on many) ever forks into the container's namespace. The child
+/// is still ours to `waitpid`: children belong to the whole thread group.
+fn clone_in_pid_ns(
+    path: &Path,
+    clone: impl FnOnce() -> nix::Result<i32> + Send,
+) -> Result<i32> {
+    use std::os::unix::fs::MetadataExt;
+    let ns = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let theirs = ns.metadata().map_err(|e| Error::io(path, e))?;
+    let ours = std::fs::metadata("/proc/self/ns/pid").map_err(|e| Error::io("/proc/self/ns/pid", e))?;
+    // Our own namespace (a hostPID pod names the host's): nothing to join.
+    if (ours.dev(), ours.ino()) == (theirs.dev(), theirs.ino()) {
+        return clone().map_err(|e| Error::sys("clone", e));
+    }
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWPID)
+                .map_err(|e| Error::sys(format!("setns {}", path.display()), e))?;
+            clone().map_err(|e| match e {
+                // The namespace's init has exited: the kernel takes no new members.
+                nix::Error::ENOMEM => Error::Spec(format!(
+                    "pid namespace {} is gone (its init has exited)",
+                    path.display()
+                )),
+                e => Error::sys(format!("clone into pid namespace {}", path.display()), e),
+            })
+        })
+        .join()
+        .unwrap_or_else(|_| Err(Error::Spec("clone thread panicked".into())))
+    })
 }
 
 /// Child side of the clone: place the fds and exec. Never returns.

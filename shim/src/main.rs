@@ -4,14 +4,16 @@
 //! drives `amphi-runtime`, so native and Wasm containers share one path.
 
 mod events;
+mod info;
 mod io;
 mod logger;
 mod oom;
+mod options;
 mod service;
 mod shim;
 
 /// The runtime type containerd knows us by.
-const RUNTIME_ID: &str = "io.containerd.amphi.v1";
+pub(crate) const RUNTIME_ID: &str = "io.containerd.amphi.v1";
 
 /// The helper binary that runs Wasm container inits, installed beside
 /// the shim.

@@ -317,17 +317,6 @@ fn not_found(id: &str) -> ttrpc::Error {
     err(Code::NOT_FOUND, format!("container {id} not found"))
 }
 
-/// Converts containerd's systemd-style cgroup path (`slice:prefix:name`) to
-/// a cgroupfs path; other paths pass through.
-fn cgroup_path(spec_path: Option<&Path>) -> Option<String> {
-    let p = spec_path?.to_string_lossy().into_owned();
-    let parts: Vec<&str> = p.split(':').collect();
-    Some(match parts.as_slice() {
-        [slice, prefix, name] => format!("{slice}/{prefix}-{name}.scope"),
-        _ => p,
-    })
-}
-
 fn runtime_for(bundle: &Path) -> Runtime {
     Runtime::new(RuntimeConfig {
         state_root: state_root(bundle),
@@ -480,13 +469,16 @@ impl TaskService {
         }
         let result = (|| {
             let loaded = Bundle::load(&bundle).map_err(rt_err)?;
-            let cgroup = cgroup_path(
-                loaded
-                    .spec
-                    .linux()
-                    .as_ref()
-                    .and_then(|l| l.cgroups_path().as_deref()),
-            );
+            let options = crate::options::parse(req.options.as_ref())
+                .map_err(|e| err(Code::INVALID_ARGUMENT, e))?;
+            let spec_cgroup = loaded
+                .spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.cgroups_path().as_deref())
+                .map(|p| p.to_string_lossy().into_owned());
+            let cgroup = crate::options::cgroup_path(spec_cgroup.as_deref(), &options)
+                .map_err(|e| err(Code::INVALID_ARGUMENT, e))?;
             let stdio = crate::io::open(&req.stdin, &req.stdout, &req.stderr, req.terminal)
                 .map_err(|e| err(Code::INVALID_ARGUMENT, format!("opening stdio: {e}")))?;
             let mut container = runtime_for(&bundle)

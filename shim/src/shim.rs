@@ -43,6 +43,10 @@ const TTRPC_ADDRESS: &str = "TTRPC_ADDRESS";
 pub fn run() -> Result<()> {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let flags = containerd_shim::parse(&args).context("parsing the command line")?;
+    // containerd 2.x asks before every create, with no namespace.
+    if flags.info {
+        return crate::info::print();
+    }
     if flags.namespace.is_empty() {
         bail!("-namespace is required");
     }
@@ -70,8 +74,16 @@ fn start(flags: Flags) -> Result<()> {
     let address = containerd_shim::socket_address(&flags.address, &flags.namespace, &group);
     let Some(listener) = listen(&address)? else {
         // The group's shim is alive: it serves this container too.
-        return announce(&address);
+        write_address(&address)?;
+        return print_address(&address);
     };
+    // Before the fork: a shim no container knows the address of would
+    // serve nobody, for ever.
+    if let Err(e) = write_address(&address) {
+        drop(listener);
+        remove_socket(&address);
+        return Err(e);
+    }
     // The socket is bound and listening before the fork, so containerd may
     // connect as soon as it reads the address: the connection waits in the
     // backlog until the child accepts it. This process is single-threaded,
@@ -100,16 +112,27 @@ fn start(flags: Flags) -> Result<()> {
         }
         nix::unistd::ForkResult::Parent { .. } => {
             drop(listener);
-            announce(&address)
+            print_address(&address)
         }
     }
 }
 
-/// Records the address in the bundle (containerd reads it back after a
-/// restart) and prints it for containerd.
-fn announce(address: &str) -> Result<()> {
-    containerd_shim::util::write_address(address)
-        .with_context(|| format!("writing the address file for {address}"))?;
+/// Records the address in the bundle's `address` file (containerd reads it
+/// back after a restart), atomically, through a temp name of this process's
+/// own: `containerd_shim`'s fixed `.address` collides when starts overlap
+/// or one was killed halfway.
+fn write_address(address: &str) -> Result<()> {
+    let tmp = PathBuf::from(format!(".address.{}", std::process::id()));
+    std::fs::write(&tmp, address)
+        .and_then(|()| std::fs::rename(&tmp, "address"))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+        .with_context(|| format!("writing the address file for {address}"))
+}
+
+/// Prints the address for containerd.
+fn print_address(address: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(address.as_bytes())
         .and_then(|()| out.flush())

@@ -217,8 +217,12 @@ fn setup(cfg: &InitConfig, sync: &File) -> Result<Ready> {
     let namespaces = linux
         .and_then(|l| l.namespaces().clone())
         .unwrap_or_default();
-    // Namespaces given by path are joined here; the others were created by clone.
+    // Namespaces given by path are joined here (a pid namespace was
+    // entered by the clone already); the others were created by clone.
     for ns in namespaces.iter() {
+        if ns.typ() == LinuxNamespaceType::Pid {
+            continue;
+        }
         if let Some(path) = ns.path() {
             process::join_namespace(ns.typ(), path)?;
         }

@@ -251,6 +251,11 @@ fn spec_devices(cfg: &InitConfig) -> Result<()> {
                 d.path().display()
             )));
         }
+        // /dev/ptmx is the devpts link made with the default devices
+        // (privileged pods list the host's node): runc skips it too.
+        if d.path() == Path::new("/dev/ptmx") {
+            continue;
+        }
         let at = secure_join(&cfg.rootfs, d.path());
         node(
             &at,
