@@ -8,6 +8,7 @@ use crate::{Error, Result};
 enum Entry {
     Dir,
     File { mode: u32, bytes: Vec<u8> },
+    Symlink { target: String },
 }
 
 /// Builds a layer from in-memory files.
@@ -25,6 +26,33 @@ impl LayerBuilder {
     /// Adds a regular file at `path` (relative; a leading `/` is dropped),
     /// creating its parent directories.
     pub fn file(&mut self, path: &str, mode: u32, bytes: &[u8]) -> Result<&mut Self> {
+        let path = self.parents(path)?;
+        self.entries.insert(
+            path,
+            Entry::File {
+                mode,
+                bytes: bytes.to_vec(),
+            },
+        );
+        Ok(self)
+    }
+
+    /// Adds a symbolic link at `path` pointing to `target`, creating its
+    /// parent directories.
+    pub fn symlink(&mut self, path: &str, target: &str) -> Result<&mut Self> {
+        let path = self.parents(path)?;
+        self.entries.insert(
+            path,
+            Entry::Symlink {
+                target: target.to_string(),
+            },
+        );
+        Ok(self)
+    }
+
+    /// Checks `path` and adds its parent directories; the path without a
+    /// leading `/`.
+    fn parents(&mut self, path: &str) -> Result<String> {
         let path = path.trim_start_matches('/');
         if path.is_empty()
             || path
@@ -39,14 +67,7 @@ impl LayerBuilder {
                 .entry(format!("{}/", parts[..i].join("/")))
                 .or_insert(Entry::Dir);
         }
-        self.entries.insert(
-            path.to_string(),
-            Entry::File {
-                mode,
-                bytes: bytes.to_vec(),
-            },
-        );
-        Ok(self)
+        Ok(path.to_string())
     }
 
     /// The tar bytes.
@@ -70,6 +91,12 @@ impl LayerBuilder {
                     h.set_mode(*mode);
                     h.set_size(bytes.len() as u64);
                     b.append_data(&mut h, path, bytes.as_slice()).map_err(io)?;
+                }
+                Entry::Symlink { target } => {
+                    h.set_entry_type(tar::EntryType::Symlink);
+                    h.set_mode(0o777);
+                    h.set_size(0);
+                    b.append_link(&mut h, path, target).map_err(io)?;
                 }
             }
         }
