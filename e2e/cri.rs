@@ -140,3 +140,180 @@ fn wait_for_ok(mut f: impl FnMut() -> bool) {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// Runs a container to its exit: (exit code, its stdout lines joined).
+fn run_to_exit(node: &Node, pod: &str, cfg: &PodSandboxConfig, c: &ContainerConfig) -> (i32, String) {
+    let id = node.run_container(pod, cfg, c);
+    let s = node.wait_exited(&id);
+    let name = &c.metadata.as_ref().unwrap().name;
+    let log = std::fs::read_to_string(Node::log_path(cfg, name)).unwrap_or_default();
+    let out: String = log
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.splitn(4, ' ').collect();
+            (f.len() == 4 && f[1] == "stdout").then(|| format!("{}\n", f[3]))
+        })
+        .collect();
+    (s.exit_code, out)
+}
+
+fn sec(c: &mut ContainerConfig) -> &mut LinuxContainerSecurityContext {
+    c.linux
+        .get_or_insert_with(Default::default)
+        .security_context
+        .get_or_insert_with(Default::default)
+}
+
+/// The effective capability set of the container's process, from its status.
+fn cap_eff(out: &str) -> u64 {
+    let hex = out
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .unwrap_or_else(|| panic!("no CapEff in {out:?}"));
+    u64::from_str_radix(hex.trim(), 16).unwrap()
+}
+
+#[test]
+fn security_contexts_users_caps_readonly_paths_sysctls_and_seccomp() {
+    let mut node = Node::start();
+    let mut cfg = node.pod_config("sec");
+    cfg.linux
+        .as_mut()
+        .unwrap()
+        .sysctls
+        .insert("kernel.shm_rmid_forced".into(), "1".into());
+    let pod = node.run_pod(&cfg);
+    let mut n = 0;
+    let mut run = |f: &dyn Fn(&mut ContainerConfig), script: &str| {
+        n += 1;
+        let mut c = Node::container_config(&format!("c{n}"), BUSYBOX, &["sh", "-c", script]);
+        f(&mut c);
+        run_to_exit(&node, &pod, &cfg, &c)
+    };
+    // Users and groups.
+    let (code, out) = run(
+        &|c| {
+            let s = sec(c);
+            s.run_as_user = Some(Int64Value { value: 1234 });
+            s.run_as_group = Some(Int64Value { value: 5678 });
+            s.supplemental_groups = vec![4000];
+        },
+        "id -u; id -g; id -G",
+    );
+    assert_eq!((code, out.as_str()), (0, "1234\n5678\n5678 4000\n"));
+    let (_, out) = run(&|c| sec(c).run_as_username = "nobody".into(), "id -u");
+    assert_eq!(out, "65534\n");
+    // Read-only rootfs, masked and read-only paths.
+    let (code, _) = run(&|c| sec(c).readonly_rootfs = true, "touch /probe");
+    assert_ne!(code, 0, "a read-only rootfs took a write");
+    let (code, out) = run(
+        &|c| {
+            let s = sec(c);
+            s.masked_paths = vec!["/etc/group".into()];
+            s.readonly_paths = vec!["/tmp".into()];
+        },
+        "wc -c < /etc/group; touch /tmp/probe || echo refused",
+    );
+    assert_eq!((code, out.as_str()), (0, "0\nrefused\n"));
+    // kubelet's default masked paths (it sends them; containerd adds none).
+    let (_, out) = run(
+        &|c| sec(c).masked_paths = vec!["/proc/keys".into(), "/proc/timer_list".into(), "/sys/firmware".into()],
+        "wc -c < /proc/timer_list; wc -c < /proc/keys; ls /sys/firmware | wc -l",
+    );
+    assert_eq!(out, "0\n0\n0\n");
+    // Capabilities: add, drop, drop all; no_new_privs.
+    let (_, out) = run(
+        &|c| {
+            sec(c).capabilities = Some(Capability {
+                add_capabilities: vec!["NET_ADMIN".into()],
+                drop_capabilities: vec!["CHOWN".into()],
+                ..Default::default()
+            })
+        },
+        "cat /proc/self/status",
+    );
+    let eff = cap_eff(&out);
+    assert_eq!(eff & 1, 0, "CAP_CHOWN was not dropped: {eff:x}");
+    assert_ne!(eff & (1 << 12), 0, "CAP_NET_ADMIN was not added: {eff:x}");
+    let (_, out) = run(
+        &|c| {
+            let s = sec(c);
+            s.capabilities = Some(Capability {
+                drop_capabilities: vec!["ALL".into()],
+                ..Default::default()
+            });
+            s.no_new_privs = true;
+        },
+        "cat /proc/self/status",
+    );
+    assert_eq!(cap_eff(&out), 0);
+    assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+    // A sysctl of the pod.
+    let (_, out) = run(&|_| {}, "cat /proc/sys/kernel/shm_rmid_forced");
+    assert_eq!(out, "1\n");
+    // Seccomp: RuntimeDefault refuses the kernel keyring (EPERM); without
+    // a filter the call reaches the kernel, which faults on its null
+    // argument; a Localhost profile of our own refuses mkdir.
+    let add_key = format!("/examples/syscall {}", libc::SYS_add_key);
+    let profile = |t: security_profile::ProfileType, r: &str| SecurityProfile {
+        profile_type: t as i32,
+        localhost_ref: r.into(),
+    };
+    let (_, out) = run(
+        &|c| sec(c).seccomp = Some(profile(security_profile::ProfileType::RuntimeDefault, "")),
+        &add_key,
+    );
+    assert_eq!(out, "errno 1 (Operation not permitted)\n");
+    let (_, out) = run(
+        &|c| sec(c).seccomp = Some(profile(security_profile::ProfileType::Unconfined, "")),
+        &add_key,
+    );
+    assert_eq!(out, "errno 14 (Bad address)\n");
+    let local = node.dir.path().join("deny-mkdir.json");
+    std::fs::write(
+        &local,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO"}]}"#,
+    )
+    .unwrap();
+    let local = local.to_string_lossy().into_owned();
+    let (_, out) = run(
+        &|c| sec(c).seccomp = Some(profile(security_profile::ProfileType::Localhost, &local)),
+        "mkdir /tmp/d || echo refused",
+    );
+    assert_eq!(out, "refused\n");
+    // Wasm under RuntimeDefault.
+    let mut w = Node::container_config("wasm", WASM_LINUX, &[]);
+    sec(&mut w).seccomp = Some(profile(security_profile::ProfileType::RuntimeDefault, ""));
+    let (code, out) = run_to_exit(&node, &pod, &cfg, &w);
+    assert_eq!((code, out.as_str()), (0, "Hello from Wasm!\n"));
+    node.remove_pod_clean(&pod, &cfg);
+}
+
+#[test]
+fn privileged_pod_mounts_and_sees_devices() {
+    let mut node = Node::start();
+    let mut cfg = node.pod_config("priv");
+    cfg.linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap()
+        .privileged = true;
+    let pod = node.run_pod(&cfg);
+    let mut c = Node::container_config(
+        "priv",
+        BUSYBOX,
+        &["sh", "-c", "mkdir -p /mnt && mount -t tmpfs none /mnt && echo mounted; ls -l /dev/ptmx; cat /proc/self/status"],
+    );
+    sec(&mut c).privileged = true;
+    let (code, out) = run_to_exit(&node, &pod, &cfg, &c);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("mounted\n"), "{out}");
+    assert!(out.contains("/dev/ptmx -> pts/ptmx"), "{out}");
+    // Every capability the host has (its bounding set).
+    let host = std::fs::read_to_string("/proc/self/status").unwrap();
+    let bnd = host.lines().find_map(|l| l.strip_prefix("CapBnd:")).unwrap();
+    assert_eq!(cap_eff(&out), u64::from_str_radix(bnd.trim(), 16).unwrap(), "{out}");
+    node.remove_pod_clean(&pod, &cfg);
+}
