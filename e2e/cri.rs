@@ -317,3 +317,132 @@ fn privileged_pod_mounts_and_sees_devices() {
     assert_eq!(cap_eff(&out), u64::from_str_radix(bnd.trim(), 16).unwrap(), "{out}");
     node.remove_pod_clean(&pod, &cfg);
 }
+
+/// A v1 or v2 cgroup file of container `id` in pod config `cfg`.
+fn cgroup_file(cfg: &PodSandboxConfig, id: &str, v1: (&str, &str), v2: &str) -> String {
+    let path = format!("{}/{id}", cfg.linux.as_ref().unwrap().cgroup_parent);
+    let rel = path.trim_start_matches('/');
+    let v1p = std::path::Path::new("/sys/fs/cgroup").join(v1.0).join(rel).join(v1.1);
+    let v2p = std::path::Path::new("/sys/fs/cgroup").join(rel).join(v2);
+    std::fs::read_to_string(&v1p)
+        .or_else(|_| std::fs::read_to_string(&v2p))
+        .unwrap_or_else(|e| panic!("{} / {}: {e}", v1p.display(), v2p.display()))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn resources_update_stats_stop_grace_restart_and_oom() {
+    let mut node = Node::start();
+    let cfg = node.pod_config("res");
+    let pod = node.run_pod(&cfg);
+    let mut c = Node::container_config("limited", BUSYBOX, &["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done"]);
+    c.linux.as_mut().unwrap().resources = Some(LinuxContainerResources {
+        memory_limit_in_bytes: 64 << 20,
+        cpu_period: 100_000,
+        cpu_quota: 50_000,
+        cpu_shares: 512,
+        ..Default::default()
+    });
+    let limited = node.run_container(&pod, &cfg, &c);
+    let mem = || cgroup_file(&cfg, &limited, ("memory", "memory.limit_in_bytes"), "memory.max");
+    let quota = || cgroup_file(&cfg, &limited, ("cpu", "cpu.cfs_quota_us"), "cpu.max");
+    assert_eq!(mem(), (64u64 << 20).to_string());
+    assert!(quota().starts_with("50000"), "{}", quota());
+    let mut rs = node.rs.clone();
+    node.rt
+        .block_on(rs.update_container_resources(UpdateContainerResourcesRequest {
+            container_id: limited.clone(),
+            linux: Some(LinuxContainerResources {
+                memory_limit_in_bytes: 96 << 20,
+                cpu_period: 100_000,
+                cpu_quota: 20_000,
+                cpu_shares: 256,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+        .unwrap_or_else(|e| panic!("UpdateContainerResources: {}", e.message()));
+    assert_eq!(mem(), (96u64 << 20).to_string());
+    assert!(quota().starts_with("20000"), "{}", quota());
+    let status = node.status(&limited);
+    let res = status.resources.and_then(|r| r.linux).expect("status reports the resources");
+    assert_eq!(res.memory_limit_in_bytes, 96 << 20);
+
+    // Stats of the container and of the pod: CPU and memory.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let stats = node
+        .rt
+        .block_on(rs.list_container_stats(ListContainerStatsRequest {
+            filter: Some(ContainerStatsFilter {
+                id: limited.clone(),
+                ..Default::default()
+            }),
+        }))
+        .unwrap()
+        .into_inner()
+        .stats;
+    let s = &stats[0];
+    assert!(s.cpu.as_ref().and_then(|c| c.usage_core_nano_seconds).unwrap().value > 0, "{s:?}");
+    assert!(s.memory.as_ref().and_then(|m| m.working_set_bytes).unwrap().value > 0, "{s:?}");
+    let pstats = node
+        .rt
+        .block_on(rs.list_pod_sandbox_stats(ListPodSandboxStatsRequest {
+            filter: Some(PodSandboxStatsFilter {
+                id: pod.clone(),
+                ..Default::default()
+            }),
+        }))
+        .unwrap_or_else(|e| panic!("ListPodSandboxStats: {}", e.message()))
+        .into_inner()
+        .stats;
+    let linux = pstats[0].linux.as_ref().unwrap();
+    assert!(linux.cpu.as_ref().and_then(|c| c.usage_core_nano_seconds).unwrap().value > 0);
+    assert!(linux.memory.as_ref().and_then(|m| m.working_set_bytes).unwrap().value > 0);
+
+    // StopContainer: SIGTERM, which this one handles (exit 0) ...
+    node.stop_container(&limited, 10).unwrap();
+    assert_eq!(node.status(&limited).exit_code, 0);
+    // ... and SIGKILL after the grace period for one that ignores it.
+    let stubborn = Node::container_config("stubborn", BUSYBOX, &["sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"]);
+    let stubborn = node.run_container(&pod, &cfg, &stubborn);
+    node.stop_container(&stubborn, 1).unwrap();
+    let s = node.status(&stubborn);
+    assert_eq!((s.exit_code, s.state), (137, ContainerState::ContainerExited as i32));
+
+    // kubelet's restart: the same name, the next attempt, the same sandbox.
+    let mut again = Node::container_config("again", BUSYBOX, &["sh", "-c", "echo run"]);
+    let first = node.run_container(&pod, &cfg, &again);
+    node.wait_exited(&first);
+    again.metadata.as_mut().unwrap().attempt = 1;
+    again.log_path = "again-1.log".into();
+    let second = node.run_container(&pod, &cfg, &again);
+    let s = node.wait_exited(&second);
+    assert_eq!((s.exit_code, s.reason.as_str()), (0, "Completed"));
+    node.remove_container(&first).unwrap();
+
+    // OOM: the kernel kills it at its limit, and the reason says so.
+    let mut hog = Node::container_config("hog", BUSYBOX, &["/examples/memhog"]);
+    hog.linux.as_mut().unwrap().resources = Some(LinuxContainerResources {
+        memory_limit_in_bytes: 32 << 20,
+        ..Default::default()
+    });
+    let hog = node.run_container(&pod, &cfg, &hog);
+    let s = node.wait_exited(&hog);
+    assert_eq!((s.exit_code, s.reason.as_str()), (137, "OOMKilled"));
+    let mut wasm_hog = Node::container_config("wasmhog", WASM_LINUX, &["/grow.wasm"]);
+    wasm_hog.linux.as_mut().unwrap().resources = Some(LinuxContainerResources {
+        memory_limit_in_bytes: 32 << 20,
+        ..Default::default()
+    });
+    // The Wasm engine refuses growth past the cgroup's limit (no OOM kill).
+    let (code, out) = run_to_exit(&node, &pod, &cfg, &wasm_hog);
+    let pages: u64 = out
+        .strip_prefix("memory.grow refused at ")
+        .and_then(|r| r.strip_suffix(" pages\n"))
+        .unwrap_or_else(|| panic!("{code}: {out:?}"))
+        .parse()
+        .unwrap();
+    assert!(code == 0 && pages * 65536 <= 32 << 20, "{code}: {out}");
+    node.remove_pod_clean(&pod, &cfg);
+}
