@@ -446,3 +446,107 @@ fn resources_update_stats_stop_grace_restart_and_oom() {
     assert!(code == 0 && pages * 65536 <= 32 << 20, "{code}: {out}");
     node.remove_pod_clean(&pod, &cfg);
 }
+
+/// A host directory that is a shared mount of its own (as kubelet's pod
+/// volume dirs are), unmounted on drop with whatever was mounted below.
+struct SharedDir(std::path::PathBuf);
+
+impl SharedDir {
+    fn new(path: std::path::PathBuf) -> SharedDir {
+        use nix::mount::{mount, MsFlags};
+        std::fs::create_dir_all(&path).unwrap();
+        mount(Some(&path), &path, None::<&str>, MsFlags::MS_BIND, None::<&str>).unwrap();
+        mount(None::<&str>, &path, None::<&str>, MsFlags::MS_SHARED, None::<&str>).unwrap();
+        SharedDir(path)
+    }
+}
+
+impl Drop for SharedDir {
+    fn drop(&mut self) {
+        let root = self.0.to_string_lossy().into_owned();
+        let mut m = mounts_under(&root);
+        m.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in m {
+            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+#[test]
+fn host_path_mounts_with_each_propagation_mode() {
+    let mut node = Node::start();
+    let mut cfg = node.pod_config("prop");
+    cfg.linux.as_mut().unwrap().security_context.as_mut().unwrap().privileged = true;
+    let pod = node.run_pod(&cfg);
+    let host = SharedDir::new(node.dir.path().join("hostpath"));
+    std::fs::write(host.0.join("file"), "from the host\n").unwrap();
+    let mut ids = Vec::new();
+    for (name, mode) in [
+        ("private", MountPropagation::PropagationPrivate),
+        ("slave", MountPropagation::PropagationHostToContainer),
+        ("shared", MountPropagation::PropagationBidirectional),
+    ] {
+        let mut c = Node::container_config(name, BUSYBOX, &["sleep", "3600"]);
+        c.mounts = vec![Mount {
+            container_path: "/hp".into(),
+            host_path: host.0.to_string_lossy().into_owned(),
+            propagation: mode as i32,
+            ..Default::default()
+        }];
+        sec(&mut c).privileged = true;
+        ids.push((name, node.run_container(&pod, &cfg, &c)));
+    }
+    for (_, id) in &ids {
+        assert_eq!(node.sh(id, "cat /hp/file"), "from the host\n");
+    }
+    // A mount made on the host after the containers started.
+    let late = host.0.join("late");
+    std::fs::create_dir_all(&late).unwrap();
+    nix::mount::mount(Some("tmpfs"), &late, Some("tmpfs"), nix::mount::MsFlags::empty(), None::<&str>).unwrap();
+    std::fs::write(late.join("seen"), "yes\n").unwrap();
+    let probe = "cat /hp/late/seen 2>/dev/null || echo no";
+    assert_eq!(node.sh(ids[0].1.as_str(), probe), "no\n", "private saw a host mount");
+    assert_eq!(node.sh(ids[1].1.as_str(), probe), "yes\n", "rslave missed a host mount");
+    assert_eq!(node.sh(ids[2].1.as_str(), probe), "yes\n", "rshared missed a host mount");
+    // A mount made in the bidirectional container reaches the host.
+    node.sh(&ids[2].1, "mkdir -p /hp/inner && mount -t tmpfs none /hp/inner && echo x > /hp/inner/from-ctr");
+    assert_eq!(std::fs::read_to_string(host.0.join("inner/from-ctr")).unwrap(), "x\n");
+    assert_eq!(node.sh(ids[0].1.as_str(), "cat /hp/inner/from-ctr 2>/dev/null || echo no"), "no\n");
+    // Unmounted here before the pod goes (the container's side goes with it).
+    let _ = nix::mount::umount2(&host.0.join("inner"), nix::mount::MntFlags::MNT_DETACH);
+    node.remove_pod_clean(&pod, &cfg);
+    drop(host);
+}
+
+#[test]
+fn host_namespaces_pid_ipc_and_network() {
+    let mut node = Node::start();
+    let mut cfg = node.pod_config("hostns");
+    {
+        let ns = cfg.linux.as_mut().unwrap().security_context.as_mut().unwrap();
+        let o = ns.namespace_options.as_mut().unwrap();
+        o.pid = NamespaceMode::Node as i32;
+        o.ipc = NamespaceMode::Node as i32;
+        o.network = NamespaceMode::Node as i32;
+    }
+    let pod = node.run_pod(&cfg);
+    let c = node.run_container(&pod, &cfg, &Node::container_config("c", BUSYBOX, &["sleep", "3600"]));
+    let pid = container_pid(&node, &c);
+    for ns in ["pid", "ipc", "net"] {
+        assert_eq!(ns_of(pid, ns), ns_of(std::process::id() as i32, ns), "{ns}");
+    }
+    // The host's processes are seen, this test among them.
+    let ps = node.sh(&c, "ls /proc");
+    assert!(ps.lines().any(|l| l == std::process::id().to_string()), "{ps}");
+    // Exec in a hostPID container, and kill-all on stop, still find its processes.
+    let r = node
+        .exec_sync(&c, &["sh", "-c", "sleep 1000 >/dev/null 2>&1 & echo $!"], 10)
+        .unwrap();
+    let bg: i32 = String::from_utf8_lossy(&r.stdout).trim().parse().unwrap();
+    assert!(std::path::Path::new(&format!("/proc/{bg}")).exists());
+    node.stop_container(&c, 2).unwrap();
+    wait_for("the exec's child to be killed", 10, || {
+        std::fs::read_to_string(format!("/proc/{bg}/stat")).map_or(true, |s| s.contains(") Z "))
+    });
+    node.remove_pod_clean(&pod, &cfg);
+}

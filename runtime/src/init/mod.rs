@@ -280,7 +280,7 @@ fn setup(cfg: &InitConfig, sync: &File) -> Result<Ready> {
         .open(&cfg.fifo)
         .map_err(|e| Error::io(&cfg.fifo, e))?
         .into();
-    rootfs::pivot(&cfg.rootfs)?;
+    rootfs::pivot(&cfg.rootfs, rootfs::rootfs_propagation(cfg)?)?;
     rootfs::finish(cfg)?;
     let process = cfg.spec.process().as_ref().expect("bundle checks process");
     process::setup_console(process, sync)?;

@@ -13,28 +13,38 @@ use crate::mount::{do_mount, mount_parsed, parse_options};
 use crate::paths::secure_join;
 use crate::{Error, Result};
 
-/// Mounts everything under the rootfs, before pivot_root.
-pub(super) fn prepare(cfg: &InitConfig) -> Result<()> {
-    let propagation = match cfg
+/// The spec's `rootfsPropagation`, if it names one.
+pub(super) fn rootfs_propagation(cfg: &InitConfig) -> Result<Option<MsFlags>> {
+    Ok(match cfg
         .spec
         .linux()
         .as_ref()
         .and_then(|l| l.rootfs_propagation().as_deref())
     {
-        None | Some("") | Some("slave") | Some("rslave") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
-        Some("private") | Some("rprivate") => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
-        Some("shared") | Some("rshared") => MsFlags::MS_SHARED | MsFlags::MS_REC,
-        Some("unbindable") | Some("runbindable") => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+        None | Some("") => None,
+        Some("slave") | Some("rslave") => Some(MsFlags::MS_SLAVE | MsFlags::MS_REC),
+        Some("private") | Some("rprivate") => Some(MsFlags::MS_PRIVATE | MsFlags::MS_REC),
+        Some("shared") | Some("rshared") => Some(MsFlags::MS_SHARED | MsFlags::MS_REC),
+        Some("unbindable") | Some("runbindable") => Some(MsFlags::MS_UNBINDABLE | MsFlags::MS_REC),
         Some(other) => return Err(Error::Spec(format!("unknown rootfsPropagation {other:?}"))),
-    };
-    // Nothing we mount may propagate back to the host.
-    do_mount(
-        None,
-        Path::new("/"),
-        None,
-        MsFlags::MS_SLAVE | MsFlags::MS_REC,
-        None,
-    )?;
+    })
+}
+
+/// Mounts everything under the rootfs, before pivot_root.
+///
+/// The order is runc's: the whole tree gets the spec's propagation
+/// (default rslave: host mounts reach us, ours never reach the host) —
+/// `rshared` keeps bidirectional host paths peers of the host's; then the
+/// mount holding the rootfs is made private, so the rootfs bind below
+/// propagates nowhere and pivot_root accepts it (it refuses a shared new
+/// root or parent); the spec's propagation is applied to the new `/`
+/// after the pivot (see [`pivot`]).
+pub(super) fn prepare(cfg: &InitConfig) -> Result<()> {
+    let propagation = rootfs_propagation(cfg)?.unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
+    do_mount(None, Path::new("/"), None, propagation, None)?;
+    if let Some(parent) = mount_point_of(&cfg.rootfs) {
+        do_mount(None, &parent, None, MsFlags::MS_PRIVATE, None)?;
+    }
     // pivot_root needs the new root to be a mount point.
     do_mount(
         Some(&cfg.rootfs),
@@ -54,10 +64,36 @@ pub(super) fn prepare(cfg: &InitConfig) -> Result<()> {
         default_devices(&cfg.rootfs)?;
     }
     spec_devices(cfg)?;
-    if propagation != MsFlags::MS_SLAVE | MsFlags::MS_REC {
-        do_mount(None, &cfg.rootfs, None, propagation, None)?;
-    }
     Ok(())
+}
+
+/// The mount point of the mount that holds `path` (the longest mount
+/// point that is `path` or one of its ancestors).
+fn mount_point_of(path: &Path) -> Option<PathBuf> {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    table
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| PathBuf::from(unescape_mount_path(m)))
+        .filter(|m| path.starts_with(m))
+        .max_by_key(|m| m.as_os_str().len())
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\NNN` (octal).
+fn unescape_mount_path(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn mount_one(cfg: &InitConfig, m: &Mount) -> Result<()> {
@@ -270,12 +306,21 @@ fn spec_devices(cfg: &InitConfig) -> Result<()> {
     Ok(())
 }
 
-/// Makes the rootfs `/` and detaches the host's tree.
-pub(super) fn pivot(rootfs: &Path) -> Result<()> {
+/// Makes the rootfs `/` and detaches the host's tree; then gives `/` the
+/// spec's `rootfsPropagation` (pivot_root would refuse a shared new root).
+pub(super) fn pivot(rootfs: &Path, propagation: Option<MsFlags>) -> Result<()> {
+    let old_root = std::fs::File::open("/").map_err(|e| Error::io("/", e))?;
     nix::unistd::chdir(rootfs).map_err(|e| Error::sys(format!("chdir {}", rootfs.display()), e))?;
     // pivot_root(".", ".") stacks the old root on the new one; unmount it.
     nix::unistd::pivot_root(".", ".")
         .map_err(|e| Error::sys(format!("pivot_root {}", rootfs.display()), e))?;
+    // Into the old root by its fd, as runc does: a lookup of "." does not
+    // cross the stacked mount, and the rslave below must reach only the
+    // old tree (made slave, its unmount cannot reach the host), never the
+    // container's own mounts (a bidirectional host path would lose its
+    // tie to the host's peer group).
+    nix::unistd::fchdir(&old_root).map_err(|e| Error::sys("fchdir to the old root", e))?;
+    drop(old_root);
     do_mount(
         None,
         Path::new("."),
@@ -284,7 +329,11 @@ pub(super) fn pivot(rootfs: &Path) -> Result<()> {
         None,
     )?;
     umount2(".", MntFlags::MNT_DETACH).map_err(|e| Error::sys("unmount old root", e))?;
-    nix::unistd::chdir("/").map_err(|e| Error::sys("chdir /", e))
+    nix::unistd::chdir("/").map_err(|e| Error::sys("chdir /", e))?;
+    if let Some(flags) = propagation {
+        do_mount(None, Path::new("/"), None, flags, None)?;
+    }
+    Ok(())
 }
 
 /// After pivot_root: masked paths, read-only paths, read-only root.
