@@ -550,3 +550,134 @@ fn host_namespaces_pid_ipc_and_network() {
     });
     node.remove_pod_clean(&pod, &cfg);
 }
+
+#[test]
+fn bad_input_is_a_clear_error_and_harms_no_other_container() {
+    let mut node = Node::start();
+    let cfg = node.pod_config("bad");
+    let pod = node.run_pod(&cfg);
+    let keeper = node.run_container(&pod, &cfg, &Node::container_config("keeper", BUSYBOX, &["sleep", "3600"]));
+    let profile = |r: &str| SecurityProfile {
+        profile_type: security_profile::ProfileType::Localhost as i32,
+        localhost_ref: r.into(),
+    };
+    let bogus = node.dir.path().join("bogus.json");
+    std::fs::write(&bogus, r#"{"defaultAction":"SCMP_ACT_BOGUS"}"#).unwrap();
+    let bogus = bogus.to_string_lossy().into_owned();
+    let cases: Vec<(&str, Box<dyn Fn(&mut ContainerConfig)>, &str)> = vec![
+        (
+            "missing image",
+            Box::new(|c| c.image.as_mut().unwrap().image = "docker.io/library/amphi-nope:1".into()),
+            "amphi-nope",
+        ),
+        (
+            "missing seccomp profile",
+            Box::new(|c| sec(c).seccomp = Some(profile("/nonexistent/profile.json"))),
+            "/nonexistent/profile.json",
+        ),
+        (
+            "seccomp profile with an unknown action",
+            Box::new(|c| sec(c).seccomp = Some(profile(&bogus))),
+            "SCMP_ACT_BOGUS",
+        ),
+        (
+            "unknown user",
+            Box::new(|c| sec(c).run_as_username = "nosuchuser".into()),
+            // containerd's own words: it looks the user up itself.
+            "no users found",
+        ),
+        (
+            "missing entrypoint",
+            Box::new(|c| c.command = vec!["/no/such/program".into()]),
+            "/no/such/program",
+        ),
+    ];
+    for (i, (what, edit, names)) in cases.iter().enumerate() {
+        let mut c = Node::container_config(&format!("bad{i}"), BUSYBOX, &["true"]);
+        edit(&mut c);
+        let err = match node.create(&pod, &cfg, &c) {
+            Err(e) => e,
+            Ok(id) => node.start_container(&id).expect_err(what),
+        };
+        assert!(err.message().contains(names), "{what}: {}", err.message());
+        // The pod's running container is unharmed.
+        assert_eq!(node.sh(&keeper, "echo alive"), "alive\n", "after {what}");
+    }
+    // A container in a sandbox that is gone.
+    let cfg2 = node.pod_config("gone");
+    let gone = node.run_pod(&cfg2);
+    node.stop_pod(&gone).unwrap();
+    node.remove_pod(&gone).unwrap();
+    let err = node
+        .create(&gone, &cfg2, &Node::container_config("late", BUSYBOX, &["true"]))
+        .unwrap_err();
+    assert!(err.message().contains(&gone[..12]) || err.message().contains("not found"), "{}", err.message());
+    cri_support::remove_cgroup(&cfg2.linux.as_ref().unwrap().cgroup_parent);
+    assert_eq!(node.status(&keeper).state, ContainerState::ContainerRunning as i32);
+    node.remove_pod_clean(&pod, &cfg);
+}
+
+#[test]
+fn streaming_exec_with_and_without_tty_attach_and_log_reopen() {
+    let mut node = Node::start();
+    let cfg = node.pod_config("stream");
+    let pod = node.run_pod(&cfg);
+    let sleeper = node.run_container(&pod, &cfg, &Node::container_config("sleeper", BUSYBOX, &["sleep", "3600"]));
+    // exec -it: a terminal of the size the client sets, its exit code.
+    let mut s = Stream::connect(&node.exec_url(&sleeper, &["sh"], true, true));
+    s.resize(100, 30);
+    s.stdin(b"tty; stty size; echo $((6*7)); exit 3\n");
+    assert_eq!(s.exit_code(), Some(3), "status {:?}", s.status);
+    let out = String::from_utf8_lossy(&s.stdout).replace('\r', "");
+    assert!(out.contains("/dev/pts/"), "{out:?}");
+    assert!(out.contains("30 100\n"), "{out:?}");
+    assert!(out.contains("42\n"), "{out:?}");
+    // exec without a terminal: stdout and stderr apart, stdin a pipe.
+    let mut s = Stream::connect(&node.exec_url(&sleeper, &["sh", "-c", "read l; echo out $l; echo err >&2"], false, true));
+    s.stdin(b"piped\n");
+    assert_eq!(s.exit_code(), Some(0), "status {:?}", s.status);
+    assert_eq!((&s.stdout[..], &s.stderr[..]), (&b"out piped\n"[..], &b"err\n"[..]));
+
+    // attach to a container's terminal, native and Wasm.
+    let mut c = Node::container_config("shell", BUSYBOX, &["sh"]);
+    c.tty = true;
+    c.stdin = true;
+    let shell = node.run_container(&pod, &cfg, &c);
+    let mut s = Stream::connect(&node.attach_url(&shell, true));
+    s.stdin(b"echo attached-$((40+2))\n");
+    assert!(s.read_until(|s| String::from_utf8_lossy(&s.stdout).contains("attached-42")));
+    s.stdin(b"exit 5\n");
+    let st = node.wait_exited(&shell);
+    assert_eq!(st.exit_code, 5);
+    let mut w = Node::container_config("wasmecho", WASM_LINUX, &["/echo.wasm"]);
+    w.stdin = true;
+    w.stdin_once = true;
+    let wasm = node.run_container(&pod, &cfg, &w);
+    let mut s = Stream::connect(&node.attach_url(&wasm, false));
+    s.stdin(b"through wasm\n");
+    assert!(s.read_until(|s| s.stdout.ends_with(b"through wasm\n")), "{:?}", s.stdout);
+    drop(s);
+    let st = node.wait_exited(&wasm);
+    assert_eq!(st.exit_code, 0);
+
+    // ReopenContainerLog: after the log is moved away (log rotation), new
+    // lines go to a new file at the log path.
+    let talker = Node::container_config(
+        "talker",
+        BUSYBOX,
+        &["sh", "-c", "i=0; while :; do echo line$i; i=$((i+1)); sleep 0.05; done"],
+    );
+    let talker = node.run_container(&pod, &cfg, &talker);
+    let log = Node::log_path(&cfg, "talker");
+    wait_for("the first log lines", 10, || std::fs::read_to_string(&log).is_ok_and(|l| l.contains("line1")));
+    std::fs::rename(&log, log.with_extension("log.1")).unwrap();
+    let mut rs = node.rs.clone();
+    node.rt
+        .block_on(rs.reopen_container_log(ReopenContainerLogRequest {
+            container_id: talker.clone(),
+        }))
+        .unwrap_or_else(|e| panic!("ReopenContainerLog: {}", e.message()));
+    wait_for("lines in the reopened log", 10, || std::fs::read_to_string(&log).is_ok_and(|l| l.contains(" stdout F line")));
+    node.stop_container(&talker, 2).unwrap();
+    node.remove_pod_clean(&pod, &cfg);
+}

@@ -724,3 +724,132 @@ pub fn native(name: &str) -> &'static [u8] {
         .unwrap_or_else(|| panic!("no native example {name}"))
         .1
 }
+
+/// A streaming exec or attach session over WebSocket, as `kubectl exec`
+/// speaks it to kubelet's streaming server (`v4.channel.k8s.io`: each
+/// binary message starts with its channel: 0 stdin, 1 stdout, 2 stderr,
+/// 3 the final status, 4 resize).
+pub struct Stream {
+    ws: tungstenite::WebSocket<std::net::TcpStream>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// The status JSON of channel 3, once sent.
+    pub status: Option<serde_json::Value>,
+}
+
+impl Stream {
+    /// Connects to the URL an Exec or Attach call returned.
+    pub fn connect(url: &str) -> Stream {
+        use tungstenite::client::IntoClientRequest;
+        let ws_url = url.replacen("http://", "ws://", 1);
+        let mut req = ws_url.as_str().into_client_request().unwrap();
+        req.headers_mut()
+            .insert("Sec-WebSocket-Protocol", "v4.channel.k8s.io".parse().unwrap());
+        let host = url
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        let tcp = std::net::TcpStream::connect(&host).unwrap();
+        // A test that waits for output it never gets fails instead of hanging.
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let (ws, _) = tungstenite::client(req, tcp).unwrap_or_else(|e| panic!("websocket {url}: {e}"));
+        Stream {
+            ws,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            status: None,
+        }
+    }
+
+    fn send(&mut self, channel: u8, data: &[u8]) {
+        let mut msg = vec![channel];
+        msg.extend_from_slice(data);
+        self.ws.send(tungstenite::Message::Binary(msg.into())).unwrap();
+    }
+
+    pub fn stdin(&mut self, data: &[u8]) {
+        self.send(0, data);
+    }
+
+    pub fn resize(&mut self, width: u16, height: u16) {
+        let size = serde_json::json!({"Width": width, "Height": height}).to_string();
+        self.send(4, size.as_bytes());
+    }
+
+    /// Reads messages until `done` holds of what arrived, or the session
+    /// ends (Ok false).
+    pub fn read_until(&mut self, mut done: impl FnMut(&Stream) -> bool) -> bool {
+        while !done(self) {
+            match self.ws.read() {
+                Ok(tungstenite::Message::Binary(b)) if !b.is_empty() => match b[0] {
+                    1 => self.stdout.extend_from_slice(&b[1..]),
+                    2 => self.stderr.extend_from_slice(&b[1..]),
+                    3 if b.len() > 1 => self.status = serde_json::from_slice(&b[1..]).ok(),
+                    _ => {}
+                },
+                Ok(tungstenite::Message::Close(_)) => return done(self),
+                Ok(_) => {}
+                Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                    return done(self)
+                }
+                Err(tungstenite::Error::Protocol(_)) => return done(self),
+                Err(e) => panic!("stream: {e} (stdout so far {:?})", text(&self.stdout)),
+            }
+        }
+        true
+    }
+
+    /// Reads to the end of the session; the exit code its status names
+    /// (0 on Success).
+    pub fn exit_code(&mut self) -> Option<i32> {
+        self.read_until(|s| s.status.is_some());
+        let st = self.status.as_ref()?;
+        if st["status"] == "Success" {
+            return Some(0);
+        }
+        st["details"]["causes"]
+            .as_array()?
+            .iter()
+            .find(|c| c["reason"] == "ExitCode")?["message"]
+            .as_str()?
+            .parse()
+            .ok()
+    }
+}
+
+impl Node {
+    /// Exec's streaming URL.
+    pub fn exec_url(&self, id: &str, cmd: &[&str], tty: bool, stdin: bool) -> String {
+        let mut rs = self.rs.clone();
+        self.rt
+            .block_on(rs.exec(ExecRequest {
+                container_id: id.into(),
+                cmd: cmd.iter().map(|s| s.to_string()).collect(),
+                tty,
+                stdin,
+                stdout: true,
+                stderr: !tty,
+            }))
+            .unwrap_or_else(|e| panic!("Exec: {}", e.message()))
+            .into_inner()
+            .url
+    }
+
+    /// Attach's streaming URL.
+    pub fn attach_url(&self, id: &str, tty: bool) -> String {
+        let mut rs = self.rs.clone();
+        self.rt
+            .block_on(rs.attach(AttachRequest {
+                container_id: id.into(),
+                stdin: true,
+                tty,
+                stdout: true,
+                stderr: !tty,
+            }))
+            .unwrap_or_else(|e| panic!("Attach: {}", e.message()))
+            .into_inner()
+            .url
+    }
+}
