@@ -17,7 +17,7 @@ fn read(path: &std::path::Path) -> String {
 }
 
 #[test]
-fn pod_lifecycle_native_and_wasm_exit_codes_reasons_and_logs() {
+fn pods_of_native_and_of_wasm_containers_exit_codes_reasons_and_logs() {
     let mut node = Node::start();
     let cfg = node.pod_config("life");
     let pod = node.run_pod(&cfg);
@@ -38,7 +38,11 @@ fn pod_lifecycle_native_and_wasm_exit_codes_reasons_and_logs() {
     let ok = node.run_container(&pod, &cfg, &Node::container_config("ok", BUSYBOX, &["true"]));
     let s = node.wait_exited(&ok);
     assert_eq!((s.exit_code, s.reason.as_str()), (0, "Completed"));
+    node.remove_pod_clean(&pod, &cfg);
 
+    // A pod whose app containers are all Wasm (the sandbox stays native).
+    let cfg = node.pod_config("wasm");
+    let pod = node.run_pod(&cfg);
     for image in [WASM_LINUX, WASM] {
         let name = format!("wasm{}", if image == WASM { "p1" } else { "linux" });
         let mut w = Node::container_config(&name, image, &[]);
@@ -680,4 +684,43 @@ fn streaming_exec_with_and_without_tty_attach_and_log_reopen() {
     wait_for("lines in the reopened log", 10, || std::fs::read_to_string(&log).is_ok_and(|l| l.contains(" stdout F line")));
     node.stop_container(&talker, 2).unwrap();
     node.remove_pod_clean(&pod, &cfg);
+}
+
+#[test]
+fn systemd_cgroup_paths_are_placed_as_systemd_nests_slices() {
+    let mut node = Node::start();
+    let mut cfg = node.pod_config("sd");
+    // kubelet's systemd driver names the pod's slice; containerd then
+    // writes cgroupsPath as `slice:cri-containerd:<id>`.
+    let uid = cfg.metadata.as_ref().unwrap().uid.replace('-', "_");
+    let top = format!("amphicri{}", node.cgroup_root.trim_start_matches("/amphi-cri-"));
+    let slice = format!("{top}-pod{uid}.slice");
+    cfg.linux.as_mut().unwrap().cgroup_parent = slice.clone();
+    let pod = node.run_pod(&cfg);
+    let mut c = Node::container_config("app", BUSYBOX, &["sleep", "3600"]);
+    c.linux.as_mut().unwrap().resources = Some(LinuxContainerResources {
+        memory_limit_in_bytes: 48 << 20,
+        ..Default::default()
+    });
+    let id = node.run_container(&pod, &cfg, &c);
+    let scope = format!("/{top}.slice/{slice}/cri-containerd-{id}.scope");
+    let dirs = cgroup_dirs(&scope);
+    assert!(!dirs.is_empty(), "no cgroup at {scope}");
+    let mem = dirs
+        .iter()
+        .find_map(|d| std::fs::read_to_string(d.join("memory.limit_in_bytes")).ok())
+        .or_else(|| dirs.iter().find_map(|d| std::fs::read_to_string(d.join("memory.max")).ok()))
+        .expect("a memory controller file");
+    assert_eq!(mem.trim(), (48u64 << 20).to_string());
+    let procs: String = dirs
+        .iter()
+        .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
+        .collect();
+    assert!(procs.contains(&container_pid(&node, &id).to_string()));
+    // Pod removal leaves the slices kubelet made, and nothing below them.
+    node.stop_pod(&pod).unwrap();
+    node.remove_pod(&pod).unwrap();
+    let pod_slice = format!("/{top}.slice/{slice}");
+    wait_for("the scopes to be removed", 10, || cgroup_children(&pod_slice).is_empty());
+    remove_cgroup(&format!("/{top}.slice"));
 }

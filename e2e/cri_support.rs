@@ -70,7 +70,7 @@ impl Node {
             .prefix("amphi-cri-")
             .tempdir()
             .unwrap();
-        let slot = take_slot();
+        let slot = take_slot(dir.path());
         let p = dir.path().to_path_buf();
         std::fs::create_dir_all(p.join("cni")).unwrap();
         std::fs::create_dir_all(p.join("pods")).unwrap();
@@ -472,7 +472,7 @@ impl Drop for Node {
         for m in &mounts {
             let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
         }
-        remove_cgroup(&self.cgroup_root);
+        kill_and_remove_cgroup(&self.cgroup_root);
         let _ = Command::new("ip")
             .args(["link", "del", &bridge(self.slot)])
             .stderr(Stdio::null())
@@ -557,31 +557,56 @@ fn cni_config(slot: u32, p: &Path) -> String {
     .to_string()
 }
 
-/// A bridge/subnet slot no other live node holds.
-fn take_slot() -> u32 {
+/// A bridge/subnet slot no other live node holds, recorded with the
+/// node's dir (`<pid> <dir>`), so that a node whose test process was
+/// killed (no drop ran) is cleaned up by the next one to take its slot.
+fn take_slot(dir: &Path) -> u32 {
     std::fs::create_dir_all(SLOT_DIR).unwrap();
     for _ in 0..500 {
         for n in 1..250u32 {
             let f = Path::new(SLOT_DIR).join(n.to_string());
             if let Ok(mut file) = OpenOptions::new().write(true).create_new(true).open(&f) {
                 use std::io::Write;
-                let _ = write!(file, "{}", std::process::id());
+                let _ = write!(file, "{} {}", std::process::id(), dir.display());
                 return n;
             }
-            // A slot whose holder died is free again.
             let holder = std::fs::read_to_string(&f).unwrap_or_default();
-            if holder
-                .trim()
-                .parse::<i32>()
-                .is_ok_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
-            {
+            let mut words = holder.split_whitespace();
+            let pid = words.next().and_then(|p| p.parse::<i32>().ok());
+            if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+                if let Some(old) = words.next() {
+                    clean_dead_node(Path::new(old));
+                }
                 let _ = Command::new("ip").args(["link", "del", &bridge(n)]).stderr(Stdio::null()).status();
+                kill_and_remove_cgroup(&format!("/amphi-cri-{n}"));
                 let _ = std::fs::remove_file(&f);
             }
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     panic!("no free CNI slot in {SLOT_DIR}");
+}
+
+/// What a killed node left: its containerd and shims, mounts, temp dir.
+fn clean_dead_node(dir: &Path) {
+    let sock = dir.join("c.sock").to_string_lossy().into_owned();
+    for pid in std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+    {
+        let c = text(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default());
+        if c.contains(&sock) || c.contains(&format!("{}/config.toml", dir.display())) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+    let mut mounts = mounts_under(&dir.to_string_lossy());
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in &mounts {
+        let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// busybox-static with its applets linked, /etc/passwd and /etc/group
@@ -704,6 +729,31 @@ pub fn remove_cgroup(path: &str) {
             let _ = std::fs::remove_dir(d);
         }
     }
+}
+
+/// Kills whatever is left in the cgroup `path` (and below), then removes
+/// it: what a test that failed halfway, or was killed, left behind.
+pub fn kill_and_remove_cgroup(path: &str) {
+    for _ in 0..100 {
+        let mut alive = false;
+        for dir in cgroup_dirs(path) {
+            for d in walk(&dir) {
+                let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+                for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                    alive = true;
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+        if !alive {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    remove_cgroup(path);
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
