@@ -4,10 +4,10 @@
 //! runtime handler: native and Wasm app containers beside the native pause
 //! container.
 
-#[path = "support.rs"]
-mod support;
 #[path = "cri_support.rs"]
 mod cri_support;
+#[path = "support.rs"]
+mod support;
 
 use cri_support::*;
 use k8s_cri::v1::*;
@@ -24,7 +24,11 @@ fn pods_of_native_and_of_wasm_containers_exit_codes_reasons_and_logs() {
     let st = node.pod_status(&pod).status.unwrap();
     assert_eq!(st.state, PodSandboxState::SandboxReady as i32);
 
-    let mut c = Node::container_config("out", BUSYBOX, &["sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 3"]);
+    let mut c = Node::container_config(
+        "out",
+        BUSYBOX,
+        &["sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 3"],
+    );
     c.log_path = "out.log".into();
     let out = node.run_container(&pod, &cfg, &c);
     let s = node.wait_exited(&out);
@@ -32,10 +36,24 @@ fn pods_of_native_and_of_wasm_containers_exit_codes_reasons_and_logs() {
     let log = read(&Node::log_path(&cfg, "out"));
     // CRI log format: <RFC 3339 time> <stream> <F|P> <text>
     let lines: Vec<Vec<&str>> = log.lines().map(|l| l.splitn(4, ' ').collect()).collect();
-    assert!(lines.iter().any(|f| f[1] == "stdout" && f[2] == "F" && f[3] == "to-stdout"), "{log}");
-    assert!(lines.iter().any(|f| f[1] == "stderr" && f[2] == "F" && f[3] == "to-stderr"), "{log}");
+    assert!(
+        lines
+            .iter()
+            .any(|f| f[1] == "stdout" && f[2] == "F" && f[3] == "to-stdout"),
+        "{log}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|f| f[1] == "stderr" && f[2] == "F" && f[3] == "to-stderr"),
+        "{log}"
+    );
 
-    let ok = node.run_container(&pod, &cfg, &Node::container_config("ok", BUSYBOX, &["true"]));
+    let ok = node.run_container(
+        &pod,
+        &cfg,
+        &Node::container_config("ok", BUSYBOX, &["true"]),
+    );
     let s = node.wait_exited(&ok);
     assert_eq!((s.exit_code, s.reason.as_str()), (0, "Completed"));
     node.remove_pod_clean(&pod, &cfg);
@@ -49,7 +67,11 @@ fn pods_of_native_and_of_wasm_containers_exit_codes_reasons_and_logs() {
         w.log_path = format!("{name}.log");
         let id = node.run_container(&pod, &cfg, &w);
         let s = node.wait_exited(&id);
-        assert_eq!((s.exit_code, s.reason.as_str()), (0, "Completed"), "{image}");
+        assert_eq!(
+            (s.exit_code, s.reason.as_str()),
+            (0, "Completed"),
+            "{image}"
+        );
         let log = read(&Node::log_path(&cfg, &name));
         assert!(log.contains(" stdout F Hello from Wasm!"), "{image}: {log}");
     }
@@ -84,7 +106,13 @@ fn pod_network_shared_pids_loopback_exec_sync_and_wasm_in_the_pod() {
     let mut node = Node::start();
     let mut cfg = node.pod_config("net");
     Node::pod_network(&mut cfg, "netpod");
-    let opts = cfg.linux.as_mut().unwrap().security_context.as_mut().unwrap();
+    let opts = cfg
+        .linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap();
     opts.namespace_options.as_mut().unwrap().pid = NamespaceMode::Pod as i32;
     let pod = node.run_pod(&cfg);
     let ip = node.pod_status(&pod).status.unwrap().network.unwrap().ip;
@@ -93,10 +121,18 @@ fn pod_network_shared_pids_loopback_exec_sync_and_wasm_in_the_pod() {
     let server = Node::container_config(
         "server",
         BUSYBOX,
-        &["sh", "-c", "mkdir -p /www && echo pong > /www/index.html && exec httpd -f -p 8080 -h /www"],
+        &[
+            "sh",
+            "-c",
+            "mkdir -p /www && echo pong > /www/index.html && exec httpd -f -p 8080 -h /www",
+        ],
     );
     let server = node.run_container(&pod, &cfg, &server);
-    let client = node.run_container(&pod, &cfg, &Node::container_config("client", BUSYBOX, &["sleep", "3600"]));
+    let client = node.run_container(
+        &pod,
+        &cfg,
+        &Node::container_config("client", BUSYBOX, &["sleep", "3600"]),
+    );
     // The pod's loopback and address are shared by its containers.
     let mut got = String::new();
     wait_for_ok(|| {
@@ -107,7 +143,9 @@ fn pod_network_shared_pids_loopback_exec_sync_and_wasm_in_the_pod() {
         got == "pong\n"
     });
     assert_eq!(got, "pong\n");
-    assert!(node.sh(&client, "ip -4 addr show eth0").contains(&format!("inet {ip}/")));
+    assert!(node
+        .sh(&client, "ip -4 addr show eth0")
+        .contains(&format!("inet {ip}/")));
     assert_eq!(node.sh(&client, "hostname"), "netpod\n");
     // A shared pid namespace: the pause container is pid 1, the server's
     // httpd is seen from the client.
@@ -116,18 +154,31 @@ fn pod_network_shared_pids_loopback_exec_sync_and_wasm_in_the_pod() {
     assert!(node.sh(&server, "ps -o args").contains("sleep 3600"));
 
     // ExecSync: stdout, stderr and exit code apart; a timeout is honoured.
-    let r = node.exec_sync(&client, &["sh", "-c", "echo out; echo err >&2; exit 7"], 10).unwrap();
-    assert_eq!((r.exit_code, &r.stdout[..], &r.stderr[..]), (7, &b"out\n"[..], &b"err\n"[..]));
+    let r = node
+        .exec_sync(&client, &["sh", "-c", "echo out; echo err >&2; exit 7"], 10)
+        .unwrap();
+    assert_eq!(
+        (r.exit_code, &r.stdout[..], &r.stderr[..]),
+        (7, &b"out\n"[..], &b"err\n"[..])
+    );
     let e = node.exec_sync(&client, &["sleep", "30"], 1).unwrap_err();
     assert!(e.message().contains("timeout"), "{}", e.message());
 
     // A Wasm container of the pod is in the pod's network namespace, and
     // SIGTERM (StopContainer) ends its busy loop.
-    let busy = node.run_container(&pod, &cfg, &Node::container_config("busy", WASM_LINUX, &["/busy.wasm"]));
+    let busy = node.run_container(
+        &pod,
+        &cfg,
+        &Node::container_config("busy", WASM_LINUX, &["/busy.wasm"]),
+    );
     let pause = node.pod_info(&pod)["pid"].as_i64().unwrap() as i32;
     let busy_pid = container_pid(&node, &busy);
     for ns in ["net", "ipc", "uts", "pid"] {
-        assert_eq!(ns_of(busy_pid, ns), ns_of(pause, ns), "{ns} namespace of the Wasm container");
+        assert_eq!(
+            ns_of(busy_pid, ns),
+            ns_of(pause, ns),
+            "{ns} namespace of the Wasm container"
+        );
     }
     node.stop_container(&busy, 30).unwrap();
     let s = node.status(&busy);
@@ -146,7 +197,12 @@ fn wait_for_ok(mut f: impl FnMut() -> bool) {
 }
 
 /// Runs a container to its exit: (exit code, its stdout lines joined).
-fn run_to_exit(node: &Node, pod: &str, cfg: &PodSandboxConfig, c: &ContainerConfig) -> (i32, String) {
+fn run_to_exit(
+    node: &Node,
+    pod: &str,
+    cfg: &PodSandboxConfig,
+    c: &ContainerConfig,
+) -> (i32, String) {
     let id = node.run_container(pod, cfg, c);
     let s = node.wait_exited(&id);
     let name = &c.metadata.as_ref().unwrap().name;
@@ -221,7 +277,13 @@ fn security_contexts_users_caps_readonly_paths_sysctls_and_seccomp() {
     assert_eq!((code, out.as_str()), (0, "0\nrefused\n"));
     // kubelet's default masked paths (it sends them; containerd adds none).
     let (_, out) = run(
-        &|c| sec(c).masked_paths = vec!["/proc/keys".into(), "/proc/timer_list".into(), "/sys/firmware".into()],
+        &|c| {
+            sec(c).masked_paths = vec![
+                "/proc/keys".into(),
+                "/proc/timer_list".into(),
+                "/sys/firmware".into(),
+            ]
+        },
         "wc -c < /proc/timer_list; wc -c < /proc/keys; ls /sys/firmware | wc -l",
     );
     assert_eq!(out, "0\n0\n0\n");
@@ -317,8 +379,15 @@ fn privileged_pod_mounts_and_sees_devices() {
     assert!(out.contains("/dev/ptmx -> pts/ptmx"), "{out}");
     // Every capability the host has (its bounding set).
     let host = std::fs::read_to_string("/proc/self/status").unwrap();
-    let bnd = host.lines().find_map(|l| l.strip_prefix("CapBnd:")).unwrap();
-    assert_eq!(cap_eff(&out), u64::from_str_radix(bnd.trim(), 16).unwrap(), "{out}");
+    let bnd = host
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .unwrap();
+    assert_eq!(
+        cap_eff(&out),
+        u64::from_str_radix(bnd.trim(), 16).unwrap(),
+        "{out}"
+    );
     node.remove_pod_clean(&pod, &cfg);
 }
 
@@ -326,7 +395,10 @@ fn privileged_pod_mounts_and_sees_devices() {
 fn cgroup_file(cfg: &PodSandboxConfig, id: &str, v1: (&str, &str), v2: &str) -> String {
     let path = format!("{}/{id}", cfg.linux.as_ref().unwrap().cgroup_parent);
     let rel = path.trim_start_matches('/');
-    let v1p = std::path::Path::new("/sys/fs/cgroup").join(v1.0).join(rel).join(v1.1);
+    let v1p = std::path::Path::new("/sys/fs/cgroup")
+        .join(v1.0)
+        .join(rel)
+        .join(v1.1);
     let v2p = std::path::Path::new("/sys/fs/cgroup").join(rel).join(v2);
     std::fs::read_to_string(&v1p)
         .or_else(|_| std::fs::read_to_string(&v2p))
@@ -340,7 +412,15 @@ fn resources_update_stats_stop_grace_restart_and_oom() {
     let mut node = Node::start();
     let cfg = node.pod_config("res");
     let pod = node.run_pod(&cfg);
-    let mut c = Node::container_config("limited", BUSYBOX, &["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done"]);
+    let mut c = Node::container_config(
+        "limited",
+        BUSYBOX,
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; while :; do sleep 0.1; done",
+        ],
+    );
     c.linux.as_mut().unwrap().resources = Some(LinuxContainerResources {
         memory_limit_in_bytes: 64 << 20,
         cpu_period: 100_000,
@@ -349,28 +429,40 @@ fn resources_update_stats_stop_grace_restart_and_oom() {
         ..Default::default()
     });
     let limited = node.run_container(&pod, &cfg, &c);
-    let mem = || cgroup_file(&cfg, &limited, ("memory", "memory.limit_in_bytes"), "memory.max");
+    let mem = || {
+        cgroup_file(
+            &cfg,
+            &limited,
+            ("memory", "memory.limit_in_bytes"),
+            "memory.max",
+        )
+    };
     let quota = || cgroup_file(&cfg, &limited, ("cpu", "cpu.cfs_quota_us"), "cpu.max");
     assert_eq!(mem(), (64u64 << 20).to_string());
     assert!(quota().starts_with("50000"), "{}", quota());
     let mut rs = node.rs.clone();
     node.rt
-        .block_on(rs.update_container_resources(UpdateContainerResourcesRequest {
-            container_id: limited.clone(),
-            linux: Some(LinuxContainerResources {
-                memory_limit_in_bytes: 96 << 20,
-                cpu_period: 100_000,
-                cpu_quota: 20_000,
-                cpu_shares: 256,
+        .block_on(
+            rs.update_container_resources(UpdateContainerResourcesRequest {
+                container_id: limited.clone(),
+                linux: Some(LinuxContainerResources {
+                    memory_limit_in_bytes: 96 << 20,
+                    cpu_period: 100_000,
+                    cpu_quota: 20_000,
+                    cpu_shares: 256,
+                    ..Default::default()
+                }),
                 ..Default::default()
             }),
-            ..Default::default()
-        }))
+        )
         .unwrap_or_else(|e| panic!("UpdateContainerResources: {}", e.message()));
     assert_eq!(mem(), (96u64 << 20).to_string());
     assert!(quota().starts_with("20000"), "{}", quota());
     let status = node.status(&limited);
-    let res = status.resources.and_then(|r| r.linux).expect("status reports the resources");
+    let res = status
+        .resources
+        .and_then(|r| r.linux)
+        .expect("status reports the resources");
     assert_eq!(res.memory_limit_in_bytes, 96 << 20);
 
     // Stats of the container and of the pod: CPU and memory.
@@ -387,8 +479,24 @@ fn resources_update_stats_stop_grace_restart_and_oom() {
         .into_inner()
         .stats;
     let s = &stats[0];
-    assert!(s.cpu.as_ref().and_then(|c| c.usage_core_nano_seconds).unwrap().value > 0, "{s:?}");
-    assert!(s.memory.as_ref().and_then(|m| m.working_set_bytes).unwrap().value > 0, "{s:?}");
+    assert!(
+        s.cpu
+            .as_ref()
+            .and_then(|c| c.usage_core_nano_seconds)
+            .unwrap()
+            .value
+            > 0,
+        "{s:?}"
+    );
+    assert!(
+        s.memory
+            .as_ref()
+            .and_then(|m| m.working_set_bytes)
+            .unwrap()
+            .value
+            > 0,
+        "{s:?}"
+    );
     let pstats = node
         .rt
         .block_on(rs.list_pod_sandbox_stats(ListPodSandboxStatsRequest {
@@ -401,18 +509,41 @@ fn resources_update_stats_stop_grace_restart_and_oom() {
         .into_inner()
         .stats;
     let linux = pstats[0].linux.as_ref().unwrap();
-    assert!(linux.cpu.as_ref().and_then(|c| c.usage_core_nano_seconds).unwrap().value > 0);
-    assert!(linux.memory.as_ref().and_then(|m| m.working_set_bytes).unwrap().value > 0);
+    assert!(
+        linux
+            .cpu
+            .as_ref()
+            .and_then(|c| c.usage_core_nano_seconds)
+            .unwrap()
+            .value
+            > 0
+    );
+    assert!(
+        linux
+            .memory
+            .as_ref()
+            .and_then(|m| m.working_set_bytes)
+            .unwrap()
+            .value
+            > 0
+    );
 
     // StopContainer: SIGTERM, which this one handles (exit 0) ...
     node.stop_container(&limited, 10).unwrap();
     assert_eq!(node.status(&limited).exit_code, 0);
     // ... and SIGKILL after the grace period for one that ignores it.
-    let stubborn = Node::container_config("stubborn", BUSYBOX, &["sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"]);
+    let stubborn = Node::container_config(
+        "stubborn",
+        BUSYBOX,
+        &["sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"],
+    );
     let stubborn = node.run_container(&pod, &cfg, &stubborn);
     node.stop_container(&stubborn, 1).unwrap();
     let s = node.status(&stubborn);
-    assert_eq!((s.exit_code, s.state), (137, ContainerState::ContainerExited as i32));
+    assert_eq!(
+        (s.exit_code, s.state),
+        (137, ContainerState::ContainerExited as i32)
+    );
 
     // kubelet's restart: the same name, the next attempt, the same sandbox.
     let mut again = Node::container_config("again", BUSYBOX, &["sh", "-c", "echo run"]);
@@ -459,8 +590,22 @@ impl SharedDir {
     fn new(path: std::path::PathBuf) -> SharedDir {
         use nix::mount::{mount, MsFlags};
         std::fs::create_dir_all(&path).unwrap();
-        mount(Some(&path), &path, None::<&str>, MsFlags::MS_BIND, None::<&str>).unwrap();
-        mount(None::<&str>, &path, None::<&str>, MsFlags::MS_SHARED, None::<&str>).unwrap();
+        mount(
+            Some(&path),
+            &path,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .unwrap();
+        mount(
+            None::<&str>,
+            &path,
+            None::<&str>,
+            MsFlags::MS_SHARED,
+            None::<&str>,
+        )
+        .unwrap();
         SharedDir(path)
     }
 }
@@ -480,7 +625,13 @@ impl Drop for SharedDir {
 fn host_path_mounts_with_each_propagation_mode() {
     let mut node = Node::start();
     let mut cfg = node.pod_config("prop");
-    cfg.linux.as_mut().unwrap().security_context.as_mut().unwrap().privileged = true;
+    cfg.linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap()
+        .privileged = true;
     let pod = node.run_pod(&cfg);
     let host = SharedDir::new(node.dir.path().join("hostpath"));
     std::fs::write(host.0.join("file"), "from the host\n").unwrap();
@@ -506,16 +657,47 @@ fn host_path_mounts_with_each_propagation_mode() {
     // A mount made on the host after the containers started.
     let late = host.0.join("late");
     std::fs::create_dir_all(&late).unwrap();
-    nix::mount::mount(Some("tmpfs"), &late, Some("tmpfs"), nix::mount::MsFlags::empty(), None::<&str>).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &late,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
     std::fs::write(late.join("seen"), "yes\n").unwrap();
     let probe = "cat /hp/late/seen 2>/dev/null || echo no";
-    assert_eq!(node.sh(ids[0].1.as_str(), probe), "no\n", "private saw a host mount");
-    assert_eq!(node.sh(ids[1].1.as_str(), probe), "yes\n", "rslave missed a host mount");
-    assert_eq!(node.sh(ids[2].1.as_str(), probe), "yes\n", "rshared missed a host mount");
+    assert_eq!(
+        node.sh(ids[0].1.as_str(), probe),
+        "no\n",
+        "private saw a host mount"
+    );
+    assert_eq!(
+        node.sh(ids[1].1.as_str(), probe),
+        "yes\n",
+        "rslave missed a host mount"
+    );
+    assert_eq!(
+        node.sh(ids[2].1.as_str(), probe),
+        "yes\n",
+        "rshared missed a host mount"
+    );
     // A mount made in the bidirectional container reaches the host.
-    node.sh(&ids[2].1, "mkdir -p /hp/inner && mount -t tmpfs none /hp/inner && echo x > /hp/inner/from-ctr");
-    assert_eq!(std::fs::read_to_string(host.0.join("inner/from-ctr")).unwrap(), "x\n");
-    assert_eq!(node.sh(ids[0].1.as_str(), "cat /hp/inner/from-ctr 2>/dev/null || echo no"), "no\n");
+    node.sh(
+        &ids[2].1,
+        "mkdir -p /hp/inner && mount -t tmpfs none /hp/inner && echo x > /hp/inner/from-ctr",
+    );
+    assert_eq!(
+        std::fs::read_to_string(host.0.join("inner/from-ctr")).unwrap(),
+        "x\n"
+    );
+    assert_eq!(
+        node.sh(
+            ids[0].1.as_str(),
+            "cat /hp/inner/from-ctr 2>/dev/null || echo no"
+        ),
+        "no\n"
+    );
     // Unmounted here before the pod goes (the container's side goes with it).
     let _ = nix::mount::umount2(&host.0.join("inner"), nix::mount::MntFlags::MNT_DETACH);
     node.remove_pod_clean(&pod, &cfg);
@@ -527,24 +709,41 @@ fn host_namespaces_pid_ipc_and_network() {
     let mut node = Node::start();
     let mut cfg = node.pod_config("hostns");
     {
-        let ns = cfg.linux.as_mut().unwrap().security_context.as_mut().unwrap();
+        let ns = cfg
+            .linux
+            .as_mut()
+            .unwrap()
+            .security_context
+            .as_mut()
+            .unwrap();
         let o = ns.namespace_options.as_mut().unwrap();
         o.pid = NamespaceMode::Node as i32;
         o.ipc = NamespaceMode::Node as i32;
         o.network = NamespaceMode::Node as i32;
     }
     let pod = node.run_pod(&cfg);
-    let c = node.run_container(&pod, &cfg, &Node::container_config("c", BUSYBOX, &["sleep", "3600"]));
+    let c = node.run_container(
+        &pod,
+        &cfg,
+        &Node::container_config("c", BUSYBOX, &["sleep", "3600"]),
+    );
     let pid = container_pid(&node, &c);
     for ns in ["pid", "ipc", "net"] {
         assert_eq!(ns_of(pid, ns), ns_of(std::process::id() as i32, ns), "{ns}");
     }
     // The host's processes are seen, this test among them.
     let ps = node.sh(&c, "ls /proc");
-    assert!(ps.lines().any(|l| l == std::process::id().to_string()), "{ps}");
+    assert!(
+        ps.lines().any(|l| l == std::process::id().to_string()),
+        "{ps}"
+    );
     // Exec in a hostPID container, and kill-all on stop, still find its processes.
     let r = node
-        .exec_sync(&c, &["sh", "-c", "sleep 1000 >/dev/null 2>&1 & echo $!"], 10)
+        .exec_sync(
+            &c,
+            &["sh", "-c", "sleep 1000 >/dev/null 2>&1 & echo $!"],
+            10,
+        )
         .unwrap();
     let bg: i32 = String::from_utf8_lossy(&r.stdout).trim().parse().unwrap();
     assert!(std::path::Path::new(&format!("/proc/{bg}")).exists());
@@ -560,7 +759,11 @@ fn bad_input_is_a_clear_error_and_harms_no_other_container() {
     let mut node = Node::start();
     let cfg = node.pod_config("bad");
     let pod = node.run_pod(&cfg);
-    let keeper = node.run_container(&pod, &cfg, &Node::container_config("keeper", BUSYBOX, &["sleep", "3600"]));
+    let keeper = node.run_container(
+        &pod,
+        &cfg,
+        &Node::container_config("keeper", BUSYBOX, &["sleep", "3600"]),
+    );
     let profile = |r: &str| SecurityProfile {
         profile_type: security_profile::ProfileType::Localhost as i32,
         localhost_ref: r.into(),
@@ -568,7 +771,8 @@ fn bad_input_is_a_clear_error_and_harms_no_other_container() {
     let bogus = node.dir.path().join("bogus.json");
     std::fs::write(&bogus, r#"{"defaultAction":"SCMP_ACT_BOGUS"}"#).unwrap();
     let bogus = bogus.to_string_lossy().into_owned();
-    let cases: Vec<(&str, Box<dyn Fn(&mut ContainerConfig)>, &str)> = vec![
+    type Edit<'a> = Box<dyn Fn(&mut ContainerConfig) + 'a>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
         (
             "missing image",
             Box::new(|c| c.image.as_mut().unwrap().image = "docker.io/library/amphi-nope:1".into()),
@@ -613,11 +817,22 @@ fn bad_input_is_a_clear_error_and_harms_no_other_container() {
     node.stop_pod(&gone).unwrap();
     node.remove_pod(&gone).unwrap();
     let err = node
-        .create(&gone, &cfg2, &Node::container_config("late", BUSYBOX, &["true"]))
+        .create(
+            &gone,
+            &cfg2,
+            &Node::container_config("late", BUSYBOX, &["true"]),
+        )
         .unwrap_err();
-    assert!(err.message().contains(&gone[..12]) || err.message().contains("not found"), "{}", err.message());
+    assert!(
+        err.message().contains(&gone[..12]) || err.message().contains("not found"),
+        "{}",
+        err.message()
+    );
     cri_support::remove_cgroup(&cfg2.linux.as_ref().unwrap().cgroup_parent);
-    assert_eq!(node.status(&keeper).state, ContainerState::ContainerRunning as i32);
+    assert_eq!(
+        node.status(&keeper).state,
+        ContainerState::ContainerRunning as i32
+    );
     node.remove_pod_clean(&pod, &cfg);
 }
 
@@ -626,7 +841,11 @@ fn streaming_exec_with_and_without_tty_attach_and_log_reopen() {
     let mut node = Node::start();
     let cfg = node.pod_config("stream");
     let pod = node.run_pod(&cfg);
-    let sleeper = node.run_container(&pod, &cfg, &Node::container_config("sleeper", BUSYBOX, &["sleep", "3600"]));
+    let sleeper = node.run_container(
+        &pod,
+        &cfg,
+        &Node::container_config("sleeper", BUSYBOX, &["sleep", "3600"]),
+    );
     // exec -it: a terminal of the size the client sets, its exit code.
     let mut s = Stream::connect(&node.exec_url(&sleeper, &["sh"], true, true));
     s.resize(100, 30);
@@ -637,10 +856,18 @@ fn streaming_exec_with_and_without_tty_attach_and_log_reopen() {
     assert!(out.contains("30 100\n"), "{out:?}");
     assert!(out.contains("42\n"), "{out:?}");
     // exec without a terminal: stdout and stderr apart, stdin a pipe.
-    let mut s = Stream::connect(&node.exec_url(&sleeper, &["sh", "-c", "read l; echo out $l; echo err >&2"], false, true));
+    let mut s = Stream::connect(&node.exec_url(
+        &sleeper,
+        &["sh", "-c", "read l; echo out $l; echo err >&2"],
+        false,
+        true,
+    ));
     s.stdin(b"piped\n");
     assert_eq!(s.exit_code(), Some(0), "status {:?}", s.status);
-    assert_eq!((&s.stdout[..], &s.stderr[..]), (&b"out piped\n"[..], &b"err\n"[..]));
+    assert_eq!(
+        (&s.stdout[..], &s.stderr[..]),
+        (&b"out piped\n"[..], &b"err\n"[..])
+    );
 
     // attach to a container's terminal, native and Wasm.
     let mut c = Node::container_config("shell", BUSYBOX, &["sh"]);
@@ -659,7 +886,11 @@ fn streaming_exec_with_and_without_tty_attach_and_log_reopen() {
     let wasm = node.run_container(&pod, &cfg, &w);
     let mut s = Stream::connect(&node.attach_url(&wasm, false));
     s.stdin(b"through wasm\n");
-    assert!(s.read_until(|s| s.stdout.ends_with(b"through wasm\n")), "{:?}", s.stdout);
+    assert!(
+        s.read_until(|s| s.stdout.ends_with(b"through wasm\n")),
+        "{:?}",
+        s.stdout
+    );
     drop(s);
     let st = node.wait_exited(&wasm);
     assert_eq!(st.exit_code, 0);
@@ -669,11 +900,17 @@ fn streaming_exec_with_and_without_tty_attach_and_log_reopen() {
     let talker = Node::container_config(
         "talker",
         BUSYBOX,
-        &["sh", "-c", "i=0; while :; do echo line$i; i=$((i+1)); sleep 0.05; done"],
+        &[
+            "sh",
+            "-c",
+            "i=0; while :; do echo line$i; i=$((i+1)); sleep 0.05; done",
+        ],
     );
     let talker = node.run_container(&pod, &cfg, &talker);
     let log = Node::log_path(&cfg, "talker");
-    wait_for("the first log lines", 10, || std::fs::read_to_string(&log).is_ok_and(|l| l.contains("line1")));
+    wait_for("the first log lines", 10, || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("line1"))
+    });
     std::fs::rename(&log, log.with_extension("log.1")).unwrap();
     let mut rs = node.rs.clone();
     node.rt
@@ -681,7 +918,9 @@ fn streaming_exec_with_and_without_tty_attach_and_log_reopen() {
             container_id: talker.clone(),
         }))
         .unwrap_or_else(|e| panic!("ReopenContainerLog: {}", e.message()));
-    wait_for("lines in the reopened log", 10, || std::fs::read_to_string(&log).is_ok_and(|l| l.contains(" stdout F line")));
+    wait_for("lines in the reopened log", 10, || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains(" stdout F line"))
+    });
     node.stop_container(&talker, 2).unwrap();
     node.remove_pod_clean(&pod, &cfg);
 }
@@ -693,7 +932,10 @@ fn systemd_cgroup_paths_are_placed_as_systemd_nests_slices() {
     // kubelet's systemd driver names the pod's slice; containerd then
     // writes cgroupsPath as `slice:cri-containerd:<id>`.
     let uid = cfg.metadata.as_ref().unwrap().uid.replace('-', "_");
-    let top = format!("amphicri{}", node.cgroup_root.trim_start_matches("/amphi-cri-"));
+    let top = format!(
+        "amphicri{}",
+        node.cgroup_root.trim_start_matches("/amphi-cri-")
+    );
     let slice = format!("{top}-pod{uid}.slice");
     cfg.linux.as_mut().unwrap().cgroup_parent = slice.clone();
     let pod = node.run_pod(&cfg);
@@ -709,7 +951,10 @@ fn systemd_cgroup_paths_are_placed_as_systemd_nests_slices() {
     let mem = dirs
         .iter()
         .find_map(|d| std::fs::read_to_string(d.join("memory.limit_in_bytes")).ok())
-        .or_else(|| dirs.iter().find_map(|d| std::fs::read_to_string(d.join("memory.max")).ok()))
+        .or_else(|| {
+            dirs.iter()
+                .find_map(|d| std::fs::read_to_string(d.join("memory.max")).ok())
+        })
         .expect("a memory controller file");
     assert_eq!(mem.trim(), (48u64 << 20).to_string());
     let procs: String = dirs
@@ -721,6 +966,8 @@ fn systemd_cgroup_paths_are_placed_as_systemd_nests_slices() {
     node.stop_pod(&pod).unwrap();
     node.remove_pod(&pod).unwrap();
     let pod_slice = format!("/{top}.slice/{slice}");
-    wait_for("the scopes to be removed", 10, || cgroup_children(&pod_slice).is_empty());
+    wait_for("the scopes to be removed", 10, || {
+        cgroup_children(&pod_slice).is_empty()
+    });
     remove_cgroup(&format!("/{top}.slice"));
 }

@@ -130,9 +130,7 @@ impl Node {
         let p = self.dir.path();
         let pause = p.join("pause.tar");
         let mut layer = LayerBuilder::new();
-        layer
-            .file("pause", 0o755, native("pause"))
-            .unwrap();
+        layer.file("pause", 0o755, native("pause")).unwrap();
         amphi_examples::write_archive(
             &pause,
             &[layer.build().unwrap()],
@@ -232,18 +230,32 @@ impl Node {
     /// Puts a pod config on the pod network (CNI), with a hostname.
     pub fn pod_network(cfg: &mut PodSandboxConfig, hostname: &str) {
         cfg.hostname = hostname.into();
-        let ns = cfg.linux.as_mut().unwrap().security_context.as_mut().unwrap();
+        let ns = cfg
+            .linux
+            .as_mut()
+            .unwrap()
+            .security_context
+            .as_mut()
+            .unwrap();
         ns.namespace_options.as_mut().unwrap().network = NamespaceMode::Pod as i32;
     }
 
     /// RunPodSandbox with the `amphi` handler (or `handler`).
-    pub fn run_pod_with(&mut self, cfg: &PodSandboxConfig, handler: &str) -> Result<String, tonic::Status> {
+    pub fn run_pod_with(
+        &mut self,
+        cfg: &PodSandboxConfig,
+        handler: &str,
+    ) -> Result<String, tonic::Status> {
         let req = RunPodSandboxRequest {
             config: Some(cfg.clone()),
             runtime_handler: handler.into(),
         };
         let mut rs = self.rs.clone();
-        let id = self.rt.block_on(rs.run_pod_sandbox(req))?.into_inner().pod_sandbox_id;
+        let id = self
+            .rt
+            .block_on(rs.run_pod_sandbox(req))?
+            .into_inner()
+            .pod_sandbox_id;
         self.pods.push(id.clone());
         Ok(id)
     }
@@ -282,7 +294,11 @@ impl Node {
             sandbox_config: Some(pod_cfg.clone()),
         };
         let mut rs = self.rs.clone();
-        Ok(self.rt.block_on(rs.create_container(req))?.into_inner().container_id)
+        Ok(self
+            .rt
+            .block_on(rs.create_container(req))?
+            .into_inner()
+            .container_id)
     }
 
     pub fn start_container(&self, id: &str) -> Result<(), tonic::Status> {
@@ -294,8 +310,17 @@ impl Node {
     }
 
     /// Create + Start that must succeed; the container id.
-    pub fn run_container(&self, pod: &str, pod_cfg: &PodSandboxConfig, cfg: &ContainerConfig) -> String {
-        let name = cfg.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
+    pub fn run_container(
+        &self,
+        pod: &str,
+        pod_cfg: &PodSandboxConfig,
+        cfg: &ContainerConfig,
+    ) -> String {
+        let name = cfg
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
         let id = self
             .create(pod, pod_cfg, cfg)
             .unwrap_or_else(|e| panic!("CreateContainer {name}: {}", e.message()));
@@ -329,7 +354,12 @@ impl Node {
         last.unwrap()
     }
 
-    pub fn exec_sync(&self, id: &str, cmd: &[&str], timeout: i64) -> Result<ExecSyncResponse, tonic::Status> {
+    pub fn exec_sync(
+        &self,
+        id: &str,
+        cmd: &[&str],
+        timeout: i64,
+    ) -> Result<ExecSyncResponse, tonic::Status> {
         let mut rs = self.rs.clone();
         Ok(self
             .rt
@@ -367,9 +397,10 @@ impl Node {
 
     pub fn remove_container(&self, id: &str) -> Result<(), tonic::Status> {
         let mut rs = self.rs.clone();
-        self.rt.block_on(rs.remove_container(RemoveContainerRequest {
-            container_id: id.into(),
-        }))?;
+        self.rt
+            .block_on(rs.remove_container(RemoveContainerRequest {
+                container_id: id.into(),
+            }))?;
         Ok(())
     }
 
@@ -393,17 +424,19 @@ impl Node {
 
     pub fn stop_pod(&self, pod: &str) -> Result<(), tonic::Status> {
         let mut rs = self.rs.clone();
-        self.rt.block_on(rs.stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: pod.into(),
-        }))?;
+        self.rt
+            .block_on(rs.stop_pod_sandbox(StopPodSandboxRequest {
+                pod_sandbox_id: pod.into(),
+            }))?;
         Ok(())
     }
 
     pub fn remove_pod(&mut self, pod: &str) -> Result<(), tonic::Status> {
         let mut rs = self.rs.clone();
-        self.rt.block_on(rs.remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: pod.into(),
-        }))?;
+        self.rt
+            .block_on(rs.remove_pod_sandbox(RemovePodSandboxRequest {
+                pod_sandbox_id: pod.into(),
+            }))?;
         self.pods.retain(|p| p != pod);
         Ok(())
     }
@@ -419,8 +452,10 @@ impl Node {
             .find(|n| n["type"] == "network")
             .and_then(|n| n["path"].as_str())
             .map(PathBuf::from);
-        self.stop_pod(pod).unwrap_or_else(|e| panic!("StopPodSandbox: {}", e.message()));
-        self.remove_pod(pod).unwrap_or_else(|e| panic!("RemovePodSandbox: {}", e.message()));
+        self.stop_pod(pod)
+            .unwrap_or_else(|e| panic!("StopPodSandbox: {}", e.message()));
+        self.remove_pod(pod)
+            .unwrap_or_else(|e| panic!("RemovePodSandbox: {}", e.message()));
         let root = self.dir.path().to_string_lossy().into_owned();
         wait_for("the pod's mounts to go", 10, || {
             !mounts_under(&root).iter().any(|m| m.contains(pod))
@@ -430,7 +465,9 @@ impl Node {
             cgroup_children(parent).is_empty()
         });
         wait_for("the pod's shim to exit", 10, || {
-            !shim_pids(self.dir.path()).iter().any(|(_, c)| c.contains(pod))
+            !shim_pids(self.dir.path())
+                .iter()
+                .any(|(_, c)| c.contains(pod))
         });
         if let Some(ns) = netns {
             assert!(!ns.exists(), "the pod's netns {} is left", ns.display());
@@ -577,7 +614,10 @@ fn take_slot(dir: &Path) -> u32 {
                 if let Some(old) = words.next() {
                     clean_dead_node(Path::new(old));
                 }
-                let _ = Command::new("ip").args(["link", "del", &bridge(n)]).stderr(Stdio::null()).status();
+                let _ = Command::new("ip")
+                    .args(["link", "del", &bridge(n)])
+                    .stderr(Stdio::null())
+                    .status();
                 kill_and_remove_cgroup(&format!("/amphi-cri-{n}"));
                 let _ = std::fs::remove_file(&f);
             }
@@ -598,7 +638,10 @@ fn clean_dead_node(dir: &Path) {
     {
         let c = text(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default());
         if c.contains(&sock) || c.contains(&format!("{}/config.toml", dir.display())) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
     }
     let mut mounts = mounts_under(&dir.to_string_lossy());
@@ -613,10 +656,14 @@ fn clean_dead_node(dir: &Path) {
 /// (users for RunAsUser/RunAsUsername), as the busybox image kubelet
 /// tests use.
 fn write_busybox(out: &Path) {
-    let bin = std::fs::read("/bin/busybox").expect("busybox-static is installed (scripts/install-deps)");
+    let bin =
+        std::fs::read("/bin/busybox").expect("busybox-static is installed (scripts/install-deps)");
     let mut layer = LayerBuilder::new();
     layer.file("bin/busybox", 0o755, &bin).unwrap();
-    let list = Command::new("/bin/busybox").arg("--list-full").output().unwrap();
+    let list = Command::new("/bin/busybox")
+        .arg("--list-full")
+        .output()
+        .unwrap();
     for path in text(&list.stdout).lines().filter(|l| !l.is_empty()) {
         if path != "bin/busybox" {
             layer.symlink(path, "/bin/busybox").unwrap();
@@ -653,7 +700,9 @@ fn write_wasm_linux(out: &Path) {
     for (n, b) in amphi_examples::WASM {
         layer.file(&format!("{n}.wasm"), 0o755, b).unwrap();
     }
-    layer.file("etc/message", 0o644, amphi_examples::MESSAGE.as_bytes()).unwrap();
+    layer
+        .file("etc/message", 0o644, amphi_examples::MESSAGE.as_bytes())
+        .unwrap();
     amphi_examples::write_archive(
         out,
         &[layer.build().unwrap()],
@@ -793,8 +842,10 @@ impl Stream {
         use tungstenite::client::IntoClientRequest;
         let ws_url = url.replacen("http://", "ws://", 1);
         let mut req = ws_url.as_str().into_client_request().unwrap();
-        req.headers_mut()
-            .insert("Sec-WebSocket-Protocol", "v4.channel.k8s.io".parse().unwrap());
+        req.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            "v4.channel.k8s.io".parse().unwrap(),
+        );
         let host = url
             .trim_start_matches("http://")
             .split('/')
@@ -804,7 +855,8 @@ impl Stream {
         let tcp = std::net::TcpStream::connect(&host).unwrap();
         // A test that waits for output it never gets fails instead of hanging.
         tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let (ws, _) = tungstenite::client(req, tcp).unwrap_or_else(|e| panic!("websocket {url}: {e}"));
+        let (ws, _) =
+            tungstenite::client(req, tcp).unwrap_or_else(|e| panic!("websocket {url}: {e}"));
         Stream {
             ws,
             stdout: Vec::new(),
@@ -816,7 +868,9 @@ impl Stream {
     fn send(&mut self, channel: u8, data: &[u8]) {
         let mut msg = vec![channel];
         msg.extend_from_slice(data);
-        self.ws.send(tungstenite::Message::Binary(msg.into())).unwrap();
+        self.ws
+            .send(tungstenite::Message::Binary(msg.into()))
+            .unwrap();
     }
 
     pub fn stdin(&mut self, data: &[u8]) {

@@ -90,14 +90,12 @@ pub(crate) fn spawn_init(
 /// clones and ends, so no other thread of the caller (the shim serves
 /// requests on many) ever forks into the container's namespace. The child
 /// is still ours to `waitpid`: children belong to the whole thread group.
-fn clone_in_pid_ns(
-    path: &Path,
-    clone: impl FnOnce() -> nix::Result<i32> + Send,
-) -> Result<i32> {
+fn clone_in_pid_ns(path: &Path, clone: impl FnOnce() -> nix::Result<i32> + Send) -> Result<i32> {
     use std::os::unix::fs::MetadataExt;
     let ns = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let theirs = ns.metadata().map_err(|e| Error::io(path, e))?;
-    let ours = std::fs::metadata("/proc/self/ns/pid").map_err(|e| Error::io("/proc/self/ns/pid", e))?;
+    let ours =
+        std::fs::metadata("/proc/self/ns/pid").map_err(|e| Error::io("/proc/self/ns/pid", e))?;
     // Our own namespace (a hostPID pod names the host's): nothing to join.
     if (ours.dev(), ours.ino()) == (theirs.dev(), theirs.ino()) {
         return clone().map_err(|e| Error::sys("clone", e));

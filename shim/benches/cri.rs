@@ -13,10 +13,10 @@
 //! another one. `cargo bench -p containerd-shim-amphi --bench cri` (root,
 //! after `scripts/install-deps`); `AMPHI_BENCH_RUNS=N` sets the rounds (20).
 
-#[path = "../../e2e/support.rs"]
-mod support;
 #[path = "../../e2e/cri_support.rs"]
 mod cri_support;
+#[path = "../../e2e/support.rs"]
+mod support;
 
 use std::time::Instant;
 
@@ -150,7 +150,8 @@ fn main() {
     let mut rs = node.rs.clone();
     // Warm every path once (the Wasm module's compile among them).
     for case in CASES {
-        node.rt.block_on(pod(&mut rs, node.pod_config("warm"), case, true));
+        node.rt
+            .block_on(pod(&mut rs, node.pod_config("warm"), case, true));
     }
     let mut start = vec![Vec::new(); CASES.len()];
     let mut life = vec![Vec::new(); CASES.len()];
@@ -159,11 +160,14 @@ fn main() {
             let i = (round + k) % CASES.len();
             let case = CASES[i];
             let t = Instant::now();
-            let p = node.rt.block_on(pod(&mut rs, node.pod_config("start"), case, false));
+            let p = node
+                .rt
+                .block_on(pod(&mut rs, node.pod_config("start"), case, false));
             start[i].push(t.elapsed().as_secs_f64() * 1e3);
             node.rt.block_on(remove(&mut rs, &p));
             let t = Instant::now();
-            node.rt.block_on(pod(&mut rs, node.pod_config("life"), case, true));
+            node.rt
+                .block_on(pod(&mut rs, node.pod_config("life"), case, true));
             life[i].push(t.elapsed().as_secs_f64() * 1e3);
         }
     }

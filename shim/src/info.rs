@@ -11,7 +11,8 @@ use containerd_shim::protos::protobuf::{Message, MessageField};
 use containerd_shim::protos::types::introspection::{RuntimeInfo, RuntimeVersion};
 
 /// The type URL containerd registers the OCI features document under.
-const FEATURES_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/features/Features";
+const FEATURES_TYPE_URL: &str =
+    "types.containerd.io/opencontainers/runtime-spec/1/features/Features";
 
 /// Builds the answer.
 pub fn runtime_info() -> RuntimeInfo {
@@ -19,11 +20,14 @@ pub fn runtime_info() -> RuntimeInfo {
     info.name = crate::RUNTIME_ID.to_string();
     let mut version = RuntimeVersion::new();
     version.version = env!("CARGO_PKG_VERSION").to_string();
-    version.revision = option_env!("AMPHI_REVISION").unwrap_or_default().to_string();
+    version.revision = option_env!("AMPHI_REVISION")
+        .unwrap_or_default()
+        .to_string();
     info.version = MessageField::some(version);
     let mut features = Any::new();
     features.type_url = FEATURES_TYPE_URL.to_string();
-    features.value = serde_json::to_vec(&amphi_runtime::features::features()).expect("features serialise");
+    features.value =
+        serde_json::to_vec(&amphi_runtime::features::features()).expect("features serialise");
     info.features = MessageField::some(features);
     info
 }

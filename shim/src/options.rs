@@ -43,10 +43,14 @@ pub fn parse(any: Option<&Any>) -> Result<RuntimeOptions, String> {
         RUNC_OPTIONS => {
             // runc's Options: field 9 is systemd_cgroup; the rest are runc's own.
             let fields = proto_fields(&any.value).map_err(|e| format!("{name}: {e}"))?;
-            let systemd = fields.iter().any(|f| matches!(f, (9, Field::Varint(v)) if *v != 0));
+            let systemd = fields
+                .iter()
+                .any(|f| matches!(f, (9, Field::Varint(v)) if *v != 0));
             let ignored: Vec<u32> = fields.iter().map(|f| f.0).filter(|n| *n != 9).collect();
             if !ignored.is_empty() {
-                log::info!("runtime options: runc fields {ignored:?} do not apply to amphi, ignored");
+                log::info!(
+                    "runtime options: runc fields {ignored:?} do not apply to amphi, ignored"
+                );
             }
             Ok(RuntimeOptions {
                 systemd_cgroup: systemd,
@@ -56,11 +60,16 @@ pub fn parse(any: Option<&Any>) -> Result<RuntimeOptions, String> {
             let fields = proto_fields(&any.value).map_err(|e| format!("{name}: {e}"))?;
             let text = |n: u32| {
                 fields.iter().find_map(|f| match f {
-                    (k, Field::Bytes(b)) if *k == n => Some(String::from_utf8_lossy(b).into_owned()),
+                    (k, Field::Bytes(b)) if *k == n => {
+                        Some(String::from_utf8_lossy(b).into_owned())
+                    }
                     _ => None,
                 })
             };
-            let body = match (text(3).filter(|b| !b.is_empty()), text(2).filter(|p| !p.is_empty())) {
+            let body = match (
+                text(3).filter(|b| !b.is_empty()),
+                text(2).filter(|p| !p.is_empty()),
+            ) {
                 (Some(body), _) => body,
                 (None, Some(path)) => std::fs::read_to_string(&path)
                     .map_err(|e| format!("runtime options ConfigPath {path}: {e}"))?,
@@ -100,8 +109,14 @@ fn proto_fields(bytes: &[u8]) -> Result<Vec<(u32, Field)>, String> {
     while let Some(tag) = is.read_raw_tag_or_eof().map_err(|e| e.to_string())? {
         let (number, wire) = (tag >> 3, tag & 7);
         match wire {
-            0 => out.push((number, Field::Varint(is.read_uint64().map_err(|e| e.to_string())?))),
-            2 => out.push((number, Field::Bytes(is.read_bytes().map_err(|e| e.to_string())?))),
+            0 => out.push((
+                number,
+                Field::Varint(is.read_uint64().map_err(|e| e.to_string())?),
+            )),
+            2 => out.push((
+                number,
+                Field::Bytes(is.read_bytes().map_err(|e| e.to_string())?),
+            )),
             _ => containerd_shim::protos::protobuf::rt::skip_field_for_tag(tag, &mut is)
                 .map_err(|e| e.to_string())?,
         }
@@ -116,14 +131,21 @@ fn proto_fields(bytes: &[u8]) -> Result<Vec<(u32, Field)>, String> {
 /// placed where systemd puts that scope: the slice expanded by its dashes
 /// (`kubepods.slice/kubepods-burstable.slice/...`), then
 /// `prefix-name.scope`. Other paths pass through.
-pub fn cgroup_path(cgroups_path: Option<&str>, opts: &RuntimeOptions) -> Result<Option<String>, String> {
+pub fn cgroup_path(
+    cgroups_path: Option<&str>,
+    opts: &RuntimeOptions,
+) -> Result<Option<String>, String> {
     let Some(p) = cgroups_path.filter(|p| !p.is_empty()) else {
         return Ok(None);
     };
     let parts: Vec<&str> = p.split(':').collect();
     match parts.as_slice() {
         [slice, prefix, name] => {
-            let slice = expand_slice(if slice.is_empty() { "system.slice" } else { slice })?;
+            let slice = expand_slice(if slice.is_empty() {
+                "system.slice"
+            } else {
+                slice
+            })?;
             let unit = if name.ends_with(".slice") || prefix.is_empty() {
                 name.to_string()
             } else {
@@ -145,7 +167,12 @@ fn expand_slice(slice: &str) -> Result<String, String> {
         return Ok(String::new());
     }
     let base = slice.strip_suffix(".slice").ok_or_else(bad)?;
-    if base.is_empty() || base.contains('/') || base.starts_with('-') || base.ends_with('-') || base.contains("--") {
+    if base.is_empty()
+        || base.contains('/')
+        || base.starts_with('-')
+        || base.ends_with('-')
+        || base.contains("--")
+    {
         return Err(bad());
     }
     let mut out = Vec::new();
@@ -185,14 +212,17 @@ mod tests {
             os.write_bool(9, true).unwrap();
         });
         assert!(parse(Some(&a)).unwrap().systemd_cgroup);
-        let a = any("containerd.runc.v1.Options", |os| os.write_string(6, "runc").unwrap());
+        let a = any("containerd.runc.v1.Options", |os| {
+            os.write_string(6, "runc").unwrap()
+        });
         assert!(!parse(Some(&a)).unwrap().systemd_cgroup);
     }
 
     #[test]
     fn runtime_options_config_body_and_path() {
         let a = any("runtimeoptions.v1.Options", |os| {
-            os.write_string(3, "SystemdCgroup = true\nBinaryName = \"x\"\n").unwrap();
+            os.write_string(3, "SystemdCgroup = true\nBinaryName = \"x\"\n")
+                .unwrap();
         });
         assert!(parse(Some(&a)).unwrap().systemd_cgroup);
         let dir = tempfile::tempdir().unwrap();
@@ -205,10 +235,16 @@ mod tests {
         let a = any("runtimeoptions.v1.Options", |os| {
             os.write_string(2, "/nonexistent/amphi.toml").unwrap();
         });
-        assert!(parse(Some(&a)).unwrap_err().contains("/nonexistent/amphi.toml"));
-        let a = any("runtimeoptions.v1.Options", |os| os.write_string(3, "SystemdCgroup = ").unwrap());
+        assert!(parse(Some(&a))
+            .unwrap_err()
+            .contains("/nonexistent/amphi.toml"));
+        let a = any("runtimeoptions.v1.Options", |os| {
+            os.write_string(3, "SystemdCgroup = ").unwrap()
+        });
         assert!(parse(Some(&a)).is_err());
-        let a = any("example.com/other.Options", |os| os.write_bool(1, true).unwrap());
+        let a = any("example.com/other.Options", |os| {
+            os.write_bool(1, true).unwrap()
+        });
         assert_eq!(parse(Some(&a)).unwrap(), RuntimeOptions::default());
     }
 
@@ -224,7 +260,9 @@ mod tests {
             Some("/kubepods/burstable/pod12/abc".into())
         );
         assert!(cgroup_path(Some("bad--x.slice:p:n"), &o).is_err());
-        let sd = RuntimeOptions { systemd_cgroup: true };
+        let sd = RuntimeOptions {
+            systemd_cgroup: true,
+        };
         assert!(cgroup_path(Some("/kubepods/abc"), &sd).is_err());
         assert_eq!(cgroup_path(None, &sd).unwrap(), None);
     }

@@ -15,19 +15,23 @@ use crate::{Error, Result};
 
 /// The spec's `rootfsPropagation`, if it names one.
 pub(super) fn rootfs_propagation(cfg: &InitConfig) -> Result<Option<MsFlags>> {
-    Ok(match cfg
-        .spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.rootfs_propagation().as_deref())
-    {
-        None | Some("") => None,
-        Some("slave") | Some("rslave") => Some(MsFlags::MS_SLAVE | MsFlags::MS_REC),
-        Some("private") | Some("rprivate") => Some(MsFlags::MS_PRIVATE | MsFlags::MS_REC),
-        Some("shared") | Some("rshared") => Some(MsFlags::MS_SHARED | MsFlags::MS_REC),
-        Some("unbindable") | Some("runbindable") => Some(MsFlags::MS_UNBINDABLE | MsFlags::MS_REC),
-        Some(other) => return Err(Error::Spec(format!("unknown rootfsPropagation {other:?}"))),
-    })
+    Ok(
+        match cfg
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.rootfs_propagation().as_deref())
+        {
+            None | Some("") => None,
+            Some("slave") | Some("rslave") => Some(MsFlags::MS_SLAVE | MsFlags::MS_REC),
+            Some("private") | Some("rprivate") => Some(MsFlags::MS_PRIVATE | MsFlags::MS_REC),
+            Some("shared") | Some("rshared") => Some(MsFlags::MS_SHARED | MsFlags::MS_REC),
+            Some("unbindable") | Some("runbindable") => {
+                Some(MsFlags::MS_UNBINDABLE | MsFlags::MS_REC)
+            }
+            Some(other) => return Err(Error::Spec(format!("unknown rootfsPropagation {other:?}"))),
+        },
+    )
 }
 
 /// Mounts everything under the rootfs, before pivot_root.
@@ -85,7 +89,10 @@ fn unescape_mount_path(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
         } else {
