@@ -106,14 +106,7 @@ fn pod_network_shared_pids_loopback_exec_sync_and_wasm_in_the_pod() {
     let mut node = Node::start();
     let mut cfg = node.pod_config("net");
     Node::pod_network(&mut cfg, "netpod");
-    let opts = cfg
-        .linux
-        .as_mut()
-        .unwrap()
-        .security_context
-        .as_mut()
-        .unwrap();
-    opts.namespace_options.as_mut().unwrap().pid = NamespaceMode::Pod as i32;
+    pod_namespaces(&mut cfg).pid = NamespaceMode::Pod as i32;
     let pod = node.run_pod(&cfg);
     let ip = node.pod_status(&pod).status.unwrap().network.unwrap().ip;
     assert!(ip.starts_with("10.213."), "pod ip {ip}");
@@ -359,13 +352,7 @@ fn security_contexts_users_caps_readonly_paths_sysctls_and_seccomp() {
 fn privileged_pod_mounts_and_sees_devices() {
     let mut node = Node::start();
     let mut cfg = node.pod_config("priv");
-    cfg.linux
-        .as_mut()
-        .unwrap()
-        .security_context
-        .as_mut()
-        .unwrap()
-        .privileged = true;
+    pod_security(&mut cfg).privileged = true;
     let pod = node.run_pod(&cfg);
     let mut c = Node::container_config(
         "priv",
@@ -625,13 +612,7 @@ impl Drop for SharedDir {
 fn host_path_mounts_with_each_propagation_mode() {
     let mut node = Node::start();
     let mut cfg = node.pod_config("prop");
-    cfg.linux
-        .as_mut()
-        .unwrap()
-        .security_context
-        .as_mut()
-        .unwrap()
-        .privileged = true;
+    pod_security(&mut cfg).privileged = true;
     let pod = node.run_pod(&cfg);
     let host = SharedDir::new(node.dir.path().join("hostpath"));
     std::fs::write(host.0.join("file"), "from the host\n").unwrap();
@@ -709,14 +690,7 @@ fn host_namespaces_pid_ipc_and_network() {
     let mut node = Node::start();
     let mut cfg = node.pod_config("hostns");
     {
-        let ns = cfg
-            .linux
-            .as_mut()
-            .unwrap()
-            .security_context
-            .as_mut()
-            .unwrap();
-        let o = ns.namespace_options.as_mut().unwrap();
+        let o = pod_namespaces(&mut cfg);
         o.pid = NamespaceMode::Node as i32;
         o.ipc = NamespaceMode::Node as i32;
         o.network = NamespaceMode::Node as i32;

@@ -76,29 +76,7 @@ impl Node {
         std::fs::create_dir_all(p.join("pods")).unwrap();
         std::fs::write(p.join("cni/10-amphi.conflist"), cni_config(slot, &p)).unwrap();
         std::fs::write(p.join("config.toml"), containerd_config(&p)).unwrap();
-        let shim_dir = super::support::shim_dir();
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p.join("containerd.log"))
-            .unwrap();
-        let child = Command::new("containerd")
-            .arg("--config")
-            .arg(p.join("config.toml"))
-            .env(
-                "PATH",
-                format!(
-                    "{}:{}",
-                    shim_dir.display(),
-                    std::env::var("PATH").unwrap_or_default()
-                ),
-            )
-            .env("AMPHI_ROOT", p.join("store"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("containerd is installed (scripts/install-deps)");
+        let child = super::support::spawn_containerd(&p);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -230,14 +208,7 @@ impl Node {
     /// Puts a pod config on the pod network (CNI), with a hostname.
     pub fn pod_network(cfg: &mut PodSandboxConfig, hostname: &str) {
         cfg.hostname = hostname.into();
-        let ns = cfg
-            .linux
-            .as_mut()
-            .unwrap()
-            .security_context
-            .as_mut()
-            .unwrap();
-        ns.namespace_options.as_mut().unwrap().network = NamespaceMode::Pod as i32;
+        pod_namespaces(cfg).network = NamespaceMode::Pod as i32;
     }
 
     /// RunPodSandbox with the `amphi` handler (or `handler`).
@@ -715,6 +686,22 @@ fn write_wasm_linux(out: &Path) {
     .unwrap();
 }
 
+/// The pod-level security context of a config made by [`Node::pod_config`].
+pub fn pod_security(cfg: &mut PodSandboxConfig) -> &mut LinuxSandboxSecurityContext {
+    cfg.linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .get_or_insert_with(Default::default)
+}
+
+/// The pod's namespace modes (network, pid, ipc).
+pub fn pod_namespaces(cfg: &mut PodSandboxConfig) -> &mut NamespaceOption {
+    pod_security(cfg)
+        .namespace_options
+        .get_or_insert_with(Default::default)
+}
+
 /// Mount points whose path starts with `root`.
 pub fn mounts_under(root: &str) -> Vec<String> {
     std::fs::read_to_string("/proc/self/mountinfo")
@@ -727,16 +714,8 @@ pub fn mounts_under(root: &str) -> Vec<String> {
 
 /// Shim processes serving the containerd in `dir`, with their command lines.
 pub fn shim_pids(dir: &Path) -> Vec<(i32, String)> {
-    let sock = dir.join("c.sock").to_string_lossy().into_owned();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(|pid| {
-            let c = text(&std::fs::read(format!("/proc/{pid}/cmdline")).ok()?);
-            (c.contains("containerd-shim") && c.contains(&sock)).then_some((pid, c))
-        })
-        .collect()
+    // Both handlers' shims (amphi's and runc's).
+    super::support::shim_processes(&dir.join("c.sock"), "containerd-shim")
 }
 
 /// The cgroup directories below `parent` in every hierarchy.

@@ -42,6 +42,61 @@ pub fn assert_stdout(out: &Output, want: &str) {
     assert_eq!(text(&out.stdout), want, "stderr: {}", text(&out.stderr));
 }
 
+/// Processes whose command line names `binary` and the containerd socket
+/// `sock`, with their NUL-separated command lines (zombies have none).
+pub fn shim_processes(sock: &Path, binary: &str) -> Vec<(i32, String)> {
+    let sock = sock.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let c = text(&std::fs::read(format!("/proc/{pid}/cmdline")).ok()?);
+            (c.contains(binary) && c.contains(&sock)).then_some((pid, c))
+        })
+        .collect()
+}
+
+/// Starts containerd with `dir/config.toml`, logging to
+/// `dir/containerd.log`, with our shim on its PATH and its store
+/// (`AMPHI_ROOT`) in `dir/store`.
+pub fn spawn_containerd(dir: &Path) -> Child {
+    let path = format!(
+        "{}:{}",
+        shim_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("containerd.log"))
+        .unwrap();
+    Command::new("containerd")
+        .arg("--config")
+        .arg(dir.join("config.toml"))
+        .env("PATH", path)
+        .env("AMPHI_ROOT", dir.join("store"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("containerd is installed (scripts/install-deps)")
+}
+
+/// A benchmark's rounds: `AMPHI_BENCH_RUNS`, else `default`; `None` when
+/// cargo only lists or tests the bench targets.
+pub fn bench_runs(default: usize) -> Option<usize> {
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return None;
+    }
+    Some(
+        std::env::var("AMPHI_BENCH_RUNS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default),
+    )
+}
+
 /// A private containerd, stopped and cleaned up on drop.
 pub struct Containerd {
     pub dir: tempfile::TempDir,
@@ -75,27 +130,7 @@ impl Containerd {
     }
 
     pub fn spawn(&mut self) {
-        let p = self.dir.path();
-        let path = format!(
-            "{}:{}",
-            shim_dir().display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p.join("containerd.log"))
-            .unwrap();
-        let child = Command::new("containerd")
-            .arg("--config")
-            .arg(p.join("config.toml"))
-            .env("PATH", path)
-            .env("AMPHI_ROOT", p.join("store"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("containerd is installed (scripts/install-deps)");
+        let child = spawn_containerd(self.dir.path());
         self.child = Some(child);
         wait_until("containerd to serve", || {
             self.ctr(&["version"]).status.success()
@@ -263,16 +298,7 @@ impl Containerd {
     /// Our shim processes (zombies have no command line) with their
     /// NUL-separated command lines.
     fn shim_cmdlines(&self) -> Vec<(i32, String)> {
-        let sock = self.sock().to_string_lossy().into_owned();
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-            .filter_map(|pid| {
-                let c = text(&std::fs::read(format!("/proc/{pid}/cmdline")).ok()?);
-                (c.contains("containerd-shim-amphi-v1") && c.contains(&sock)).then_some((pid, c))
-            })
-            .collect()
+        shim_processes(&self.sock(), "containerd-shim-amphi-v1")
     }
 
     /// Mount points under this containerd's dirs.

@@ -139,13 +139,9 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list" || a == "--test") {
+    let Some(runs) = support::bench_runs(20) else {
         return;
-    }
-    let runs: usize = std::env::var("AMPHI_BENCH_RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
+    };
     let node = Node::start();
     let mut rs = node.rs.clone();
     // Warm every path once (the Wasm module's compile among them).

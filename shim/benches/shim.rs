@@ -21,13 +21,9 @@ use support::*;
 const RUNC: &str = "io.containerd.runc.v2";
 
 fn main() {
-    if std::env::args().any(|a| a == "--list" || a == "--test") {
+    let Some(runs) = support::bench_runs(40) else {
         return;
-    }
-    let runs: usize = std::env::var("AMPHI_BENCH_RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(40);
+    };
     let cd = Containerd::start();
     let cache = cd.dir.path().join("store/wasm-cache");
     let mut n = 0;
