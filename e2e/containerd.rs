@@ -539,3 +539,158 @@ fn deep_image_mounts_and_small_image_gets_the_init_layer() {
     cd.ctr_ok(&["containers", "rm", &id]);
     cd.assert_clean(&id);
 }
+
+/// Starts of one group racing each other (a driver that starts shims in
+/// parallel, two at a time in the same bundle too): one shim serves, every
+/// start prints its address, no temp file is left, and the shim goes at
+/// Shutdown with its socket.
+#[test]
+fn concurrent_starts_of_one_group_share_one_shim() {
+    use containerd_shim::protos::shim_sync::{Client, TaskClient};
+    let cd = Containerd::start();
+    let group = unique_id("grp");
+    let shim = env!("CARGO_BIN_EXE_containerd-shim-amphi-v1");
+    let sock = cd.sock().to_string_lossy().into_owned();
+    let ttrpc = format!("{sock}.ttrpc");
+    let n = 8;
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(n));
+    let mut logs = Vec::new();
+    let starts: Vec<_> = (0..n)
+        .map(|i| {
+            let bundle = cd.dir.path().join(format!("bundle-{}", i / 2));
+            if i % 2 == 1 {
+                let id = format!("{group}-{}", i / 2);
+                let (barrier, sock, ttrpc) = (barrier.clone(), sock.clone(), ttrpc.clone());
+                return std::thread::spawn(move || {
+                    barrier.wait();
+                    (
+                        bundle.clone(),
+                        start_shim(shim, &sock, &ttrpc, &id, &bundle),
+                    )
+                });
+            }
+            std::fs::create_dir(&bundle).unwrap();
+            let config =
+                serde_json::json!({"annotations": {"io.kubernetes.cri.sandbox-id": group}});
+            std::fs::write(bundle.join("config.json"), config.to_string()).unwrap();
+            // containerd makes the shim's log FIFO before `start`, and reads it.
+            let log = bundle.join("log");
+            nix::unistd::mkfifo(&log, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+            use std::os::unix::fs::OpenOptionsExt;
+            logs.push(
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NONBLOCK)
+                    .open(&log)
+                    .unwrap(),
+            );
+            let (barrier, sock, ttrpc) = (barrier.clone(), sock.clone(), ttrpc.clone());
+            let id = format!("{group}-{}", i / 2);
+            std::thread::spawn(move || {
+                barrier.wait();
+                (
+                    bundle.clone(),
+                    start_shim(shim, &sock, &ttrpc, &id, &bundle),
+                )
+            })
+        })
+        .collect();
+    let mut addresses = Vec::new();
+    for t in starts {
+        let (bundle, out) = t.join().unwrap();
+        assert!(out.status.success(), "start: {}", text(&out.stderr));
+        let printed = text(&out.stdout);
+        assert_eq!(
+            std::fs::read_to_string(bundle.join("address")).unwrap(),
+            printed
+        );
+        let names: Vec<String> = std::fs::read_dir(&bundle)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names
+                .iter()
+                .all(|n| ["config.json", "address", "log"].contains(&n.as_str())),
+            "{names:?}"
+        );
+        addresses.push(printed);
+    }
+    addresses.dedup();
+    assert_eq!(
+        addresses.len(),
+        1,
+        "starts of one group printed {addresses:?}"
+    );
+    let serving = shim_processes(&cd.sock(), "containerd-shim-amphi-v1");
+    assert_eq!(serving.len(), 1, "{serving:?}");
+    let client = TaskClient::new(Client::connect(&addresses[0]).unwrap());
+    // The shim exits right after Shutdown (as runc's does), so the reply
+    // may be a reset connection; containerd takes either as done.
+    let _ = client.shutdown(
+        containerd_shim::protos::ttrpc::context::with_timeout(5_000_000_000),
+        &containerd_shim::api::ShutdownRequest::new(),
+    );
+    let path = std::path::PathBuf::from(addresses[0].trim_start_matches("unix://"));
+    wait_until("the shim's socket to go", || !path.exists());
+    wait_until("the shim to exit", || {
+        shim_processes(&cd.sock(), "containerd-shim-amphi-v1").is_empty()
+    });
+}
+
+/// `containerd-shim-amphi-v1 ... start` as containerd runs it for `id`.
+fn start_shim(
+    shim: &str,
+    sock: &str,
+    ttrpc: &str,
+    id: &str,
+    bundle: &std::path::Path,
+) -> std::process::Output {
+    Command::new(shim)
+        .args([
+            "-namespace",
+            "default",
+            "-address",
+            sock,
+            "-publish-binary",
+            "containerd",
+        ])
+        .args(["-id", id, "start"])
+        .current_dir(bundle)
+        .env("TTRPC_ADDRESS", ttrpc)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// containerd 2.x runs `-info` before a create: the answer is a
+/// `RuntimeInfo` protobuf whose features are the OCI features document.
+#[test]
+fn info_answers_runtime_info_with_oci_features() {
+    use containerd_shim::protos::protobuf::Message;
+    use containerd_shim::protos::types::introspection::RuntimeInfo;
+    let out = Command::new(env!("CARGO_BIN_EXE_containerd-shim-amphi-v1"))
+        .arg("-info")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let info = RuntimeInfo::parse_from_bytes(&out.stdout).unwrap();
+    assert_eq!(info.name, RUNTIME);
+    assert!(!info.version.version.is_empty());
+    assert_eq!(
+        info.features.type_url,
+        "types.containerd.io/opencontainers/runtime-spec/1/features/Features"
+    );
+    let f: serde_json::Value = serde_json::from_slice(&info.features.value).unwrap();
+    assert!(f["mountOptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|o| o == "rro"));
+    assert!(f["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n == "pid"));
+}

@@ -307,6 +307,18 @@ fn security_contexts_users_caps_readonly_paths_sysctls_and_seccomp() {
     );
     assert_eq!(cap_eff(&out), 0);
     assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+    // A host device under another name (CRI Devices).
+    let (_, out) = run(
+        &|c| {
+            c.devices = vec![Device {
+                container_path: "/dev/myzero".into(),
+                host_path: "/dev/zero".into(),
+                permissions: "rwm".into(),
+            }]
+        },
+        "head -c 5 /dev/myzero | wc -c",
+    );
+    assert_eq!(out, "5\n");
     // A sysctl of the pod.
     let (_, out) = run(&|_| {}, "cat /proc/sys/kernel/shm_rmid_forced");
     assert_eq!(out, "1\n");
@@ -912,7 +924,10 @@ fn systemd_cgroup_paths_are_placed_as_systemd_nests_slices() {
     );
     let slice = format!("{top}-pod{uid}.slice");
     cfg.linux.as_mut().unwrap().cgroup_parent = slice.clone();
-    let pod = node.run_pod(&cfg);
+    // The handler whose options say SystemdCgroup = true (ConfigBody).
+    let pod = node
+        .run_pod_with(&cfg, "amphi-systemd")
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {}", e.message()));
     let mut c = Node::container_config("app", BUSYBOX, &["sleep", "3600"]);
     c.linux.as_mut().unwrap().resources = Some(LinuxContainerResources {
         memory_limit_in_bytes: 48 << 20,

@@ -468,12 +468,7 @@ impl Drop for Node {
             );
             let _ = c.wait();
         }
-        for (pid, _) in shim_pids(self.dir.path()) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
+        kill_shims(self.dir.path());
         let root = self.dir.path().to_string_lossy().into_owned();
         let mut mounts = mounts_under(&root);
         mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
@@ -531,6 +526,10 @@ state = "{r}/state"
     default_runtime_name = "amphi"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.amphi]
       runtime_type = "io.containerd.amphi.v1"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.amphi-systemd]
+      runtime_type = "io.containerd.amphi.v1"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.amphi-systemd.options]
+        ConfigBody = "SystemdCgroup = true\nNotAmphis = 1\n"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
   [plugins."io.containerd.grpc.v1.cri".cni]
@@ -598,8 +597,15 @@ fn take_slot(dir: &Path) -> u32 {
     panic!("no free CNI slot in {SLOT_DIR}");
 }
 
+/// SIGKILLs the shims (amphi's and runc's) of the containerd in `dir`
+/// and removes their sockets.
+fn kill_shims(dir: &Path) {
+    super::support::kill_shims(&dir.join("c.sock"), "containerd-shim");
+}
+
 /// What a killed node left: its containerd and shims, mounts, temp dir.
 fn clean_dead_node(dir: &Path) {
+    kill_shims(dir);
     let sock = dir.join("c.sock").to_string_lossy().into_owned();
     for pid in std::fs::read_dir("/proc")
         .into_iter()

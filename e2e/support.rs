@@ -97,6 +97,29 @@ pub fn bench_runs(default: usize) -> Option<usize> {
     )
 }
 
+/// SIGKILLs the shims [`shim_processes`] finds and removes their sockets
+/// (a killed shim cannot), named in containerd's socket dir after the
+/// namespace and the `-id` they started with (their group).
+pub fn kill_shims(sock: &Path, binary: &str) {
+    let sock_str = sock.to_string_lossy().into_owned();
+    for (pid, cmdline) in shim_processes(sock, binary) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let args: Vec<&str> = cmdline.split('\0').collect();
+        let arg = |flag: &str| {
+            args.iter()
+                .position(|a| *a == flag)
+                .and_then(|i| args.get(i + 1))
+        };
+        if let (Some(ns), Some(id)) = (arg("-namespace"), arg("-id")) {
+            let address = containerd_shim::socket_address(&sock_str, ns, id);
+            let _ = std::fs::remove_file(address.trim_start_matches("unix://"));
+        }
+    }
+}
+
 /// A private containerd, stopped and cleaned up on drop.
 pub struct Containerd {
     pub dir: tempfile::TempDir,
@@ -356,12 +379,7 @@ impl Drop for Containerd {
             }
         }
         self.stop();
-        for pid in self.shims() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
+        kill_shims(&self.sock(), "containerd-shim-amphi-v1");
         let mut mounts = self.mounts();
         mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
         for m in mounts {

@@ -7,6 +7,7 @@ mod events;
 mod info;
 mod io;
 mod logger;
+mod metrics;
 mod oom;
 mod options;
 mod service;

@@ -8,15 +8,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use amphi_runtime::bundle::Bundle;
 use amphi_runtime::nix_signal::Signal;
 use amphi_runtime::oci_spec::runtime::{LinuxResources, Process};
-use amphi_runtime::{Container, CreateOptions, Runtime, RuntimeConfig, Stats};
+use amphi_runtime::{Container, CreateOptions, Runtime, RuntimeConfig};
 use containerd_shim::api::*;
-use containerd_shim::protos::cgroups::metrics::{
-    CPUStat, CPUUsage, MemoryEntry, MemoryStat, Metrics, PidsStat, Throttle,
-};
 use containerd_shim::protos::events::task::*;
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim::protos::protobuf::{Message, MessageField};
+use containerd_shim::protos::protobuf::MessageField;
 use containerd_shim::protos::topics::*;
 use containerd_shim::protos::ttrpc::{self, Code};
 use containerd_shim::{ExitSignal, Task, TtrpcContext, TtrpcResult};
@@ -879,13 +876,7 @@ impl Task for TaskService {
         let tasks = self.inner.lock();
         let task = tasks.get(&req.id).ok_or_else(|| not_found(&req.id))?;
         let stats = task.container.stats().map_err(rt_err)?;
-        let metrics = to_metrics(&stats);
-        let mut any = Any::new();
-        // ctr and the CRI plugin look metrics up by this type URL.
-        any.type_url = "io.containerd.cgroups.v1.Metrics".to_string();
-        any.value = metrics
-            .write_to_bytes()
-            .map_err(|e| err(Code::INTERNAL, e.to_string()))?;
+        let any = crate::metrics::to_any(&stats).map_err(|e| err(Code::INTERNAL, e))?;
         let mut resp = StatsResponse::new();
         resp.stats = MessageField::some(any);
         Ok(resp)
@@ -909,47 +900,4 @@ impl Task for TaskService {
         }
         Ok(Empty::new())
     }
-}
-
-/// Runtime figures in containerd's cgroups v1 metrics message.
-fn to_metrics(s: &Stats) -> Metrics {
-    let mut m = Metrics::new();
-    let mut pids = PidsStat::new();
-    pids.current = s.pids.current;
-    pids.limit = s.pids.limit;
-    m.pids = MessageField::some(pids);
-    let mut usage = CPUUsage::new();
-    usage.total = s.cpu.usage_ns;
-    usage.user = s.cpu.user_ns;
-    usage.kernel = s.cpu.system_ns;
-    let mut throttle = Throttle::new();
-    throttle.periods = s.cpu.nr_periods;
-    throttle.throttled_periods = s.cpu.nr_throttled;
-    throttle.throttled_time = s.cpu.throttled_ns;
-    let mut cpu = CPUStat::new();
-    cpu.usage = MessageField::some(usage);
-    cpu.throttling = MessageField::some(throttle);
-    m.cpu = MessageField::some(cpu);
-    let stat = |k: &str| s.memory.stat.get(k).copied().unwrap_or(0);
-    let mut mem = MemoryStat::new();
-    mem.cache = stat("cache").max(stat("file"));
-    mem.rss = stat("rss").max(stat("anon"));
-    mem.mapped_file = stat("mapped_file");
-    mem.pg_fault = stat("pgfault");
-    mem.pg_maj_fault = stat("pgmajfault");
-    mem.inactive_anon = stat("inactive_anon");
-    mem.active_anon = stat("active_anon");
-    mem.inactive_file = stat("inactive_file");
-    mem.active_file = stat("active_file");
-    mem.unevictable = stat("unevictable");
-    mem.total_cache = stat("total_cache");
-    mem.total_rss = stat("total_rss");
-    let mut entry = MemoryEntry::new();
-    entry.usage = s.memory.usage;
-    entry.max = s.memory.max_usage;
-    entry.limit = s.memory.limit;
-    entry.failcnt = s.memory.failcnt;
-    mem.usage = MessageField::some(entry);
-    m.memory = MessageField::some(mem);
-    m
 }

@@ -92,6 +92,7 @@ fn start(flags: Flags) -> Result<()> {
     match unsafe { nix::unistd::fork() }.context("forking the shim")? {
         nix::unistd::ForkResult::Child => {
             // containerd reads our stdout to its end: let go of it.
+            let socket = address.clone();
             let code = match detach_stdio().and_then(|()| {
                 serve(
                     Flags {
@@ -104,6 +105,9 @@ fn start(flags: Flags) -> Result<()> {
             }) {
                 Ok(()) => 0,
                 Err(e) => {
+                    // A shim that could not serve (no log FIFO, containerd
+                    // unreachable) leaves no socket behind either.
+                    remove_socket(&socket);
                     log::error!("shim: {e:#}");
                     1
                 }

@@ -236,7 +236,10 @@ impl CgroupV1 {
     }
 
     pub(super) fn stats(&self) -> Result<Stats> {
-        let mut st = Stats::default();
+        let mut st = Stats {
+            hierarchy: 1,
+            ..Stats::default()
+        };
         let mem = self.memory_dir();
         if !mem.exists() {
             return Err(Error::Cgroup {
@@ -250,8 +253,22 @@ impl CgroupV1 {
         st.memory.failcnt = read_u64(&mem, "memory.failcnt");
         st.memory.oom_kills = self.oom_kills();
         st.memory.stat = parse_flat_keyed(&read(&mem, "memory.stat").unwrap_or_default());
+        let counter = |prefix: &str| crate::stats::Counter {
+            usage: read_u64(&mem, &format!("{prefix}.usage_in_bytes")),
+            max_usage: read_u64(&mem, &format!("{prefix}.max_usage_in_bytes")),
+            limit: read_u64(&mem, &format!("{prefix}.limit_in_bytes")),
+            failcnt: read_u64(&mem, &format!("{prefix}.failcnt")),
+        };
+        st.memory.swap = counter("memory.memsw");
+        st.memory.kernel = counter("memory.kmem");
+        st.memory.kernel_tcp = counter("memory.kmem.tcp");
         if let Some(dir) = self.dir_of("cpuacct") {
             st.cpu.usage_ns = read_u64(&dir, "cpuacct.usage");
+            st.cpu.per_cpu_ns = read(&dir, "cpuacct.usage_percpu")
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect();
             let ticks = parse_flat_keyed(&read(&dir, "cpuacct.stat").unwrap_or_default());
             let ns_per_tick = 1_000_000_000 / clock_ticks();
             st.cpu.user_ns = ticks.get("user").copied().unwrap_or(0) * ns_per_tick;

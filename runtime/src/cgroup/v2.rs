@@ -134,13 +134,24 @@ impl CgroupV2 {
 
     pub(super) fn stats(&self) -> Result<Stats> {
         let dir = self.dir();
-        let mut st = Stats::default();
+        let mut st = Stats {
+            hierarchy: 2,
+            ..Stats::default()
+        };
         st.memory.usage = read_u64(&dir, "memory.current");
         st.memory.max_usage = read_u64(&dir, "memory.peak");
         st.memory.limit = read_u64(&dir, "memory.max");
         let events = parse_flat_keyed(&read(&dir, "memory.events").unwrap_or_default());
         st.memory.failcnt = events.get("max").copied().unwrap_or(0);
         st.memory.oom_kills = events.get("oom_kill").copied().unwrap_or(0);
+        st.memory.events = events;
+        st.memory.swap = crate::stats::Counter {
+            usage: read_u64(&dir, "memory.swap.current"),
+            max_usage: read_u64(&dir, "memory.swap.peak"),
+            limit: read_u64(&dir, "memory.swap.max"),
+            failcnt: 0,
+        };
+        st.io = crate::stats::parse_io_stat(&read(&dir, "io.stat").unwrap_or_default());
         st.memory.stat = parse_flat_keyed(&read(&dir, "memory.stat").unwrap_or_default());
         let cpu = parse_flat_keyed(&read(&dir, "cpu.stat").unwrap_or_default());
         let us = |k: &str| cpu.get(k).copied().unwrap_or(0) * 1000;
