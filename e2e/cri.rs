@@ -173,6 +173,16 @@ fn pod_network_shared_pids_loopback_exec_sync_and_wasm_in_the_pod() {
             "{ns} namespace of the Wasm container"
         );
     }
+    // ExecSync into the Wasm container runs a module there.
+    let r = node.exec_sync(&busy, &["/hello.wasm"], 10).unwrap();
+    assert_eq!(
+        (r.exit_code, &r.stdout[..]),
+        (0, &b"Hello from Wasm!\n"[..]),
+        "{:?}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    let r = node.exec_sync(&busy, &["/exit42.wasm"], 10).unwrap();
+    assert_eq!(r.exit_code, 42);
     node.stop_container(&busy, 30).unwrap();
     let s = node.status(&busy);
     assert_eq!(s.state, ContainerState::ContainerExited as i32);
