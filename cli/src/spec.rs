@@ -145,12 +145,16 @@ pub fn image_spec(
         bail!("no command: the image has no Entrypoint or Cmd and none was given");
     }
     let mut env = strings(&c["Env"]);
-    if !env.iter().any(|e| e.starts_with("PATH=")) {
-        env.insert(0, DEFAULT_PATH.to_string());
-    }
-    env.push(format!("HOSTNAME={hostname}"));
-    if !env.iter().any(|e| e.starts_with("HOME=")) {
-        env.push("HOME=/root".into());
+    // Docker's additions are for native processes; a Wasm guest sees
+    // exactly the image's environment (and -e), as under `wasmtime run`.
+    if !is_wasm_image(config, manifest) {
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.insert(0, DEFAULT_PATH.to_string());
+        }
+        env.push(format!("HOSTNAME={hostname}"));
+        if !env.iter().any(|e| e.starts_with("HOME=")) {
+            env.push("HOME=/root".into());
+        }
     }
     let cwd = c["WorkingDir"]
         .as_str()

@@ -36,6 +36,13 @@ const WASI_P1: &str = "wasi_snapshot_preview1";
 /// the cache key, so they live in one place.
 pub fn engine() -> Result<Engine> {
     let mut config = Config::new();
+    // The Wasm proposals are wasmtime's defaults, as its CLI has them
+    // (exception handling, GC types and function references, tail calls,
+    // multi-memory, relaxed SIMD, memory64, threads' atomics: Config's
+    // WASM3 set with the crate's gc and threads features). On top, shared
+    // memories may be created: toolchains emit them for `-pthread` builds
+    // that run single-threaded under WASI preview 1.
+    config.shared_memory(true);
     // kill/SIGTERM must stop even a busy loop: generated code checks the epoch.
     config.epoch_interruption(true);
     config.wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Disable);
@@ -520,4 +527,37 @@ async fn run_inner(
         engine.increment_epoch();
     }
     start.call_async(&mut store, ()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_engine_takes_what_current_toolchains_emit() {
+        let engine = engine().unwrap();
+        for (what, src) in [
+            ("exceptions", "(module (tag $t (param i32)) (func (throw $t (i32.const 1))))"),
+            ("gc", "(module (type $s (struct (field i32))) (func (drop (struct.new $s (i32.const 1)))))"),
+            ("tail calls", "(module (func $f (return_call $f)))"),
+            ("multi-memory", "(module (memory 1) (memory 1))"),
+            ("memory64", "(module (memory i64 1))"),
+            ("relaxed simd", "(module (func (param v128) (result v128) (i32x4.relaxed_trunc_f32x4_s (local.get 0))))"),
+            ("threads", "(module (memory 1 1 shared))"),
+        ] {
+            let wasm = wat::parse_str(src).unwrap();
+            engine
+                .precompile_module(&wasm)
+                .unwrap_or_else(|e| panic!("{what}: {}", one_line(&e)));
+        }
+    }
+
+    #[test]
+    fn a_proposal_left_off_is_named_in_one_line() {
+        let wasm = wat::parse_str("(module (memory 1 (pagesize 1)))").unwrap();
+        let e = engine().unwrap().precompile_module(&wasm).unwrap_err();
+        let msg = one_line(&e);
+        assert!(msg.contains("custom page sizes"), "{msg}");
+        assert!(!msg.contains('\n'));
+    }
 }

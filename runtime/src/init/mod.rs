@@ -318,7 +318,7 @@ fn drop_privileges(
     process::chdir_cwd(process)?;
     if let Loaded::Wasm(module) = payload {
         let args = process.args().clone().unwrap_or_default();
-        module.settle(&args, &process::env_pairs(process))?;
+        module.settle(&args, &process::spec_env(process))?;
     }
     if let (Some(filter), true) = (seccomp, last) {
         filter.install()?;

@@ -226,9 +226,10 @@ pub(super) fn chdir_cwd(process: &Process) -> Result<()> {
     nix::unistd::chdir(cwd).map_err(|e| Error::sys(format!("chdir {}", cwd.display()), e))
 }
 
-/// The spec's env as pairs, with the default PATH when it sets none.
-pub(super) fn env_pairs(process: &Process) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = process
+/// The spec's env as pairs, exactly (a Wasm guest's environment: WASI
+/// programs that list or count it must see what the spec says).
+pub(super) fn spec_env(process: &Process) -> Vec<(String, String)> {
+    process
         .env()
         .clone()
         .unwrap_or_default()
@@ -237,7 +238,13 @@ pub(super) fn env_pairs(process: &Process) -> Vec<(String, String)> {
             Some((k, v)) => (k.to_string(), v.to_string()),
             None => (kv, String::new()),
         })
-        .collect();
+        .collect()
+}
+
+/// A native process's env: the spec's, with the default PATH when it
+/// sets none (as runc and Docker give one).
+fn native_env(process: &Process) -> Vec<(String, String)> {
+    let mut env = spec_env(process);
     if !env.iter().any(|(k, _)| k == "PATH") {
         env.push(("PATH".into(), DEFAULT_PATH.into()));
     }
@@ -254,7 +261,7 @@ pub(super) fn exec(process: &Process, entrypoint: &str) -> i32 {
         .into_iter()
         .filter_map(|a| CString::new(a).ok())
         .collect();
-    let env: Vec<CString> = env_pairs(process)
+    let env: Vec<CString> = native_env(process)
         .into_iter()
         .filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok())
         .collect();
