@@ -103,7 +103,10 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("AMPHI_LOG"))
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -111,6 +114,24 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_AMPHI_ERROR)
         }
     }
+}
+
+/// A command line clap refused: help and version as clap prints them, any
+/// other fault as clap's own words in one line, exit 125 (as Docker).
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        let _ = e.print();
+        return ExitCode::from(EXIT_AMPHI_ERROR);
+    }
+    let text = e.render().to_string();
+    let first = text.lines().next().unwrap_or("invalid command line");
+    eprintln!("amphi: {}", first.trim_start_matches("error: "));
+    ExitCode::from(EXIT_AMPHI_ERROR)
 }
 
 fn runtime(cli: &Cli) -> Runtime {

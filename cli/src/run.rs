@@ -55,13 +55,17 @@ pub struct RunArgs {
     #[arg(long)]
     read_only: bool,
     /// Kill the container (SIGKILL, exit 137) when this time is up, e.g. 10s.
-    #[arg(long)]
+    /// (A negative one reaches the parser, which names the fault.)
+    #[arg(long, allow_hyphen_values = true)]
     timeout: Option<String>,
     /// Run this OCI runtime bundle (config.json + rootfs).
     #[arg(long)]
     bundle: Option<PathBuf>,
     /// IMAGE [CMD ARGS...], or with --bundle: CMD ARGS... replacing the spec's args.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    /// As Docker parses: options come before IMAGE (an unknown one is an
+    /// error naming it, never an image name); everything after IMAGE,
+    /// flags too, is the command's.
+    #[arg(trailing_var_arg = true)]
     rest: Vec<String>,
 }
 

@@ -641,3 +641,37 @@ fn wasm_oci_artifact_with_a_bare_module_layer_runs() {
         "Hello from Wasm!\n"
     );
 }
+
+#[test]
+fn flags_before_the_image_are_amphis_and_after_it_the_commands() {
+    let dirs = TestDirs::new();
+    load_examples(&dirs);
+    // An unknown flag is a one-line error naming it, never an image name.
+    for (bad, names) in [
+        (&["run", "--bogus", "amphi-native"][..], "'--bogus'"),
+        (&["run", "-it", "amphi-native", "sh"][..], "'-i'"),
+    ] {
+        let out = amphi(&dirs, bad);
+        assert_eq!(out.status.code(), Some(125), "{bad:?}");
+        let err = text(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(names), "{err}");
+        assert!(!err.contains("no image"), "{err}");
+    }
+    // After the image, flags (amphi's own among them) are the command's.
+    let out = run(
+        &dirs,
+        "amphi-native",
+        &["/bin/args_env", "-la", "--rm", "-e", "X=1"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let args: Vec<&str> = stdout.lines().take(5).collect();
+    assert_eq!(
+        args,
+        ["/bin/args_env", "-la", "--rm", "-e", "X=1"],
+        "{stdout}"
+    );
+    // `-e X=1` after the image set no variable.
+    assert!(!stdout.lines().skip(5).any(|l| l == "X=1"), "{stdout}");
+}
