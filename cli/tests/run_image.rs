@@ -675,3 +675,63 @@ fn flags_before_the_image_are_amphis_and_after_it_the_commands() {
     // `-e X=1` after the image set no variable.
     assert!(!stdout.lines().skip(5).any(|l| l == "X=1"), "{stdout}");
 }
+
+/// A rootfs tar as a Debian bootstrap tool writes one, device nodes in
+/// /dev: it imports and runs, and a node for the host's disk in it still
+/// cannot be opened (the devices cgroup decides, not the tar).
+#[test]
+fn rootfs_tar_with_device_nodes_imports_and_runs() {
+    let dirs = TestDirs::new();
+    let (major, minor) = amphi_testkit::host_block_device();
+    let tar_path = dirs.tmp.path().join("rootfs.tar");
+    let mut b = tar::Builder::new(std::fs::File::create(&tar_path).unwrap());
+    for d in ["bin/", "dev/", "etc/"] {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        b.append_data(&mut h, d, std::io::empty()).unwrap();
+    }
+    for (name, kind, ma, mi) in [
+        ("dev/null", tar::EntryType::Char, 1, 3),
+        ("dev/zero", tar::EntryType::Char, 1, 5),
+        ("dev/full", tar::EntryType::Char, 1, 7),
+        ("dev/tty", tar::EntryType::Char, 5, 0),
+        (
+            "disk",
+            tar::EntryType::Block,
+            major.parse().unwrap(),
+            minor.parse().unwrap(),
+        ),
+    ] {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_mode(0o666);
+        h.set_size(0);
+        h.set_device_major(ma).unwrap();
+        h.set_device_minor(mi).unwrap();
+        b.append_data(&mut h, name, std::io::empty()).unwrap();
+    }
+    for (n, bytes) in amphi_examples::NATIVE {
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o755);
+        h.set_size(bytes.len() as u64);
+        b.append_data(&mut h, format!("bin/{n}"), *bytes).unwrap();
+    }
+    b.into_inner().unwrap();
+    ok(
+        &dirs,
+        &["image", "import", tar_path.to_str().unwrap(), "debianish:1"],
+    );
+    let out = run(
+        &dirs,
+        "debianish:1",
+        &["/bin/devices", "/disk", "b", &major, &minor],
+    );
+    assert_eq!(
+        text(&out.stdout),
+        "mknod: exists\nopen: Operation not permitted\nnull: ok\n",
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -4,8 +4,10 @@
 //! unpacked: absolute paths and `..` are rejected, no entry may be written
 //! through a symlink (every parent is checked to be a real directory, and
 //! files are created with O_NOFOLLOW after removing what was there),
-//! hardlinks must point at an earlier entry inside the snapshot, device
-//! nodes are refused, and the total size is bounded (decompression bombs).
+//! hardlinks must point at an earlier entry inside the snapshot, and the
+//! total size is bounded (decompression bombs). Device nodes and FIFOs are
+//! made as containerd and Docker make them as root: whether a container
+//! may use a node is its devices cgroup's decision, not the layer's.
 //! OCI whiteouts become overlay whiteouts: `.wh.NAME` a 0:0 character
 //! device, `.wh..wh..opq` the `trusted.overlay.opaque` xattr.
 
@@ -308,8 +310,35 @@ pub fn apply(layer: &str, input: impl Read, dest: &Path, limits: Limits) -> Resu
                     .map_err(|e| Error::io(&path, e.into()))?;
                 lchown(&path, uid, gid)?;
             }
+            // As containerd and Docker unpack as root: the node is made;
+            // what a container may open is the devices cgroup's to say
+            // (every device denied but the usual /dev nodes and the
+            // spec's), so a node for the host's disk stays unusable.
             tar::EntryType::Char | tar::EntryType::Block => {
-                return Err(bad(layer, &shown, "device nodes are not allowed in layers"));
+                let number = |n: std::io::Result<Option<u32>>| {
+                    n.ok()
+                        .flatten()
+                        .ok_or_else(|| bad(layer, &shown, "device node without a valid number"))
+                };
+                let major = number(entry.header().device_major())?;
+                let minor = number(entry.header().device_minor())?;
+                let kind = if entry.header().entry_type() == tar::EntryType::Char {
+                    nix::sys::stat::SFlag::S_IFCHR
+                } else {
+                    nix::sys::stat::SFlag::S_IFBLK
+                };
+                clear(&path, false)?;
+                nix::sys::stat::mknod(
+                    &path,
+                    kind,
+                    nix::sys::stat::Mode::from_bits_truncate(mode & 0o7777),
+                    nix::sys::stat::makedev(major.into(), minor.into()),
+                )
+                .map_err(|e| Error::io(&path, e.into()))?;
+                lchown(&path, uid, gid)?;
+                // mknod honours the umask; the layer's mode is exact.
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o7777))
+                    .map_err(|e| Error::io(&path, e))?;
             }
             other => {
                 return Err(bad(

@@ -397,10 +397,78 @@ fn hostile_paths() {
     let mut t = Vec::new();
     raw(&mut t, ".", b'2', "/etc", b"", 0o777);
     rejects(one_layer(finish(t)), "replaces the layer root");
-    // Device nodes.
+}
+
+/// Sets a raw entry's device numbers (ustar devmajor/devminor), fixing
+/// its checksum.
+fn set_device(t: &mut [u8], major: u32, minor: u32) {
+    let start = t.len() - 512;
+    let octal = |v: u32| format!("{v:07o}\0");
+    t[start + 329..start + 337].copy_from_slice(octal(major).as_bytes());
+    t[start + 337..start + 345].copy_from_slice(octal(minor).as_bytes());
+    set_device_checksum(t);
+}
+
+#[test]
+fn device_nodes_and_fifos_are_made_as_containerd_makes_them() {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
     let mut t = Vec::new();
-    raw(&mut t, "dev/sda", b'4', "", b"", 0o600);
-    rejects(one_layer(finish(t)), "device nodes");
+    raw(&mut t, "dev/", b'5', "", b"", 0o755);
+    for (name, kind, major, minor, mode) in [
+        ("dev/null", b'3', 1, 3, 0o666),
+        ("dev/zero", b'3', 1, 5, 0o666),
+        ("dev/full", b'3', 1, 7, 0o666),
+        ("dev/tty", b'3', 5, 0, 0o666),
+        ("dev/sda", b'4', 8, 0, 0o660),
+    ] {
+        raw(&mut t, name, kind, "", b"", mode);
+        set_device(&mut t, major, minor);
+    }
+    raw(&mut t, "run/fifo", b'6', "", b"", 0o640);
+    let layer = finish(t);
+    let d = tempfile::tempdir().unwrap();
+    let s = Store::open(d.path()).unwrap();
+    load(&s, &one_layer(layer.clone())).unwrap();
+    let fs = Snapshots::open(d.path())
+        .unwrap()
+        .fs_path(&digest::of(&layer))
+        .unwrap();
+    let node = |p: &str| std::fs::symlink_metadata(fs.join(p)).unwrap();
+    for (name, major, minor) in [
+        ("dev/null", 1, 3),
+        ("dev/zero", 1, 5),
+        ("dev/full", 1, 7),
+        ("dev/tty", 5, 0),
+    ] {
+        let m = node(name);
+        assert!(m.file_type().is_char_device(), "{name}");
+        assert_eq!(
+            (libc::major(m.rdev()), libc::minor(m.rdev())),
+            (major, minor),
+            "{name}"
+        );
+        assert_eq!(m.permissions().mode() & 0o777, 0o666, "{name}");
+    }
+    let sda = node("dev/sda");
+    assert!(sda.file_type().is_block_device());
+    assert_eq!(sda.permissions().mode() & 0o777, 0o660);
+    assert!(node("run/fifo").file_type().is_fifo());
+    // A device entry without valid numbers is still refused.
+    let mut t = Vec::new();
+    raw(&mut t, "dev/bad", b'3', "", b"", 0o600);
+    let h = t.len() - 512;
+    t[h + 329..h + 337].copy_from_slice(b"zzzzzzz\0");
+    set_device_checksum(&mut t);
+    rejects(one_layer(finish(t)), "device node without a valid number");
+}
+
+/// Recomputes the checksum of the last raw entry's header.
+fn set_device_checksum(t: &mut [u8]) {
+    let start = t.len() - 512;
+    let h = &mut t[start..];
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|b| *b as u32).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
 }
 
 #[test]
