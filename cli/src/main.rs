@@ -4,6 +4,7 @@
 mod image;
 mod image_container;
 mod run;
+mod security;
 mod spec;
 mod units;
 

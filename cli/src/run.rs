@@ -61,6 +61,15 @@ pub struct RunArgs {
     /// Run this OCI runtime bundle (config.json + rootfs).
     #[arg(long)]
     bundle: Option<PathBuf>,
+    /// Add a capability (e.g. NET_ADMIN, or ALL).
+    #[arg(long = "cap-add")]
+    cap_add: Vec<String>,
+    /// Drop a capability (e.g. CHOWN, or ALL).
+    #[arg(long = "cap-drop")]
+    cap_drop: Vec<String>,
+    /// seccomp=unconfined|PROFILE.json, no-new-privileges.
+    #[arg(long = "security-opt")]
+    security_opt: Vec<String>,
     /// IMAGE [CMD ARGS...], or with --bundle: CMD ARGS... replacing the spec's args.
     /// As Docker parses: options come before IMAGE (an unknown one is an
     /// error naming it, never an image name); everything after IMAGE,
@@ -278,6 +287,50 @@ fn supervise(container: &mut Container, set: &SigSet, timeout: Option<Duration>)
     }
 }
 
+/// Capabilities, no_new_privileges and seccomp: an image run gets
+/// Docker's default profile for its capabilities; a bundle keeps its own
+/// unless `--security-opt seccomp=...` says otherwise.
+fn apply_security(v: &mut Value, a: &RunArgs) -> Result<()> {
+    use crate::security::{capabilities, default_profile, parse_security_opts, to_spec, Seccomp};
+    let sec = parse_security_opts(&a.security_opt)?;
+    let strings =
+        |v: &Value| -> Vec<String> { serde_json::from_value(v.clone()).unwrap_or_default() };
+    let mut caps = strings(&v["process"]["capabilities"]["bounding"]);
+    if !a.cap_add.is_empty() || !a.cap_drop.is_empty() {
+        caps = capabilities(&caps, &a.cap_add, &a.cap_drop)?;
+        for set in ["bounding", "effective", "permitted"] {
+            v["process"]["capabilities"][set] = json!(caps);
+        }
+    }
+    if sec.no_new_privileges {
+        v["process"]["noNewPrivileges"] = json!(true);
+    }
+    let profile = match &sec.seccomp {
+        Seccomp::Unconfined => None,
+        Seccomp::File(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading seccomp profile {}", path.display()))?;
+            let p: Value = serde_json::from_str(&text)
+                .with_context(|| format!("seccomp profile {}", path.display()))?;
+            Some(
+                to_spec(&p, &caps)
+                    .with_context(|| format!("seccomp profile {}", path.display()))?,
+            )
+        }
+        Seccomp::Default if a.bundle.is_none() => Some(to_spec(&default_profile(), &caps)?),
+        Seccomp::Default => return Ok(()),
+    };
+    match profile {
+        Some(p) => v["linux"]["seccomp"] = p,
+        None => {
+            if let Some(l) = v["linux"].as_object_mut() {
+                l.remove("seccomp");
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Applies the command-line flags over the bundle's spec.
 fn apply_flags(bundle: Bundle, a: &RunArgs) -> Result<Bundle> {
     let mut v = serde_json::to_value(&bundle.spec)?;
@@ -313,6 +366,7 @@ fn apply_flags(bundle: Bundle, a: &RunArgs) -> Result<Bundle> {
     if let Some(h) = &a.hostname {
         v["hostname"] = json!(h);
     }
+    apply_security(&mut v, a)?;
     if a.read_only {
         v["root"]["readonly"] = json!(true);
     }

@@ -735,3 +735,93 @@ fn rootfs_tar_with_device_nodes_imports_and_runs() {
         text(&out.stderr)
     );
 }
+
+/// Docker's default seccomp profile, as `amphi run` applies it to images.
+#[test]
+fn secure_by_default_seccomp_and_capabilities() {
+    let dirs = TestDirs::new();
+    load_examples(&dirs);
+    let syscall = |flags: &[&str], nr: i64, args: &[&str]| {
+        let id = unique_id("sec");
+        let nr = nr.to_string();
+        let mut v = vec!["run", "--rm", "--name", &id];
+        v.extend(flags);
+        v.extend(["amphi-native", "/bin/syscall", &nr]);
+        v.extend(args);
+        let out = amphi(&dirs, &v);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let eperm = "errno 1 (Operation not permitted)\n";
+    let newuser = (libc::CLONE_NEWUSER as i64).to_string();
+    // Refused by the profile ...
+    assert_eq!(syscall(&[], libc::SYS_add_key, &[]), eperm);
+    assert_eq!(syscall(&[], libc::SYS_keyctl, &[]), eperm);
+    assert_eq!(syscall(&[], libc::SYS_unshare, &[&newuser]), eperm);
+    assert_eq!(syscall(&[], libc::SYS_mount, &[]), eperm);
+    assert_eq!(syscall(&[], libc::SYS_kexec_load, &[]), eperm);
+    // ... which is what refused them: unconfined, they reach the kernel.
+    let unconfined = ["--security-opt", "seccomp=unconfined"];
+    assert_eq!(
+        syscall(&unconfined, libc::SYS_add_key, &[]),
+        "errno 14 (Bad address)\n"
+    );
+    assert_eq!(syscall(&unconfined, libc::SYS_unshare, &[&newuser]), "ok\n");
+    // A capability added lifts its calls too (mount reaches the kernel).
+    assert_eq!(
+        syscall(&["--cap-add", "SYS_ADMIN"], libc::SYS_mount, &[]),
+        "errno 14 (Bad address)\n"
+    );
+    // A profile file of the user's (Docker's format).
+    let file = dirs.tmp.path().join("profile.json");
+    std::fs::write(
+        &file,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["getppid"],"action":"SCMP_ACT_ERRNO","errnoRet":1}]}"#,
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", file.display());
+    assert_eq!(
+        syscall(&["--security-opt", &opt], libc::SYS_getppid, &[]),
+        eperm
+    );
+    assert_eq!(
+        syscall(&["--security-opt", &opt], libc::SYS_add_key, &[]),
+        "errno 14 (Bad address)\n"
+    );
+    // Wasm runs under the default profile.
+    let out = run(&dirs, "amphi-wasm", &[]);
+    assert_eq!(
+        text(&out.stdout),
+        "Hello from Wasm!\n",
+        "{}",
+        text(&out.stderr)
+    );
+    // --cap-drop ALL leaves nothing; no-new-privileges is set.
+    let out = run(&dirs, "amphi-native", &["/bin/cat", "/proc/self/status"]);
+    assert!(
+        !text(&out.stdout).contains("CapEff:\t0000000000000000"),
+        "{}",
+        text(&out.stdout)
+    );
+    let id = unique_id("caps");
+    let out = amphi(
+        &dirs,
+        &[
+            "run",
+            "--rm",
+            "--name",
+            &id,
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+            "amphi-native",
+            "/bin/cat",
+            "/proc/self/status",
+        ],
+    );
+    let status = text(&out.stdout);
+    assert!(status.contains("CapEff:\t0000000000000000"), "{status}");
+    assert!(status.contains("CapBnd:\t0000000000000000"), "{status}");
+    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+}
