@@ -6,6 +6,7 @@ mod image_container;
 mod run;
 mod security;
 mod spec;
+mod tty;
 mod units;
 
 use std::path::PathBuf;

@@ -1,6 +1,7 @@
 //! `amphi run`: create, start and wait for a container in the foreground,
 //! passing signals through and returning its exit status.
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,12 @@ pub struct RunArgs {
     /// Run in the background (not yet supported for bundles).
     #[arg(short = 'd', long)]
     detach: bool,
+    /// Keep stdin open (without it the container's stdin is /dev/null).
+    #[arg(short = 'i', long)]
+    interactive: bool,
+    /// Give the container a terminal, relayed to ours.
+    #[arg(short = 't', long)]
+    tty: bool,
     /// Container id (default: random).
     #[arg(long)]
     name: Option<String>,
@@ -113,9 +120,22 @@ pub fn run(rt: &Runtime, root: &Path, mut args: RunArgs) -> Result<u8> {
         }
     };
     if args.detach {
+        if args.tty || args.interactive {
+            bail!("-d with -i or -t is not supported yet");
+        }
         return detach(rt, root, &dir, &id, &args, timeout);
     }
-    let result = run_bundle(rt, &dir, &id, &args, timeout, Stdio::default(), None);
+    let stdio = if args.interactive || args.tty {
+        Stdio::default()
+    } else {
+        // As Docker: without -i the container reads nothing of ours.
+        let null = std::fs::File::open("/dev/null").context("opening /dev/null")?;
+        Stdio {
+            stdin: Some(null.into()),
+            ..Stdio::default()
+        }
+    };
+    let result = run_bundle(rt, &dir, &id, &args, timeout, stdio, None);
     if from_image && (args.rm || result.is_err()) {
         image_container::remove(root, &id)?;
     }
@@ -218,13 +238,32 @@ fn run_bundle(
         set.add(s);
     }
     set.add(Signal::SIGCHLD);
+    set.add(Signal::SIGWINCH);
     set.thread_block().context("blocking signals")?;
     let opts = CreateOptions {
         stdio,
         ..CreateOptions::default()
     };
     let mut container = rt.create_from(id, bundle, opts)?;
+    // -t: the console the init allocated, relayed to our terminal (raw
+    // while the container runs; restored when `raw` drops, on every path).
+    let console = container.take_console();
+    let mut raw = None;
+    let mut relay = None;
+    if let Some(master) = &console {
+        crate::tty::copy_window_size(master.as_fd());
+        raw = crate::tty::RawMode::enter();
+        match crate::tty::Relay::start(master, args.interactive) {
+            Ok(r) => relay = Some(r),
+            Err(e) => {
+                drop(raw);
+                let _ = container.delete(true);
+                return Err(e).context("relaying the container's terminal");
+            }
+        }
+    }
     if let Err(e) = container.start() {
+        drop(raw);
         let _ = container.delete(true);
         return Err(e.into());
     }
@@ -232,7 +271,11 @@ fn run_bundle(
         // The monitor's parent returns now; it must not see our later output.
         let _ = writeln!(w, "ok");
     }
-    let result = supervise(&mut container, &set, timeout);
+    let result = supervise(&mut container, &set, timeout, console.as_ref());
+    if let Some(r) = relay {
+        r.finish();
+    }
+    drop(raw);
     let code = match result {
         Ok(code) => code,
         Err(e) => {
@@ -248,8 +291,14 @@ fn run_bundle(
     Ok(code)
 }
 
-/// Waits for the container, forwarding signals and enforcing the timeout.
-fn supervise(container: &mut Container, set: &SigSet, timeout: Option<Duration>) -> Result<u8> {
+/// Waits for the container, forwarding signals and enforcing the timeout;
+/// a resize of our terminal (SIGWINCH) resizes the container's `console`.
+fn supervise(
+    container: &mut Container,
+    set: &SigSet,
+    timeout: Option<Duration>,
+    console: Option<&OwnedFd>,
+) -> Result<u8> {
     let deadline = timeout.map(|t| Instant::now() + t);
     let mut killed = false;
     loop {
@@ -279,6 +328,12 @@ fn supervise(container: &mut Container, set: &SigSet, timeout: Option<Duration>)
             continue;
         }
         if sig == libc::SIGCHLD {
+            continue;
+        }
+        if sig == libc::SIGWINCH {
+            if let Some(master) = console {
+                crate::tty::copy_window_size(master.as_fd());
+            }
             continue;
         }
         if let Ok(s) = Signal::try_from(sig) {
@@ -342,9 +397,9 @@ fn apply_flags(bundle: Bundle, a: &RunArgs) -> Result<Bundle> {
     if !a.rest.is_empty() {
         v["process"]["args"] = json!(a.rest);
     }
-    // The container shares amphi's own stdio (a terminal included), so it
-    // needs no console of its own.
-    v["process"]["terminal"] = json!(false);
+    // Without -t the container shares amphi's own stdio (a terminal
+    // included); with it, a console of its own that amphi relays.
+    v["process"]["terminal"] = json!(a.tty);
     if !a.env.is_empty() {
         let mut env: Vec<String> =
             serde_json::from_value(v["process"]["env"].take()).unwrap_or_default();

@@ -649,7 +649,7 @@ fn flags_before_the_image_are_amphis_and_after_it_the_commands() {
     // An unknown flag is a one-line error naming it, never an image name.
     for (bad, names) in [
         (&["run", "--bogus", "amphi-native"][..], "'--bogus'"),
-        (&["run", "-it", "amphi-native", "sh"][..], "'-i'"),
+        (&["run", "-ix", "amphi-native", "sh"][..], "'-x'"),
     ] {
         let out = amphi(&dirs, bad);
         assert_eq!(out.status.code(), Some(125), "{bad:?}");

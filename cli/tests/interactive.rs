@@ -1,0 +1,184 @@
+//! `amphi run -i` and `-it` driven as a person would: under a real pty
+//! (the test holds its master, amphi gets the slave as its controlling
+//! terminal), a busybox shell inside.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use amphi_testkit::{assert_no_leaks, unique_id, TestDirs};
+use common::{amphi, amphi_cmd, text};
+
+/// Imports a busybox-static rootfs (sh, stty, sleep, cat) as `bb:1`.
+fn import_busybox(dirs: &TestDirs) {
+    let bin =
+        std::fs::read("/bin/busybox").expect("busybox-static is installed (scripts/install-deps)");
+    let tar_path = dirs.tmp.path().join("bb.tar");
+    let mut b = tar::Builder::new(std::fs::File::create(&tar_path).unwrap());
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_mode(0o755);
+    h.set_size(0);
+    b.append_data(&mut h, "bin/", std::io::empty()).unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_mode(0o755);
+    h.set_size(bin.len() as u64);
+    b.append_data(&mut h, "bin/busybox", bin.as_slice())
+        .unwrap();
+    for applet in ["sh", "stty", "sleep", "cat", "echo"] {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_mode(0o777);
+        h.set_size(0);
+        b.append_link(&mut h, format!("bin/{applet}"), "busybox")
+            .unwrap();
+    }
+    b.into_inner().unwrap();
+    let out = amphi(
+        dirs,
+        &["image", "import", tar_path.to_str().unwrap(), "bb:1"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+fn set_size(fd: &OwnedFd, rows: u16, cols: u16) {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads the winsize we pass.
+    assert_eq!(
+        unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) },
+        0
+    );
+}
+
+/// What the terminal showed so far, and a way to wait for text in it.
+struct Screen(Arc<Mutex<Vec<u8>>>);
+
+impl Screen {
+    fn wait_for(&self, what: &str) {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(20) {
+            if String::from_utf8_lossy(&self.0.lock().unwrap()).contains(what) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "{what:?} never showed; screen: {:?}",
+            String::from_utf8_lossy(&self.0.lock().unwrap())
+        );
+    }
+}
+
+#[test]
+fn run_it_gives_an_interactive_shell_on_a_real_terminal() {
+    let dirs = TestDirs::new();
+    import_busybox(&dirs);
+    let pty = nix::pty::openpty(None, None).unwrap();
+    set_size(&pty.master, 30, 100);
+    let before = nix::sys::termios::tcgetattr(&pty.slave).unwrap();
+    let id = unique_id("it");
+    let slave = pty.slave.as_raw_fd();
+    let mut cmd = amphi_cmd(&dirs, &["run", "--rm", "-it", "--name", &id, "bb:1", "sh"]);
+    cmd.stdin(Stdio::from(pty.slave.try_clone().unwrap()))
+        .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
+        .stderr(Stdio::from(pty.slave.try_clone().unwrap()));
+    // SAFETY: only async-signal-safe calls: a session of its own whose
+    // controlling terminal is the pty, as a login shell has.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 || libc::ioctl(slave, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let screen = Screen(Arc::new(Mutex::new(Vec::new())));
+    let mut reader = std::fs::File::from(pty.master.try_clone().unwrap());
+    let shown = screen.0.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            shown.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    let mut keys = std::fs::File::from(pty.master.try_clone().unwrap());
+    let mut type_line = |s: &str| keys.write_all(s.as_bytes()).unwrap();
+    // The window size at start, and after a resize (SIGWINCH to amphi).
+    type_line("stty size\r");
+    screen.wait_for("30 100");
+    set_size(&pty.master, 40, 120);
+    std::thread::sleep(Duration::from_millis(200));
+    type_line("stty size\r");
+    screen.wait_for("40 120");
+    // Ctrl-C interrupts the foreground command, not the shell.
+    type_line("sleep 30; echo not-interrupted-$((1+1))\r");
+    std::thread::sleep(Duration::from_millis(300));
+    type_line("\x03");
+    type_line("echo after-$((40+2))\r");
+    screen.wait_for("after-42");
+    assert!(!String::from_utf8_lossy(&screen.0.lock().unwrap()).contains("not-interrupted-2"));
+    type_line("exit 3\r");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(3));
+    // The caller's terminal modes are as they were.
+    let after = nix::sys::termios::tcgetattr(&pty.slave).unwrap();
+    assert_eq!(after.local_flags, before.local_flags);
+    assert_eq!(after.input_flags, before.input_flags);
+    assert_eq!(after.output_flags, before.output_flags);
+    let cdir = dirs.store.join("containers").join(&id);
+    assert_no_leaks(&id, &dirs.state, &cdir.join("rootfs"));
+}
+
+#[test]
+fn run_i_takes_a_pipe_and_without_it_stdin_is_empty() {
+    let dirs = TestDirs::new();
+    import_busybox(&dirs);
+    let run = |flags: &[&str]| {
+        let id = unique_id("pipe");
+        let mut v = vec!["run", "--rm", "--name", &id];
+        v.extend(flags);
+        v.extend(["bb:1", "cat"]);
+        let mut child = amphi_cmd(&dirs, &v)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        // Without -i nobody reads it: a failed write is fine.
+        let _ = stdin.write_all(b"hi through the pipe\n");
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        text(&out.stdout)
+    };
+    assert_eq!(run(&["-i"]), "hi through the pipe\n");
+    assert_eq!(run(&[]), "");
+}
+
+#[test]
+fn run_t_gives_a_wasm_module_a_terminal() {
+    let dirs = TestDirs::new();
+    let tar = dirs.tmp.path().join("wasm.tar");
+    amphi_examples::write_image(&tar, amphi_examples::Kind::Wasm, "amphi-wasm:latest").unwrap();
+    let out = amphi(&dirs, &["image", "load", "-i", tar.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = unique_id("wt");
+    let out = amphi(&dirs, &["run", "--rm", "-t", "--name", &id, "amphi-wasm"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // Through the container's terminal (which writes \r\n).
+    assert_eq!(text(&out.stdout), "Hello from Wasm!\r\n");
+}
