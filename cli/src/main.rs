@@ -3,6 +3,7 @@
 
 mod image;
 mod image_container;
+mod process_opts;
 mod run;
 mod security;
 mod spec;

@@ -77,6 +77,24 @@ pub struct RunArgs {
     /// seccomp=unconfined|PROFILE.json, no-new-privileges.
     #[arg(long = "security-opt")]
     security_opt: Vec<String>,
+    /// Every capability and device, no seccomp filter or masked paths.
+    #[arg(long)]
+    privileged: bool,
+    /// A host device in the container: HOST[:CONTAINER][:rwm].
+    #[arg(long = "device")]
+    devices: Vec<String>,
+    /// The user: UID[:GID] or NAME[:GROUP] (from the image's /etc/passwd).
+    #[arg(short = 'u', long)]
+    user: Option<String>,
+    /// A supplementary group (GID or name from the image's /etc/group).
+    #[arg(long = "group-add")]
+    group_add: Vec<String>,
+    /// A resource limit: NAME=SOFT[:HARD] (e.g. nofile=1024:2048).
+    #[arg(long = "ulimit")]
+    ulimits: Vec<String>,
+    /// Run this instead of the image's Entrypoint (its Cmd is dropped).
+    #[arg(long)]
+    entrypoint: Option<String>,
     /// IMAGE [CMD ARGS...], or with --bundle: CMD ARGS... replacing the spec's args.
     /// As Docker parses: options come before IMAGE (an unknown one is an
     /// error naming it, never an image name); everything after IMAGE,
@@ -113,9 +131,19 @@ pub fn run(rt: &Runtime, root: &Path, mut args: RunArgs) -> Result<u8> {
                 bail!("give an IMAGE or --bundle DIR");
             }
             let image = args.rest.remove(0);
-            let dir = image_container::prepare(root, &id, &image, &args.rest)?;
-            // The image's command (with any CMD override) is in the spec.
-            args.rest.clear();
+            // --entrypoint replaces the image's Entrypoint and drops its Cmd.
+            let cmd: Vec<String> = match &args.entrypoint {
+                Some(e) => std::iter::once(e.clone())
+                    .chain(args.rest.drain(..))
+                    .collect(),
+                None => std::mem::take(&mut args.rest),
+            };
+            let dir = image_container::prepare(root, &id, &image, &cmd)?;
+            // The image's command (with any CMD override) is in the spec;
+            // with --entrypoint, the spec's args are ours alone.
+            if args.entrypoint.is_some() {
+                args.rest = cmd;
+            }
             dir
         }
     };
@@ -348,6 +376,12 @@ fn supervise(
 fn apply_security(v: &mut Value, a: &RunArgs) -> Result<()> {
     use crate::security::{capabilities, default_profile, parse_security_opts, to_spec, Seccomp};
     let sec = parse_security_opts(&a.security_opt)?;
+    if a.privileged {
+        crate::security::make_privileged(v)?;
+    }
+    for d in &a.devices {
+        crate::security::add_device(v, d)?;
+    }
     let strings =
         |v: &Value| -> Vec<String> { serde_json::from_value(v.clone()).unwrap_or_default() };
     let mut caps = strings(&v["process"]["capabilities"]["bounding"]);
@@ -372,6 +406,8 @@ fn apply_security(v: &mut Value, a: &RunArgs) -> Result<()> {
                     .with_context(|| format!("seccomp profile {}", path.display()))?,
             )
         }
+        // Docker runs privileged containers unconfined.
+        Seccomp::Default if a.privileged => None,
         Seccomp::Default if a.bundle.is_none() => Some(to_spec(&default_profile(), &caps)?),
         Seccomp::Default => return Ok(()),
     };
@@ -422,6 +458,13 @@ fn apply_flags(bundle: Bundle, a: &RunArgs) -> Result<Bundle> {
         v["hostname"] = json!(h);
     }
     apply_security(&mut v, a)?;
+    crate::process_opts::apply(
+        &mut v,
+        &bundle.rootfs,
+        a.user.as_deref(),
+        &a.group_add,
+        &a.ulimits,
+    )?;
     if a.read_only {
         v["root"]["readonly"] = json!(true);
     }

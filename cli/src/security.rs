@@ -11,7 +11,7 @@
 //! profile file may be in Docker's format (with `includes`/`excludes` by
 //! capability) or in the OCI runtime spec's.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
@@ -109,7 +109,14 @@ pub fn capabilities(base: &[String], add: &[String], drop: &[String]) -> Result<
     }
     for a in add {
         match check(a)?.as_str() {
-            "CAP_ALL" => set = known.clone(),
+            // ALL: every capability we hold to hand on.
+            "CAP_ALL" => {
+                set = caps::read(None, caps::CapSet::Bounding)
+                    .context("reading our capability bounding set")?
+                    .into_iter()
+                    .map(|c| c.to_string())
+                    .collect()
+            }
             n if !set.iter().any(|c| c == n) => set.push(n.to_string()),
             _ => {}
         }
@@ -641,6 +648,103 @@ pub fn to_spec(profile: &Value, caps: &[String]) -> Result<Value> {
     }
     out["syscalls"] = json!(syscalls);
     Ok(out)
+}
+
+/// A host device as `linux.devices` and `linux.resources.devices` want it.
+fn device_entry(host: &Path, inside: &str, access: &str) -> Result<(Value, Value)> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let m = std::fs::metadata(host).with_context(|| format!("device {}", host.display()))?;
+    let typ = if m.file_type().is_char_device() {
+        "c"
+    } else if m.file_type().is_block_device() {
+        "b"
+    } else {
+        bail!("{} is not a device", host.display());
+    };
+    let (major, minor) = (libc::major(m.rdev()), libc::minor(m.rdev()));
+    let node = json!({
+        "path": inside, "type": typ, "major": major, "minor": minor,
+        "fileMode": m.mode() & 0o777, "uid": m.uid(), "gid": m.gid(),
+    });
+    let rule =
+        json!({"allow": true, "type": typ, "major": major, "minor": minor, "access": access});
+    Ok((node, rule))
+}
+
+/// `--device HOST[:CONTAINER][:PERMISSIONS]` (permissions of `rwm`).
+pub fn add_device(v: &mut Value, spec: &str) -> Result<()> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let perms = |p: &str| !p.is_empty() && p.chars().all(|c| "rwm".contains(c));
+    let (host, inside, access) = match parts.as_slice() {
+        [h] => (*h, *h, "rwm"),
+        [h, p] if perms(p) => (*h, *h, *p),
+        [h, c] => (*h, *c, "rwm"),
+        [h, c, p] if perms(p) => (*h, *c, *p),
+        _ => bail!("bad --device {spec:?}: use HOST[:CONTAINER][:rwm]"),
+    };
+    if !inside.starts_with("/dev/") {
+        bail!("bad --device {spec:?}: {inside} is not under /dev");
+    }
+    let (node, rule) = device_entry(Path::new(host), inside, access)?;
+    push(&mut v["linux"]["devices"], node);
+    push(&mut v["linux"]["resources"]["devices"], rule);
+    Ok(())
+}
+
+fn push(list: &mut Value, item: Value) {
+    if !list.is_array() {
+        *list = json!([]);
+    }
+    list.as_array_mut().unwrap().push(item);
+}
+
+/// `--privileged`, as Docker: every capability (of ours), no seccomp filter, no
+/// masked or read-only paths, /sys writable, every device allowed and
+/// the host's device nodes in the container's /dev.
+pub fn make_privileged(v: &mut Value) -> Result<()> {
+    // Every capability we hold to hand on (a host root may lack some).
+    let mut all: Vec<String> = caps::read(None, caps::CapSet::Bounding)
+        .context("reading our capability bounding set")?
+        .into_iter()
+        .map(|c| c.to_string())
+        .collect();
+    all.sort();
+    for set in ["bounding", "effective", "permitted"] {
+        v["process"]["capabilities"][set] = json!(all);
+    }
+    v["linux"]["maskedPaths"] = json!([]);
+    v["linux"]["readonlyPaths"] = json!([]);
+    for m in v["mounts"].as_array_mut().into_iter().flatten() {
+        if m["destination"] == "/sys" || m["destination"] == "/sys/fs/cgroup" {
+            if let Some(opts) = m["options"].as_array_mut() {
+                opts.retain(|o| o != "ro");
+            }
+        }
+    }
+    v["linux"]["resources"]["devices"] = json!([{"allow": true, "access": "rwm"}]);
+    let mut nodes = Vec::new();
+    host_devices(Path::new("/dev"), &mut nodes);
+    v["linux"]["devices"] = json!(nodes);
+    Ok(())
+}
+
+/// The character and block devices under `dir` (not the per-container
+/// pts, shm and mqueue mounts, nor /dev/ptmx: the container has its own).
+fn host_devices(dir: &Path, out: &mut Vec<Value>) {
+    use std::os::unix::fs::FileTypeExt;
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = e.path();
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_dir() {
+            if !["pts", "shm", "mqueue", "fd"].contains(&e.file_name().to_str().unwrap_or("")) {
+                host_devices(&path, out);
+            }
+        } else if (ft.is_char_device() || ft.is_block_device()) && path != Path::new("/dev/ptmx") {
+            if let Ok((node, _)) = device_entry(&path, &path.to_string_lossy(), "rwm") {
+                out.push(node);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

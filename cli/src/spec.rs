@@ -26,7 +26,7 @@ pub fn is_wasm_image(config: &Value, manifest: &Value) -> bool {
 }
 
 /// Resolves `user[:group]` (names looked up in the rootfs) to uid, gid.
-fn user(spec: &str, rootfs: &Path) -> Result<(u32, u32)> {
+pub fn user(spec: &str, rootfs: &Path) -> Result<(u32, u32)> {
     let (u, g) = spec
         .split_once(':')
         .map_or((spec, None), |(u, g)| (u, Some(g)));
