@@ -595,9 +595,10 @@ fn concurrent_starts_of_one_group_share_one_shim() {
             })
         })
         .collect();
+    // All of them done (two share each bundle) before any bundle is looked at.
+    let done: Vec<_> = starts.into_iter().map(|t| t.join().unwrap()).collect();
     let mut addresses = Vec::new();
-    for t in starts {
-        let (bundle, out) = t.join().unwrap();
+    for (bundle, out) in done {
         assert!(out.status.success(), "start: {}", text(&out.stderr));
         let printed = text(&out.stdout);
         assert_eq!(

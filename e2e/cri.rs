@@ -728,10 +728,10 @@ fn host_namespaces_pid_ipc_and_network() {
         assert_eq!(ns_of(pid, ns), ns_of(std::process::id() as i32, ns), "{ns}");
     }
     // The host's processes are seen, this test among them.
-    let ps = node.sh(&c, "ls /proc");
-    assert!(
-        ps.lines().any(|l| l == std::process::id().to_string()),
-        "{ps}"
+    let me = std::process::id();
+    assert_eq!(
+        node.sh(&c, &format!("test -d /proc/{me} && echo seen")),
+        "seen\n"
     );
     // Exec in a hostPID container, and kill-all on stop, still find its processes.
     let r = node
@@ -969,4 +969,22 @@ fn systemd_cgroup_paths_are_placed_as_systemd_nests_slices() {
         cgroup_children(&pod_slice).is_empty()
     });
     remove_cgroup(&format!("/{top}.slice"));
+    // The handler's unknown option was noted, not fatal (containerd copies
+    // the shim's log FIFO to its own log as it comes).
+    let log = node.dir.path().join("containerd.log");
+    wait_for(
+        "a note of the unknown option in containerd's log",
+        10,
+        || {
+            std::fs::read_to_string(&log).is_ok_and(|l| {
+                l.lines()
+                    .any(|l| l.contains("NotAmphis") && l.contains("mean nothing to amphi"))
+            })
+        },
+    );
+    // With SystemdCgroup, a cgroupfs parent is a clear error.
+    let plain = node.pod_config("sdplain");
+    let err = node.run_pod_with(&plain, "amphi-systemd").unwrap_err();
+    assert!(err.message().contains("SystemdCgroup"), "{}", err.message());
+    remove_cgroup(&plain.linux.as_ref().unwrap().cgroup_parent);
 }

@@ -76,14 +76,24 @@ impl Node {
         std::fs::create_dir_all(p.join("pods")).unwrap();
         std::fs::write(p.join("cni/10-amphi.conflist"), cni_config(slot, &p)).unwrap();
         std::fs::write(p.join("config.toml"), containerd_config(&p)).unwrap();
+        // The `amphi-systemd` handler's options (ConfigPath: containerd
+        // 1.6 knows no ConfigBody), with a key amphi does not know.
+        std::fs::write(
+            p.join("amphi-systemd.toml"),
+            "SystemdCgroup = true\nNotAmphis = 1\n",
+        )
+        .unwrap();
         let child = super::support::spawn_containerd(&p);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
-        let sock = p.join("c.sock");
-        wait_for("containerd to serve", 30, || sock.exists());
-        let channel = rt.block_on(connect(&sock));
+        // A lazy channel (it dials, and redials, at each call): the node
+        // exists, and is cleaned up on drop, before anything can fail.
+        let channel = {
+            let _enter = rt.enter();
+            connect(&p.join("c.sock"))
+        };
         let mut node = Node {
             rs: RuntimeServiceClient::new(channel.clone()),
             is: ImageServiceClient::new(channel),
@@ -487,11 +497,11 @@ impl Drop for Node {
     }
 }
 
-async fn connect(sock: &Path) -> Channel {
+fn connect(sock: &Path) -> Channel {
     let sock = sock.to_path_buf();
     Endpoint::try_from("http://[::]:50051")
         .unwrap()
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
+        .connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
             let sock = sock.clone();
             async move {
                 Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
@@ -499,8 +509,6 @@ async fn connect(sock: &Path) -> Channel {
                 ))
             }
         }))
-        .await
-        .expect("connecting to containerd's CRI socket")
 }
 
 fn containerd_config(p: &Path) -> String {
@@ -529,7 +537,7 @@ state = "{r}/state"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.amphi-systemd]
       runtime_type = "io.containerd.amphi.v1"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.amphi-systemd.options]
-        ConfigBody = "SystemdCgroup = true\nNotAmphis = 1\n"
+        ConfigPath = "{r}/amphi-systemd.toml"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
   [plugins."io.containerd.grpc.v1.cri".cni]

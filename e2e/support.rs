@@ -103,6 +103,7 @@ pub fn bench_runs(default: usize) -> Option<usize> {
 pub fn kill_shims(sock: &Path, binary: &str) {
     let sock_str = sock.to_string_lossy().into_owned();
     for (pid, cmdline) in shim_processes(sock, binary) {
+        let announced = std::fs::read_to_string(format!("/proc/{pid}/cwd/address")).ok();
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
@@ -113,9 +114,14 @@ pub fn kill_shims(sock: &Path, binary: &str) {
                 .position(|a| *a == flag)
                 .and_then(|i| args.get(i + 1))
         };
-        if let (Some(ns), Some(id)) = (arg("-namespace"), arg("-id")) {
-            let address = containerd_shim::socket_address(&sock_str, ns, id);
-            let _ = std::fs::remove_file(address.trim_start_matches("unix://"));
+        // The address it announced is in its bundle (its cwd); a grouped
+        // container's socket is named after the group, not its own id.
+        let derived = match (arg("-namespace"), arg("-id")) {
+            (Some(ns), Some(id)) => Some(containerd_shim::socket_address(&sock_str, ns, id)),
+            _ => None,
+        };
+        for address in announced.into_iter().chain(derived) {
+            let _ = std::fs::remove_file(address.trim().trim_start_matches("unix://"));
         }
     }
 }

@@ -79,6 +79,20 @@ impl Screen {
     }
 }
 
+/// An `amphi run` that a failing test must not leave behind: on drop its
+/// container is killed (`amphi kill`: a shell as pid 1 ignores SIGTERM)
+/// and the run waited for, which then removes it (`--rm`).
+struct Guard(std::process::Child, std::process::Command);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.1.output();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 #[test]
 fn run_it_gives_an_interactive_shell_on_a_real_terminal() {
     let dirs = TestDirs::new();
@@ -102,7 +116,7 @@ fn run_it_gives_an_interactive_shell_on_a_real_terminal() {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().unwrap();
+    let mut child = Guard(cmd.spawn().unwrap(), amphi_cmd(&dirs, &["kill", &id]));
     let screen = Screen(Arc::new(Mutex::new(Vec::new())));
     let mut reader = std::fs::File::from(pty.master.try_clone().unwrap());
     let shown = screen.0.clone();
@@ -132,7 +146,7 @@ fn run_it_gives_an_interactive_shell_on_a_real_terminal() {
     screen.wait_for("after-42");
     assert!(!String::from_utf8_lossy(&screen.0.lock().unwrap()).contains("not-interrupted-2"));
     type_line("exit 3\r");
-    let status = child.wait().unwrap();
+    let status = child.0.wait().unwrap();
     assert_eq!(status.code(), Some(3));
     // The caller's terminal modes are as they were.
     let after = nix::sys::termios::tcgetattr(&pty.slave).unwrap();

@@ -31,7 +31,10 @@ struct ConfigFile {
 }
 
 const RUNC_OPTIONS: &str = "containerd.runc.v1.Options";
-const RUNTIME_OPTIONS: &str = "runtimeoptions.v1.Options";
+/// containerd's `pkg/runtimeoptions/v1`: registered as
+/// `runtimeoptions.v1.Options` by containerd 1.x, as its proto package
+/// `cri.runtimeoptions.v1.Options` by 2.x.
+const RUNTIME_OPTIONS: [&str; 2] = ["runtimeoptions.v1.Options", "cri.runtimeoptions.v1.Options"];
 
 /// Reads Create's `options`; an unreadable one is an error naming it.
 pub fn parse(any: Option<&Any>) -> Result<RuntimeOptions, String> {
@@ -56,7 +59,7 @@ pub fn parse(any: Option<&Any>) -> Result<RuntimeOptions, String> {
                 systemd_cgroup: systemd,
             })
         }
-        RUNTIME_OPTIONS => {
+        n if RUNTIME_OPTIONS.contains(&n) => {
             let fields = proto_fields(&any.value).map_err(|e| format!("{name}: {e}"))?;
             let text = |n: u32| {
                 fields.iter().find_map(|f| match f {
@@ -220,7 +223,7 @@ mod tests {
 
     #[test]
     fn runtime_options_config_body_and_path() {
-        let a = any("runtimeoptions.v1.Options", |os| {
+        let a = any("cri.runtimeoptions.v1.Options", |os| {
             os.write_string(3, "SystemdCgroup = true\nBinaryName = \"x\"\n")
                 .unwrap();
         });
@@ -228,17 +231,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("amphi.toml");
         std::fs::write(&file, "SystemdCgroup = false\n").unwrap();
-        let a = any("runtimeoptions.v1.Options", |os| {
+        let a = any("cri.runtimeoptions.v1.Options", |os| {
             os.write_string(2, file.to_str().unwrap()).unwrap();
         });
         assert!(!parse(Some(&a)).unwrap().systemd_cgroup);
-        let a = any("runtimeoptions.v1.Options", |os| {
+        let a = any("cri.runtimeoptions.v1.Options", |os| {
             os.write_string(2, "/nonexistent/amphi.toml").unwrap();
         });
         assert!(parse(Some(&a))
             .unwrap_err()
             .contains("/nonexistent/amphi.toml"));
-        let a = any("runtimeoptions.v1.Options", |os| {
+        let a = any("cri.runtimeoptions.v1.Options", |os| {
             os.write_string(3, "SystemdCgroup = ").unwrap()
         });
         assert!(parse(Some(&a)).is_err());
