@@ -109,20 +109,25 @@ pub fn capabilities(base: &[String], add: &[String], drop: &[String]) -> Result<
     }
     for a in add {
         match check(a)?.as_str() {
-            // ALL: every capability we hold to hand on.
-            "CAP_ALL" => {
-                set = caps::read(None, caps::CapSet::Bounding)
-                    .context("reading our capability bounding set")?
-                    .into_iter()
-                    .map(|c| c.to_string())
-                    .collect()
-            }
+            "CAP_ALL" => set = held_capabilities()?,
             n if !set.iter().any(|c| c == n) => set.push(n.to_string()),
             _ => {}
         }
     }
     set.sort();
     Ok(set)
+}
+
+/// "Every capability", as we can grant it: our bounding set (a host's
+/// root may lack some the kernel knows, and capset would refuse them).
+fn held_capabilities() -> Result<Vec<String>> {
+    let mut all: Vec<String> = caps::read(None, caps::CapSet::Bounding)
+        .context("reading our capability bounding set")?
+        .into_iter()
+        .map(|c| c.to_string())
+        .collect();
+    all.sort();
+    Ok(all)
 }
 
 /// Calls moby's default profile allows to everyone.
@@ -702,13 +707,7 @@ fn push(list: &mut Value, item: Value) {
 /// masked or read-only paths, /sys writable, every device allowed and
 /// the host's device nodes in the container's /dev.
 pub fn make_privileged(v: &mut Value) -> Result<()> {
-    // Every capability we hold to hand on (a host root may lack some).
-    let mut all: Vec<String> = caps::read(None, caps::CapSet::Bounding)
-        .context("reading our capability bounding set")?
-        .into_iter()
-        .map(|c| c.to_string())
-        .collect();
-    all.sort();
+    let all = held_capabilities()?;
     for set in ["bounding", "effective", "permitted"] {
         v["process"]["capabilities"][set] = json!(all);
     }
