@@ -5,6 +5,7 @@ mod image;
 mod image_container;
 mod process_opts;
 mod run;
+mod seccomp_profile;
 mod security;
 mod spec;
 mod tty;

@@ -374,7 +374,8 @@ fn supervise(
 /// Docker's default profile for its capabilities; a bundle keeps its own
 /// unless `--security-opt seccomp=...` says otherwise.
 fn apply_security(v: &mut Value, a: &RunArgs) -> Result<()> {
-    use crate::security::{capabilities, default_profile, parse_security_opts, to_spec, Seccomp};
+    use crate::seccomp_profile::{default_profile, to_spec};
+    use crate::security::{capabilities, parse_security_opts, Seccomp};
     let sec = parse_security_opts(&a.security_opt)?;
     if a.privileged {
         crate::security::make_privileged(v)?;
