@@ -637,47 +637,8 @@ fn clean_dead_node(dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// busybox-static with its applets linked, /etc/passwd and /etc/group
-/// (users for RunAsUser/RunAsUsername), as the busybox image kubelet
-/// tests use.
 fn write_busybox(out: &Path) {
-    let bin =
-        std::fs::read("/bin/busybox").expect("busybox-static is installed (scripts/install-deps)");
-    let mut layer = LayerBuilder::new();
-    layer.file("bin/busybox", 0o755, &bin).unwrap();
-    let list = Command::new("/bin/busybox")
-        .arg("--list-full")
-        .output()
-        .unwrap();
-    for path in text(&list.stdout).lines().filter(|l| !l.is_empty()) {
-        if path != "bin/busybox" {
-            layer.symlink(path, "/bin/busybox").unwrap();
-        }
-    }
-    layer
-        .file(
-            "etc/passwd",
-            0o644,
-            b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\napp:x:1234:5678::/tmp:/bin/sh\n",
-        )
-        .unwrap()
-        .file("etc/group", 0o644, b"root:x:0:\nnogroup:x:65534:\napp:x:5678:\n")
-        .unwrap()
-        .file("tmp/.keep", 0o644, b"")
-        .unwrap();
-    for (n, b) in amphi_examples::NATIVE {
-        layer.file(&format!("examples/{n}"), 0o755, b).unwrap();
-    }
-    amphi_examples::write_archive(
-        out,
-        &[layer.build().unwrap()],
-        serde_json::json!({
-            "architecture": "amd64", "os": "linux",
-            "config": {"Cmd": ["sh"], "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
-        }),
-        BUSYBOX,
-    )
-    .unwrap();
+    amphi_examples::write_busybox_image(out, BUSYBOX).unwrap();
 }
 
 fn write_wasm_linux(out: &Path) {

@@ -1,6 +1,6 @@
 //! `amphi image ...`: the store's front end.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use amphi_images::load::{load_path, load_tar, LayerReport, LoadLimits, Progress};
 use amphi_images::store::familiar;
@@ -61,7 +61,8 @@ pub enum ImageCommand {
     },
 }
 
-pub fn run(root: &Path, command: ImageCommand) -> Result<u8> {
+pub fn run(engine: &amphi_engine::Engine, command: ImageCommand) -> Result<u8> {
+    let root = engine.root();
     let store = Store::open(root.join("images"))
         .with_context(|| format!("opening the store at {}", root.display()))?;
     match command {
@@ -151,7 +152,7 @@ pub fn run(root: &Path, command: ImageCommand) -> Result<u8> {
             }
         }
         ImageCommand::Rm { force, refs } => {
-            let users = crate::image_container::images_in_use(root);
+            let users = amphi_engine::bundle::images_in_use(root);
             for r in &refs {
                 amphi_images::gc::untag(&store, r, &users, force)
                     .with_context(|| format!("removing {r}"))?;
@@ -161,22 +162,8 @@ pub fn run(root: &Path, command: ImageCommand) -> Result<u8> {
             println!("Deleted: {blobs} blobs, {snapshots} layers");
         }
         ImageCommand::Inspect { reference } => {
-            let digest = store.resolve(&reference)?;
-            let manifest: serde_json::Value = serde_json::from_slice(&store.read_blob(&digest)?)?;
-            let config_digest = manifest["config"]["digest"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            let config: serde_json::Value =
-                serde_json::from_slice(&store.read_blob(&config_digest)?)?;
-            let tags: Vec<String> = store
-                .refs()?
-                .into_iter()
-                .filter(|(_, d)| *d == digest)
-                .map(|(n, _)| familiar(&n))
-                .collect();
-            let out = serde_json::json!({"Id": config_digest, "RepoTags": tags, "ManifestDigest": digest, "Manifest": manifest, "Config": config});
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            let v = engine.inspect_image(&reference)?;
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!([v]))?);
         }
         ImageCommand::Import { file, reference } => {
             let raw =

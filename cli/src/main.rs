@@ -1,21 +1,18 @@
-//! `amphi`: the standalone front end. Runs OCI bundles (and, later, images
-//! from its own store) as native or Wasm containers.
+//! `amphi`: the standalone front end, a thin layer over the engine
+//! (containers) and the image store, with Docker's command line.
 
+mod containers;
+mod format;
 mod image;
-mod image_container;
-mod process_opts;
 mod run;
-mod seccomp_profile;
-mod security;
-mod spec;
+mod system;
 mod tty;
-mod units;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use amphi_runtime::{Runtime, RuntimeConfig};
-use anyhow::{Context, Result};
+use amphi_engine::{Engine, EngineConfig, RunOptions};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 /// Exit status for errors of amphi itself (Docker's `run` uses the same).
@@ -28,7 +25,7 @@ const EXIT_AMPHI_ERROR: u8 = 125;
     about = "Run native and WebAssembly containers side by side"
 )]
 struct Cli {
-    /// Store root (images, compiled Wasm modules).
+    /// Store root (images, containers, compiled Wasm modules).
     #[arg(
         long,
         env = "AMPHI_ROOT",
@@ -36,7 +33,7 @@ struct Cli {
         global = true
     )]
     root: PathBuf,
-    /// Container state root.
+    /// Runtime state root (what a reboot may lose).
     #[arg(long, env = "AMPHI_STATE", default_value = "/run/amphi", global = true)]
     state: PathBuf,
     #[command(subcommand)]
@@ -45,40 +42,130 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a container in the foreground.
-    Run(Box<run::RunArgs>),
-    /// List containers.
-    Ps,
-    /// Send a signal to a container.
+    /// Run a container (in the foreground unless -d).
+    Run(Box<RunOptions>),
+    /// Create a container without starting it.
+    Create(Box<RunOptions>),
+    /// Start stopped containers (detached unless -a).
+    Start {
+        /// Attach: run in the foreground, with its output here.
+        #[arg(short, long)]
+        attach: bool,
+        /// Attach stdin too.
+        #[arg(short, long)]
+        interactive: bool,
+        /// Start every container whose restart policy brings it back
+        /// after a reboot (the boot command).
+        #[arg(long, conflicts_with_all = ["attach", "interactive"])]
+        all_restartable: bool,
+        /// Containers (id, name or unique id prefix).
+        #[arg(required_unless_present = "all_restartable")]
+        ids: Vec<String>,
+    },
+    /// Stop running containers: the stop signal, then SIGKILL.
+    Stop {
+        /// Seconds to wait before SIGKILL (default: the container's, 10).
+        #[arg(short = 't', long = "time", allow_hyphen_values = true)]
+        time: Option<i64>,
+        /// Containers.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Stop, then start containers.
+    Restart {
+        /// Seconds to wait before SIGKILL.
+        #[arg(short = 't', long = "time", allow_hyphen_values = true)]
+        time: Option<i64>,
+        /// Containers.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Send a signal to containers.
     Kill {
         /// Signal name or number.
         #[arg(short, long, default_value = "KILL")]
         signal: String,
-        /// Container id.
-        id: String,
+        /// Containers.
+        #[arg(required = true)]
+        ids: Vec<String>,
     },
     /// Remove containers.
     Rm {
         /// Kill a running container first.
         #[arg(short, long)]
         force: bool,
-        /// Container ids.
+        /// Volumes too (amphi makes no anonymous volumes yet: accepted).
+        #[arg(short, long)]
+        volumes: bool,
+        /// Containers.
         #[arg(required = true)]
         ids: Vec<String>,
     },
-    /// Manage images in the store.
-    Image {
-        #[command(subcommand)]
-        command: image::ImageCommand,
+    /// Block until containers stop; print their exit codes.
+    Wait {
+        /// Containers.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// List containers.
+    Ps(containers::PsArgs),
+    /// Show containers or images as JSON (Docker's shape).
+    Inspect {
+        /// Go-template-like format, e.g. '{{.State.Status}}'.
+        #[arg(short, long)]
+        format: Option<String>,
+        /// container or image (default: a container, else an image).
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// Containers or images.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Show a container's processes (the host's `ps`, default -ef).
+    Top {
+        /// Container.
+        id: String,
+        /// Options for ps.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Copy files between a container and the host: CONTAINER:SRC DST or SRC CONTAINER:DST.
+    Cp {
+        /// Source.
+        src: String,
+        /// Destination.
+        dst: String,
+    },
+    /// Make an image of a container's changes.
+    Commit {
+        /// Commit message.
+        #[arg(short, long)]
+        message: Option<String>,
+        /// Author.
+        #[arg(short, long)]
+        author: Option<String>,
+        /// Container.
+        id: String,
+        /// Reference to tag the image with.
+        reference: Option<String>,
     },
     /// Print a detached container's output.
     Logs {
-        /// Container id.
+        /// Follow: keep printing until the container stops.
+        #[arg(short, long)]
+        follow: bool,
+        /// Container.
+        id: String,
+    },
+    /// Follow a detached container's output until it exits, passing
+    /// signals on; exits with its status.
+    Attach {
+        /// Container.
         id: String,
     },
     /// Run a command in a running container.
     Exec {
-        /// Container id.
+        /// Container.
         id: String,
         /// The command and its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
@@ -89,13 +176,32 @@ enum Command {
         /// The tar to write.
         #[arg(short = 'o', long)]
         output: PathBuf,
-        /// Container id.
+        /// Container.
         id: String,
     },
     /// Show a container's cgroup figures as JSON.
     Stats {
+        /// Container.
+        id: String,
+    },
+    /// Manage images in the store.
+    Image {
+        #[command(subcommand)]
+        command: image::ImageCommand,
+    },
+    /// Disk usage and clean-up.
+    System {
+        #[command(subcommand)]
+        command: system::SystemCommand,
+    },
+    /// A detached container's watcher (started by amphi itself).
+    #[command(name = "container-watch", hide = true)]
+    ContainerWatch {
         /// Container id.
         id: String,
+        /// Delay before a restart in ms; negative for a user's start.
+        #[arg(allow_hyphen_values = true)]
+        delay_ms: i64,
     },
 }
 
@@ -103,6 +209,9 @@ fn main() -> ExitCode {
     // A container init is this binary re-executed: it must branch off
     // before anything else happens.
     amphi_runtime::init::run_if_init(Some(&amphi_runtime::wasm::WASMTIME));
+    // `amphi ps | head` ends quietly, as other CLIs do (Rust ignores SIGPIPE).
+    // SAFETY: setting a default disposition.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("AMPHI_LOG"))
         .with_writer(std::io::stderr)
@@ -138,104 +247,24 @@ fn usage_error(e: clap::Error) -> ExitCode {
     ExitCode::from(EXIT_AMPHI_ERROR)
 }
 
-fn runtime(cli: &Cli) -> Runtime {
-    Runtime::new(RuntimeConfig {
-        state_root: cli.state.clone(),
-        wasm_cache: cli.root.join("wasm-cache"),
-        ..RuntimeConfig::default()
-    })
-}
-
 fn dispatch(cli: Cli) -> Result<u8> {
-    let rt = runtime(&cli);
+    let engine = Engine::with_config(EngineConfig {
+        root: cli.root.clone(),
+        state: cli.state.clone(),
+        watcher_exe: PathBuf::from("/proc/self/exe"),
+    });
     match cli.command {
-        Command::Run(args) => run::run(&rt, &cli.root, *args),
-        Command::Ps => {
-            println!(
-                "{:<24} {:<8} {:<8} {:<8} ENTRYPOINT",
-                "ID", "KIND", "STATUS", "PID"
-            );
-            for s in rt.list()? {
-                let status = match (s.current_status(), s.exit_code) {
-                    (amphi_runtime::Status::Stopped, Some(c)) => format!("exited({c})"),
-                    (st, _) => st.to_string(),
-                };
-                println!(
-                    "{:<24} {:<8} {:<8} {:<8} {}",
-                    s.id,
-                    s.payload.to_string(),
-                    status,
-                    s.pid,
-                    s.entrypoint
-                );
-            }
+        Command::Run(opts) => run::run(&engine, *opts),
+        Command::Create(opts) => {
+            let rec = engine.create(&opts)?;
+            println!("{}", rec.id);
             Ok(0)
         }
-        Command::Kill { signal, id } => {
-            let sig = units::parse_signal(&signal)?;
-            rt.load(&id)?.kill(sig, false)?;
-            Ok(0)
+        Command::ContainerWatch { id, delay_ms } => {
+            Ok(engine.watch(&id, delay_ms).clamp(0, 255) as u8)
         }
-        Command::Rm { force, ids } => {
-            for id in ids {
-                rt.load(&id)?
-                    .delete(force)
-                    .with_context(|| format!("removing {id}"))?;
-                image_container::remove(&cli.root, &id)?;
-                println!("{id}");
-            }
-            Ok(0)
-        }
-        Command::Image { command } => image::run(&cli.root, command),
-        Command::Logs { id } => {
-            let log = image_container::dir(&cli.root, &id).join("log");
-            let mut f = std::fs::File::open(&log)
-                .with_context(|| format!("container {id} has no logs (it was not run with -d)"))?;
-            std::io::copy(&mut f, &mut std::io::stdout())?;
-            Ok(0)
-        }
-        Command::Exec { id, cmd } => {
-            let container = rt.load(&id)?;
-            let config = container.state().bundle.join("config.json");
-            let spec: serde_json::Value = serde_json::from_slice(
-                &std::fs::read(&config).with_context(|| format!("reading {}", config.display()))?,
-            )?;
-            let mut process = spec["process"].clone();
-            process["args"] = serde_json::json!(cmd);
-            process["terminal"] = serde_json::json!(false);
-            let process =
-                serde_json::from_value(process).context("the container's process spec")?;
-            // The exec'd process is a grandchild: adopt it to reap it.
-            nix::sys::prctl::set_child_subreaper(true)?;
-            let started = container.exec(rt.config(), &process, amphi_runtime::Stdio::default())?;
-            let code = match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(started.pid), None)?
-            {
-                nix::sys::wait::WaitStatus::Exited(_, c) => c,
-                nix::sys::wait::WaitStatus::Signaled(_, s, _) => 128 + s as i32,
-                _ => 125,
-            };
-            Ok(code.clamp(0, 255) as u8)
-        }
-        Command::Export { output, id } => {
-            let rootfs = image_container::dir(&cli.root, &id).join("rootfs");
-            if !rootfs.is_dir() {
-                anyhow::bail!("container {id} has no image rootfs to export (run from an image, not yet removed)");
-            }
-            let tmp = output.with_extension("amphi-partial");
-            let file = std::fs::File::create(&tmp)
-                .with_context(|| format!("creating {}", tmp.display()))?;
-            if let Err(e) = amphi_images::layer::tar_tree(&rootfs, std::io::BufWriter::new(file)) {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e.into());
-            }
-            std::fs::rename(&tmp, &output)
-                .with_context(|| format!("writing {}", output.display()))?;
-            Ok(0)
-        }
-        Command::Stats { id } => {
-            let stats = rt.load(&id)?.stats()?;
-            println!("{}", serde_json::to_string_pretty(&stats)?);
-            Ok(0)
-        }
+        Command::Image { command } => image::run(&engine, command),
+        Command::System { command } => system::run(&engine, command),
+        other => containers::run(&engine, other),
     }
 }

@@ -11,8 +11,8 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use amphi_testkit::{assert_no_leaks, unique_id, TestDirs};
-use common::{amphi, amphi_cmd, text};
+use amphi_testkit::{unique_id, TestDirs};
+use common::{amphi, amphi_cmd, assert_removed, cidfile, text};
 
 /// Imports a busybox-static rootfs (sh, stty, sleep, cat) as `bb:1`.
 fn import_busybox(dirs: &TestDirs) {
@@ -102,7 +102,12 @@ fn run_it_gives_an_interactive_shell_on_a_real_terminal() {
     let before = nix::sys::termios::tcgetattr(&pty.slave).unwrap();
     let id = unique_id("it");
     let slave = pty.slave.as_raw_fd();
-    let mut cmd = amphi_cmd(&dirs, &["run", "--rm", "-it", "--name", &id, "bb:1", "sh"]);
+    let cidf = cidfile(&dirs);
+    let cidf_s = cidf.to_string_lossy().into_owned();
+    let mut cmd = amphi_cmd(
+        &dirs,
+        &["run", "--rm", "-it", "--name", &id, "--cidfile", &cidf_s, "bb:1", "sh"],
+    );
     cmd.stdin(Stdio::from(pty.slave.try_clone().unwrap()))
         .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
         .stderr(Stdio::from(pty.slave.try_clone().unwrap()));
@@ -153,8 +158,7 @@ fn run_it_gives_an_interactive_shell_on_a_real_terminal() {
     assert_eq!(after.local_flags, before.local_flags);
     assert_eq!(after.input_flags, before.input_flags);
     assert_eq!(after.output_flags, before.output_flags);
-    let cdir = dirs.store.join("containers").join(&id);
-    assert_no_leaks(&id, &dirs.state, &cdir.join("rootfs"));
+    assert_removed(&dirs, &cidf);
 }
 
 #[test]

@@ -3,8 +3,8 @@
 
 mod common;
 
-use amphi_testkit::{assert_no_leaks, unique_id, TestDirs};
-use common::{amphi, text};
+use amphi_testkit::{unique_id, TestDirs};
+use common::{amphi, assert_removed, cidfile, text};
 
 fn load_native(dirs: &TestDirs) {
     let tar = dirs.tmp.path().join("native.tar");
@@ -17,7 +17,9 @@ fn load_native(dirs: &TestDirs) {
 /// it exited 0 and left nothing.
 fn run(dirs: &TestDirs, flags: &[&str], cmd: &[&str]) -> String {
     let id = unique_id("opt");
-    let mut v = vec!["run", "--rm", "--name", &id];
+    let cidf = cidfile(dirs);
+    let cidf_s = cidf.to_string_lossy().into_owned();
+    let mut v = vec!["run", "--rm", "--name", &id, "--cidfile", &cidf_s];
     v.extend(flags);
     v.push("amphi-native");
     v.extend(cmd);
@@ -28,8 +30,7 @@ fn run(dirs: &TestDirs, flags: &[&str], cmd: &[&str]) -> String {
         "{flags:?}: {}",
         text(&out.stderr)
     );
-    let cdir = dirs.store.join("containers").join(&id);
-    assert_no_leaks(&id, &dirs.state, &cdir.join("rootfs"));
+    assert_removed(dirs, &cidf);
     text(&out.stdout)
 }
 

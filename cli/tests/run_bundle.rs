@@ -1,7 +1,6 @@
 //! `amphi run --rm --bundle DIR` end to end: output, exit status, limits,
 //! signals, bad input, and no leaks.
 
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use amphi_examples::Kind;
@@ -35,10 +34,22 @@ impl Fx {
         cmd
     }
 
-    /// `amphi run --rm --name ID FLAGS... --bundle DIR`
+    /// Where `run` has amphi write the container's id.
+    fn cidfile(&self) -> std::path::PathBuf {
+        self.dirs.tmp.path().join("cid")
+    }
+
+    /// The id of the container last run (its name is `self.id`).
+    fn real_id(&self) -> Option<String> {
+        std::fs::read_to_string(self.cidfile()).ok()
+    }
+
+    /// `amphi run --rm --name ID --cidfile F FLAGS... --bundle DIR`
     fn run(&self, flags: &[&str]) -> Output {
+        let _ = std::fs::remove_file(self.cidfile());
         self.amphi()
-            .args(["run", "--rm", "--name", &self.id])
+            .args(["run", "--rm", "--name", &self.id, "--cidfile"])
+            .arg(self.cidfile())
             .args(flags)
             .arg("--bundle")
             .arg(&self.dirs.bundle)
@@ -47,8 +58,19 @@ impl Fx {
             .unwrap()
     }
 
+    /// No leak of the last container, and no container left at all.
     fn assert_clean(&self) {
-        assert_no_leaks(&self.id, &self.dirs.state, &self.dirs.bundle.join("rootfs"));
+        let id = self.real_id().unwrap_or_else(|| self.id.clone());
+        assert_no_leaks(&id, &self.dirs.state, &self.dirs.store);
+        assert_no_leaks(&id, &self.dirs.state, &self.dirs.bundle.join("rootfs"));
+        let left: Vec<_> = std::fs::read_dir(self.dirs.store.join("containers"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name())
+            .filter(|n| !n.to_string_lossy().starts_with('.'))
+            .collect();
+        assert!(left.is_empty(), "containers left: {left:?}");
     }
 }
 
@@ -158,7 +180,9 @@ fn sigterm_to_amphi_reaches_the_container() {
     let fx = Fx::new("wasm/busy");
     let mut child = fx
         .amphi()
-        .args(["run", "--rm", "--name", &fx.id, "--bundle"])
+        .args(["run", "--rm", "--name", &fx.id, "--cidfile"])
+        .arg(fx.cidfile())
+        .arg("--bundle")
         .arg(&fx.dirs.bundle)
         .stdout(Stdio::piped())
         .spawn()
@@ -226,17 +250,27 @@ fn bad_input_is_one_line_and_leaves_nothing() {
 #[test]
 fn duplicate_name_is_rejected_and_first_survives() {
     let fx = Fx::new("native/sleep");
+    let first_cid = fx.dirs.tmp.path().join("first-cid");
     let mut first = fx
         .amphi()
-        .args(["run", "--rm", "--name", &fx.id, "--bundle"])
+        .args(["run", "--rm", "--name", &fx.id, "--cidfile"])
+        .arg(&first_cid)
+        .arg("--bundle")
         .arg(&fx.dirs.bundle)
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
     // Wait until the first container is running.
-    let state = fx.dirs.state.join(&fx.id).join("state.json");
+    let running = || {
+        let st = fx
+            .amphi()
+            .args(["inspect", "-f", "{{.State.Status}}", &fx.id])
+            .output()
+            .unwrap();
+        text(&st.stdout).trim() == "running"
+    };
     for _ in 0..2000 {
-        if std::fs::read_to_string(&state).is_ok_and(|s| s.contains("\"running\"")) {
+        if running() {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
@@ -244,13 +278,15 @@ fn duplicate_name_is_rejected_and_first_survives() {
     let out = fx.run(&[]);
     assert_eq!(out.status.code(), Some(125));
     assert!(
-        text(&out.stderr).contains("already exists"),
+        text(&out.stderr).contains("already in use"),
         "{}",
         text(&out.stderr)
     );
+    assert!(running(), "the first container was harmed");
     let kill = fx.amphi().args(["kill", &fx.id]).output().unwrap();
     assert!(kill.status.success(), "{}", text(&kill.stderr));
     assert_eq!(first.wait().unwrap().code(), Some(137));
+    std::fs::rename(&first_cid, fx.cidfile()).unwrap();
     fx.assert_clean();
 }
 
@@ -259,19 +295,26 @@ fn ps_and_rm_without_rm_flag() {
     let fx = Fx::new("native/exit42");
     let out = fx
         .amphi()
-        .args(["run", "--name", &fx.id, "--bundle"])
+        .args(["run", "--name", &fx.id, "--cidfile"])
+        .arg(fx.cidfile())
+        .arg("--bundle")
         .arg(&fx.dirs.bundle)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(42));
+    // Not running: only with -a, in Docker's columns.
     let ps = text(&fx.amphi().arg("ps").output().unwrap().stdout);
+    assert_eq!(ps.lines().count(), 1, "{ps}");
+    assert!(ps.starts_with("CONTAINER ID"), "{ps}");
+    let ps = text(&fx.amphi().args(["ps", "-a"]).output().unwrap().stdout);
+    let id = fx.real_id().unwrap();
     assert!(
-        ps.lines()
-            .any(|l| l.starts_with(&fx.id) && l.contains("exited(42)")),
+        ps.lines().any(|l| l.starts_with(&id[..12])
+            && l.contains("Exited (42)")
+            && l.ends_with(&fx.id)),
         "{ps}"
     );
     let rm = fx.amphi().args(["rm", &fx.id]).output().unwrap();
     assert!(rm.status.success(), "{}", text(&rm.stderr));
     fx.assert_clean();
-    let _ = Path::new("");
 }

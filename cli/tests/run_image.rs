@@ -8,7 +8,7 @@ use amphi_images::layer::LayerBuilder;
 mod common;
 
 use amphi_testkit::{assert_no_leaks, unique_id, TestDirs};
-use common::{amphi, text};
+use common::{amphi, assert_removed, cidfile, text};
 use serde_json::json;
 
 fn ok(dirs: &TestDirs, args: &[&str]) -> String {
@@ -25,12 +25,12 @@ fn ok(dirs: &TestDirs, args: &[&str]) -> String {
 /// `amphi run --rm --name ID IMAGE ARGS...`, checked for leaks after.
 fn run(dirs: &TestDirs, image: &str, args: &[&str]) -> Output {
     let id = unique_id("img");
-    let mut v = vec!["run", "--rm", "--name", &id, image];
+    let cidf = cidfile(dirs);
+    let cidf_s = cidf.to_string_lossy().into_owned();
+    let mut v = vec!["run", "--rm", "--name", &id, "--cidfile", &cidf_s, image];
     v.extend(args);
     let out = amphi(dirs, &v);
-    let cdir = dirs.store.join("containers").join(&id);
-    assert!(!cdir.exists(), "container dir {} left", cdir.display());
-    assert_no_leaks(&id, &dirs.state, &cdir.join("rootfs"));
+    assert_removed(dirs, &cidf);
     out
 }
 
@@ -289,11 +289,10 @@ fn export_then_import_keeps_every_file() {
     ok(&dirs, &["image", "import", tar.to_str().unwrap(), "flat:1"]);
     let inspect: serde_json::Value =
         serde_json::from_str(&ok(&dirs, &["image", "inspect", "flat:1"])).unwrap();
-    assert_eq!(inspect["Manifest"]["layers"].as_array().unwrap().len(), 1);
-    assert!(
-        inspect["Config"]["config"]["Cmd"].is_null()
-            && inspect["Config"]["config"]["Env"].is_null()
-    );
+    // Docker's shape: an array of one.
+    let inspect = &inspect[0];
+    assert_eq!(inspect["RootFS"]["Layers"].as_array().unwrap().len(), 1);
+    assert!(inspect["Config"]["Cmd"].is_null() && inspect["Config"]["Env"].is_null());
     // No Cmd: a command must be given, as with Docker.
     assert_eq!(run(&dirs, "flat:1", &[]).status.code(), Some(125));
     assert_eq!(
@@ -357,27 +356,23 @@ fn detached_containers_ps_logs_exec_kill_rm() {
     let dirs = TestDirs::new();
     load_examples(&dirs);
     let id = unique_id("det");
-    assert_eq!(
-        ok(
-            &dirs,
-            &["run", "-d", "--name", &id, "amphi-native", "/bin/busy"]
-        )
-        .trim(),
-        id
-    );
-    let ps = ok(&dirs, &["ps"]);
-    assert!(
-        ps.lines()
-            .any(|l| l.starts_with(&id) && l.contains("running")),
-        "{ps}"
-    );
+    // -d prints the new container's id (64 hex digits, as Docker's).
+    let real = ok(
+        &dirs,
+        &["run", "-d", "--name", &id, "amphi-native", "/bin/busy"],
+    )
+    .trim()
+    .to_string();
+    assert!(real.len() == 64 && real.chars().all(|c| c.is_ascii_hexdigit()), "{real}");
+    let ps = ok(&dirs, &["ps", "--format", "{{.Names}} {{.State}}"]);
+    assert!(ps.lines().any(|l| l == format!("{id} running")), "{ps}");
     wait_for("output in the log", || {
         ok(&dirs, &["logs", &id]).contains("spinning")
     });
     let exec = amphi(&dirs, &["exec", &id, "/bin/id"]);
     assert_eq!(exec.status.code(), Some(0));
     assert!(
-        text(&exec.stdout).contains(&format!("hostname={}", &id[..12])),
+        text(&exec.stdout).contains(&format!("hostname={}", &real[..12])),
         "{}",
         text(&exec.stdout)
     );
@@ -385,26 +380,31 @@ fn detached_containers_ps_logs_exec_kill_rm() {
         amphi(&dirs, &["exec", &id, "/bin/exit42"]).status.code(),
         Some(42)
     );
+    // As Docker's: exit 1, one line saying why.
     let rm = amphi(&dirs, &["rm", &id]);
     assert_eq!(
         rm.status.code(),
-        Some(125),
+        Some(1),
         "a running container was removed without -f"
     );
+    assert!(text(&rm.stderr).contains("is running"), "{}", text(&rm.stderr));
+    assert_eq!(text(&rm.stderr).lines().count(), 1);
+    // A unique id prefix names it too.
+    assert_eq!(ok(&dirs, &["inspect", "-f", "{{.Id}}", &real[..5]]).trim(), real);
     ok(&dirs, &["kill", &id]);
     wait_for("the container to stop", || {
-        ok(&dirs, &["ps"])
+        ok(&dirs, &["ps", "-a", "--format", "{{.Names}} {{.Status}}"])
             .lines()
-            .any(|l| l.starts_with(&id) && l.contains("exited(137)"))
+            .any(|l| l.starts_with(&format!("{id} Exited (137)")))
     });
     ok(&dirs, &["rm", &id]);
-    let cdir = dirs.store.join("containers").join(&id);
+    let cdir = dirs.store.join("containers").join(&real);
     assert!(!cdir.exists());
-    assert_no_leaks(&id, &dirs.state, &cdir.join("rootfs"));
+    assert_no_leaks(&real, &dirs.state, &dirs.store);
 
     // -d --rm: gone by itself once it exits.
     let id = unique_id("detrm");
-    ok(
+    let real = ok(
         &dirs,
         &[
             "run",
@@ -416,11 +416,12 @@ fn detached_containers_ps_logs_exec_kill_rm() {
             "/bin/hello",
         ],
     );
-    let cdir = dirs.store.join("containers").join(&id);
+    let real = real.trim().to_string();
+    let cdir = dirs.store.join("containers").join(&real);
     wait_for("the container to be removed", || {
-        !cdir.exists() && !dirs.state.join(&id).exists()
+        !cdir.exists() && !dirs.state.join(&real).exists()
     });
-    assert_no_leaks(&id, &dirs.state, &cdir.join("rootfs"));
+    assert_no_leaks(&real, &dirs.state, &dirs.store);
 }
 
 fn tool(program: &str, args: &[&str]) {

@@ -68,3 +68,44 @@ pub fn write_archive(
     archive::save(&store, &[name.to_string()], std::io::BufWriter::new(file))?;
     Ok(())
 }
+
+/// An image archive of busybox-static with its applets linked, /etc/passwd
+/// and /etc/group (users `app` 1234:5678 and `nobody`), and the native
+/// examples under /examples; Cmd `sh`, as the busybox image users know.
+pub fn write_busybox_image(out: &Path, name: &str) -> Result<()> {
+    let bin = std::fs::read("/bin/busybox")
+        .context("reading /bin/busybox (busybox-static; scripts/install-deps installs it)")?;
+    let mut layer = LayerBuilder::new();
+    layer.file("bin/busybox", 0o755, &bin).unwrap();
+    let list = std::process::Command::new("/bin/busybox")
+        .arg("--list-full")
+        .output()
+        .context("running busybox --list-full")?;
+    for path in String::from_utf8_lossy(&list.stdout).lines().filter(|l| !l.is_empty()) {
+        if path != "bin/busybox" {
+            layer.symlink(path, "/bin/busybox")?;
+        }
+    }
+    layer
+        .file(
+            "etc/passwd",
+            0o644,
+            b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\napp:x:1234:5678::/tmp:/bin/sh\n",
+        )
+        ?
+        .file("etc/group", 0o644, b"root:x:0:\nnogroup:x:65534:\napp:x:5678:\n")
+        ?
+        .file("tmp/.keep", 0o644, b"")?;
+    for (n, b) in NATIVE {
+        layer.file(&format!("examples/{n}"), 0o755, b)?;
+    }
+    write_archive(
+        out,
+        &[layer.build()?],
+        serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "config": {"Cmd": ["sh"], "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
+        }),
+        name,
+    )
+}

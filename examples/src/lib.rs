@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 mod image;
-pub use image::{write_archive, write_image};
+pub use image::{write_archive, write_busybox_image, write_image};
 
 include!(concat!(env!("OUT_DIR"), "/programs.rs"));
 

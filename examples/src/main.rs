@@ -3,7 +3,7 @@
 //! ```text
 //! amphi-examples list
 //! amphi-examples bundle wasm/hello DIR [-- ARGS...]   # ARGS replace the default args
-//! amphi-examples image wasm|native OUT.tar NAME     # OCI image archive for ctr import
+//! amphi-examples image wasm|native|busybox OUT.tar NAME  # OCI image archive
 //! amphi-examples wasm NAME FILE                       # write one module to FILE
 //! ```
 
@@ -32,6 +32,9 @@ fn main() -> Result<()> {
                 }
             }
             amphi_examples::write_bundle(Path::new(dir), kind, &argv)?;
+        }
+        ["image", "busybox", out, name] => {
+            amphi_examples::write_busybox_image(Path::new(out), name)?;
         }
         ["image", kind, out, name] => {
             let kind = match *kind {

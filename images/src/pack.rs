@@ -93,3 +93,58 @@ pub fn pack_wasm(store: &Store, module: &[u8], reference: &str) -> Result<ImageI
     store.tag(reference, &ids.manifest)?;
     Ok(ids)
 }
+
+/// Writes the image `base` (a manifest in the store) with one more layer
+/// on top, read from `layer` (an uncompressed tar, as `commit` makes), and
+/// `config` (the base's config changed as the caller wants; its rootfs is
+/// filled in). The new layer is unpacked at once, so the image runs
+/// without a load.
+pub fn extend_image(
+    store: &Store,
+    base: &str,
+    layer: &std::path::Path,
+    mut config: Value,
+) -> Result<ImageIds> {
+    let manifest: Value = serde_json::from_slice(&store.read_blob(base)?)
+        .map_err(|e| Error::Invalid(format!("manifest {base}: {e}")))?;
+    let base_config: Value = serde_json::from_slice(
+        &store.read_blob(manifest["config"]["digest"].as_str().unwrap_or_default())?,
+    )
+    .map_err(|e| Error::Invalid(format!("config of {base}: {e}")))?;
+    let mut diff_ids = crate::snapshot::diff_ids(
+        &base_config,
+        manifest["layers"].as_array().map_or(&[], Vec::as_slice),
+    );
+    let open = || std::fs::File::open(layer).map_err(|e| Error::io(layer, e));
+    let (digest, size) = store.write_blob(open()?, None)?;
+    diff_ids.push(digest.clone());
+    let chains = chain_ids(&diff_ids);
+    let top = chains.last().expect("one layer at least");
+    let snapshots = Snapshots::open(store.root())?;
+    if !snapshots.exists(top) {
+        let prepared = snapshots.prepare()?;
+        // A snapshot holds one layer's files; overlay stacks them.
+        if let Err(e) = unpack::apply(top, open()?, &prepared.join("fs"), Limits::default()) {
+            let _ = std::fs::remove_dir_all(&prepared);
+            return Err(e);
+        }
+        snapshots.commit(&prepared, top)?;
+    }
+    config["rootfs"] = json!({"type": "layers", "diff_ids": diff_ids});
+    let config_bytes = serde_json::to_vec(&config).expect("json");
+    let config_digest = store.put_blob(&config_bytes, None)?;
+    let mut layers = manifest["layers"].as_array().cloned().unwrap_or_default();
+    layers.push(json!({"mediaType": media::LAYER_TAR, "digest": digest, "size": size}));
+    let out = json!({
+        "schemaVersion": 2,
+        "mediaType": media::MANIFEST,
+        "config": {"mediaType": media::CONFIG, "digest": config_digest, "size": config_bytes.len()},
+        "layers": layers,
+    });
+    let manifest_bytes = serde_json::to_vec(&out).expect("json");
+    let manifest_digest = store.put_blob(&manifest_bytes, None)?;
+    Ok(ImageIds {
+        manifest: manifest_digest,
+        config: config_digest,
+    })
+}

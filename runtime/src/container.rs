@@ -76,6 +76,17 @@ pub struct CreateOptions {
     pub stdio: Stdio,
     /// Cgroup path; default: the spec's cgroupsPath, else `amphi/<id>`.
     pub cgroup_path: Option<String>,
+    /// A signal the init gets when the thread that created it ends
+    /// (`PR_SET_PDEATHSIG`, set last, after the user switch that would
+    /// clear it): a container that must not outlive its supervisor.
+    /// Create from a thread that lives as long as the supervisor, and not
+    /// for a spec that joins a pid namespace by path (a helper thread
+    /// makes that clone).
+    pub parent_death_signal: Option<Signal>,
+    /// A native init that stays pid 1 as a minimal reaper (Docker's
+    /// `--init`): it forks the payload, forwards every signal it gets to
+    /// it, reaps every child and exits with the payload's status.
+    pub reaper: bool,
 }
 
 /// How a container's init ended.
@@ -217,6 +228,8 @@ impl Runtime {
             memory_usage_file: Some(cgroup.memory_usage_file()),
             cgroup_dirs: cgroup.mount_dirs(),
             seccomp,
+            parent_death_signal: opts.parent_death_signal.map(|s| s as i32),
+            reaper: opts.reaper,
         };
         let stdio = ChildStdio {
             stdin: opts.stdio.stdin.as_ref(),

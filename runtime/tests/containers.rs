@@ -65,7 +65,7 @@ impl Fx {
                 stdout: file("stdout"),
                 stderr: file("stderr"),
             },
-            cgroup_path: None,
+            ..CreateOptions::default()
         };
         self.rt.create(&self.id, &self.dirs.bundle, opts)
     }

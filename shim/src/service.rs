@@ -485,6 +485,7 @@ impl TaskService {
                     CreateOptions {
                         stdio,
                         cgroup_path: cgroup,
+                        ..CreateOptions::default()
                     },
                 )
                 .map_err(rt_err)?;

@@ -24,3 +24,26 @@ pub fn amphi(dirs: &TestDirs, args: &[&str]) -> Output {
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
+
+/// A fresh path for `--cidfile` (amphi writes the container's id there).
+pub fn cidfile(dirs: &TestDirs) -> std::path::PathBuf {
+    dirs.tmp
+        .path()
+        .join(format!("{}.cid", amphi_testkit::unique_id("cid")))
+}
+
+/// The id amphi wrote to `cidfile`.
+pub fn cid(cidfile: &std::path::Path) -> String {
+    std::fs::read_to_string(cidfile).unwrap_or_else(|e| panic!("{}: {e}", cidfile.display()))
+}
+
+/// Nothing is left of the container whose id is in `cidfile` (if amphi
+/// got as far as making one): no directory, state, cgroup, mount or process.
+pub fn assert_removed(dirs: &TestDirs, cidfile: &std::path::Path) {
+    let Ok(id) = std::fs::read_to_string(cidfile) else {
+        return;
+    };
+    let cdir = dirs.store.join("containers").join(&id);
+    assert!(!cdir.exists(), "container dir {} left", cdir.display());
+    amphi_testkit::assert_no_leaks(&id, &dirs.state, &cdir);
+}

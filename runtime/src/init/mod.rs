@@ -97,6 +97,12 @@ pub(crate) struct InitConfig {
     pub cgroup_dirs: Vec<(String, PathBuf)>,
     /// The spec's seccomp profile, compiled.
     pub seccomp: Option<crate::seccomp::Program>,
+    /// `PR_SET_PDEATHSIG` for the payload.
+    #[serde(default)]
+    pub parent_death_signal: Option<i32>,
+    /// Stay pid 1 as a reaper of a forked native payload.
+    #[serde(default)]
+    pub reaper: bool,
 }
 
 /// What the init is asked to do.
@@ -188,7 +194,16 @@ fn create_main(cfg: &InitConfig, mut sync: File) -> i32 {
         _ => return 126,
     }
     drop(fifo);
+    if let Some(sig) = cfg.parent_death_signal {
+        // Last: changing credentials clears it. A filter that refuses
+        // prctl leaves the container to the engine's clean-up instead.
+        // SAFETY: plain prctl.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong) };
+    }
     let process = cfg.spec.process().as_ref().expect("bundle checks process");
+    if cfg.reaper && matches!(payload, Loaded::Native) {
+        return process::exec_under_reaper(process, &cfg.entrypoint);
+    }
     run_payload(process, &cfg.entrypoint, payload, ready.wasm_memory_budget)
 }
 

@@ -299,3 +299,64 @@ fn reset_signal_dispositions() {
         unsafe { libc::signal(sig, libc::SIG_DFL) };
     }
 }
+
+/// `--init`: stays pid 1, forks the payload, and until it exits forwards
+/// every signal sent to us to it and reaps every child (orphans included,
+/// which a payload never written to be pid 1 would leave as zombies).
+/// Exits with the payload's status (128+signal when killed).
+pub(super) fn exec_under_reaper(process: &Process, entrypoint: &str) -> i32 {
+    // SAFETY: plain signal-mask calls on valid sets.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    unsafe {
+        libc::sigfillset(&mut all);
+        libc::sigprocmask(libc::SIG_SETMASK, &all, &mut old);
+    }
+    // SAFETY: the init is single-threaded (native payloads load no engine).
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        eprintln!("amphi: --init: fork: {}", nix::Error::last());
+        return 126;
+    }
+    if child == 0 {
+        // SAFETY: restoring the mask we had.
+        unsafe { libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+        std::process::exit(exec(process, entrypoint));
+    }
+    // What `ps` shows as pid 1 (the binary's own name is the runtime's).
+    // SAFETY: a NUL-terminated name.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"amphi-init".as_ptr()) };
+    loop {
+        // SAFETY: a zeroed siginfo is a valid out-parameter.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let sig = unsafe { libc::sigwaitinfo(&all, &mut info) };
+        if sig < 0 {
+            continue;
+        }
+        if sig == libc::SIGCHLD {
+            loop {
+                let mut status = 0;
+                // SAFETY: waitpid with a valid status pointer.
+                let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+                if pid <= 0 {
+                    break;
+                }
+                if pid == child {
+                    return if libc::WIFSIGNALED(status) {
+                        128 + libc::WTERMSIG(status)
+                    } else {
+                        libc::WEXITSTATUS(status)
+                    };
+                }
+            }
+            continue;
+        }
+        // A terminal's own signals (Ctrl-C) reached the payload's process
+        // group already: passing them on would deliver them twice.
+        if info.si_code == libc::SI_KERNEL {
+            continue;
+        }
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child, sig) };
+    }
+}

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use crate::error::{Context, Result};
 use serde_json::{json, Value};
 
 /// Applies `--user`, `--group-add` and `--ulimit` to the spec `v` of a
@@ -81,12 +81,12 @@ const ULIMITS: &[&str] = &[
 /// `nofile=1024:2048` -> ("RLIMIT_NOFILE", 1024, 2048); one number sets
 /// both; -1 is unlimited.
 pub fn parse_ulimit(s: &str) -> Result<(String, u64, u64)> {
-    let bad = |why: &str| anyhow::anyhow!("bad --ulimit {s:?}: {why}");
+    let bad = |why: &str| crate::Error::Invalid(format!("bad --ulimit {s:?}: {why}"));
     let (name, values) = s
         .split_once('=')
         .ok_or_else(|| bad("use NAME=SOFT[:HARD]"))?;
     if !ULIMITS.contains(&name) {
-        bail!(bad(&format!("unknown limit {name:?}")));
+        return Err(bad(&format!("unknown limit {name:?}")));
     }
     let num = |t: &str| -> Result<u64> {
         if t == "-1" || t == "unlimited" {
@@ -100,7 +100,7 @@ pub fn parse_ulimit(s: &str) -> Result<(String, u64, u64)> {
         None => (num(values)?, num(values)?),
     };
     if soft > hard {
-        bail!(bad("the soft limit is above the hard one"));
+        return Err(bad("the soft limit is above the hard one"));
     }
     Ok((format!("RLIMIT_{}", name.to_ascii_uppercase()), soft, hard))
 }

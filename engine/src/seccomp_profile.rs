@@ -7,7 +7,8 @@
 //! Docker's format (with `includes`/`excludes` by capability) or in the
 //! OCI runtime spec's.
 
-use anyhow::{bail, Context, Result};
+use crate::bail;
+use crate::error::{Context, Result};
 use serde_json::{json, Value};
 
 use crate::security::cap_name;

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use crate::bail;
+use crate::error::{Context, Result};
 use nix::sys::signal::Signal;
 
 /// "64m", "1g", "512k", "1048576" (bytes) → bytes.

@@ -1,0 +1,96 @@
+//! `amphi system df` and `system prune`.
+
+use amphi_engine::Engine;
+use anyhow::Result;
+use clap::Subcommand;
+
+/// System subcommands.
+#[derive(Subcommand)]
+pub enum SystemCommand {
+    /// Show what images and containers take on disk.
+    Df,
+    /// Remove stopped containers and unused data.
+    Prune {
+        /// Also images no container uses.
+        #[arg(short, long)]
+        all: bool,
+        /// Do not ask.
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+/// "1.2MB", as Docker's HumanSize (decimal units).
+fn size(n: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i + 1 < units.len() {
+        v /= 1000.0;
+        i += 1;
+    }
+    // Go's %.4g: four significant digits.
+    let decimals = 3usize.saturating_sub(v.log10().floor().max(0.0) as usize);
+    let text = format!("{v:.decimals$}");
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &text
+    };
+    format!("{text}{}", units[i])
+}
+
+pub fn run(engine: &Engine, command: SystemCommand) -> Result<u8> {
+    match command {
+        SystemCommand::Df => {
+            let du = engine.disk_usage()?;
+            let pct = |r: u64, s: u64| if s == 0 { 0 } else { r * 100 / s };
+            println!(
+                "{:<15}{:<10}{:<10}{:<12}RECLAIMABLE",
+                "TYPE", "TOTAL", "ACTIVE", "SIZE"
+            );
+            for (name, u) in [("Images", &du.images), ("Containers", &du.containers)] {
+                println!(
+                    "{:<15}{:<10}{:<10}{:<12}{} ({}%)",
+                    name,
+                    u.total,
+                    u.active,
+                    size(u.size),
+                    size(u.reclaimable),
+                    pct(u.reclaimable, u.size)
+                );
+            }
+            println!("{:<15}{:<10}{:<10}{:<12}0B", "Local Volumes", 0, 0, "0B");
+            println!("{:<15}{:<10}{:<10}{:<12}0B", "Build Cache", 0, 0, "0B");
+            Ok(0)
+        }
+        SystemCommand::Prune { all, force } => {
+            if !force {
+                eprint!(
+                    "WARNING! This will remove all stopped containers{}.\nAre you sure you want to continue? [y/N] ",
+                    if all { " and all images without a container" } else { "" }
+                );
+                let mut answer = String::new();
+                std::io::stdin().read_line(&mut answer)?;
+                if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                    return Ok(0);
+                }
+            }
+            let p = engine.prune(all)?;
+            if !p.containers.is_empty() {
+                println!("Deleted Containers:");
+                for c in &p.containers {
+                    println!("{c}");
+                }
+            }
+            if !p.images.is_empty() {
+                println!("Untagged Images:");
+                for i in &p.images {
+                    println!("untagged: {i}");
+                }
+            }
+            println!("Total reclaimed space: {}", size(p.bytes));
+            Ok(0)
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! `cp` between a container's filesystem and the host, both ways, with
+//! Docker's rules for where things land. Paths inside the container are
+//! resolved as the container sees them: symlinks in them are followed
+//! within its rootfs, never out of it (the last component is copied as
+//! it is, a symlink as a symlink, as `docker cp` does).
+
+use std::os::unix::fs::{lchown, MetadataExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use crate::bail;
+use crate::error::{Error, Result};
+use crate::{bundle, record, Engine};
+
+/// The host path of `inside` (absolute or relative to `/`) in the tree at
+/// `root`, every symlink on the way resolved as if `root` were `/`; the
+/// last component is followed only with `follow_last`.
+pub fn resolve_in_root(root: &Path, inside: &str, follow_last: bool) -> Result<PathBuf> {
+    let mut parts: Vec<String> = Vec::new();
+    let mut todo: Vec<String> = components(inside);
+    todo.reverse();
+    let mut links = 0;
+    while let Some(c) = todo.pop() {
+        if c == ".." {
+            parts.pop();
+            continue;
+        }
+        let candidate: PathBuf = root.join(parts.iter().collect::<PathBuf>()).join(&c);
+        let is_last = todo.is_empty();
+        match std::fs::symlink_metadata(&candidate) {
+            Ok(m) if m.file_type().is_symlink() && (!is_last || follow_last) => {
+                links += 1;
+                if links > 40 {
+                    bail!("{inside}: too many levels of symbolic links");
+                }
+                let target = std::fs::read_link(&candidate).map_err(|e| Error::io(&candidate, e))?;
+                let t = target.to_string_lossy().into_owned();
+                if t.starts_with('/') {
+                    parts.clear();
+                }
+                let mut more = components(&t);
+                more.reverse();
+                todo.extend(more);
+            }
+            _ => parts.push(c),
+        }
+    }
+    Ok(root.join(parts.iter().collect::<PathBuf>()))
+}
+
+fn components(p: &str) -> Vec<String> {
+    Path::new(p)
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Where a copy of `src` lands given the destination `dst` (Docker's
+/// rules): into `dst` when it is an existing directory, else as `dst`
+/// (whose parent must exist); a `dst` ending in `/` must be a directory.
+fn landing(src: &Path, dst: &Path, dst_text: &str, src_contents: bool) -> Result<PathBuf> {
+    let src_is_dir = std::fs::symlink_metadata(src).is_ok_and(|m| m.is_dir());
+    if dst.is_dir() {
+        if src_is_dir && src_contents {
+            return Ok(dst.to_path_buf());
+        }
+        let name = src
+            .file_name()
+            .ok_or_else(|| Error::Invalid(format!("cannot copy {}", src.display())))?;
+        return Ok(dst.join(name));
+    }
+    if dst_text.ends_with('/') && !src_is_dir {
+        bail!("{dst_text}: no such directory");
+    }
+    match dst.parent() {
+        Some(p) if p.is_dir() => Ok(dst.to_path_buf()),
+        _ => bail!("{dst_text}: its parent directory does not exist"),
+    }
+}
+
+/// Copies `src` (file, symlink or tree) to `dst`, keeping modes and
+/// owners. Nothing is written through a symlink met at the destination
+/// (it is replaced): a container's links cannot point a copy elsewhere.
+fn copy_tree(src: &Path, dst: &Path) -> Result<u64> {
+    let m = std::fs::symlink_metadata(src).map_err(|e| Error::io(src, e))?;
+    let ft = m.file_type();
+    let mut n = 0;
+    if ft.is_dir() {
+        match std::fs::symlink_metadata(dst) {
+            Ok(d) if d.is_dir() => {}
+            Ok(_) => {
+                std::fs::remove_file(dst).map_err(|e| Error::io(dst, e))?;
+                std::fs::create_dir(dst).map_err(|e| Error::io(dst, e))?;
+            }
+            Err(_) => std::fs::create_dir(dst).map_err(|e| Error::io(dst, e))?,
+        }
+        let entries = std::fs::read_dir(src).map_err(|e| Error::io(src, e))?;
+        for e in entries {
+            let e = e.map_err(|e| Error::io(src, e))?;
+            n += copy_tree(&e.path(), &dst.join(e.file_name()))?;
+        }
+        std::fs::set_permissions(dst, std::fs::Permissions::from_mode(m.mode() & 0o7777))
+            .map_err(|e| Error::io(dst, e))?;
+    } else if ft.is_symlink() {
+        let target = std::fs::read_link(src).map_err(|e| Error::io(src, e))?;
+        let _ = std::fs::remove_file(dst);
+        std::os::unix::fs::symlink(&target, dst).map_err(|e| Error::io(dst, e))?;
+    } else if ft.is_file() {
+        // A symlink at the destination is replaced, never written through.
+        if std::fs::symlink_metadata(dst).is_ok_and(|d| d.file_type().is_symlink()) {
+            std::fs::remove_file(dst).map_err(|e| Error::io(dst, e))?;
+        }
+        n += std::fs::copy(src, dst).map_err(|e| Error::io(dst, e))?;
+        std::fs::set_permissions(dst, std::fs::Permissions::from_mode(m.mode() & 0o7777))
+            .map_err(|e| Error::io(dst, e))?;
+    } else {
+        bail!("{}: only files, directories and symlinks are copied", src.display());
+    }
+    let _ = lchown(dst, Some(m.uid()), Some(m.gid()));
+    Ok(n)
+}
+
+impl Engine {
+    /// The container's rootfs on the host, mounted (again, after a reboot).
+    fn rootfs_of(&self, query: &str) -> Result<PathBuf> {
+        let rec = self.container(query)?;
+        bundle::ensure_mounted(self.root(), &rec.id, rec.image_digest.as_deref(), &rec.image)?;
+        Ok(record::dir(self.root(), &rec.id).join("rootfs"))
+    }
+
+    /// `cp CONTAINER:SRC DST`: returns the bytes copied.
+    pub fn copy_out(&self, query: &str, src: &str, dst: &Path) -> Result<u64> {
+        let rootfs = self.rootfs_of(query)?;
+        let from = resolve_in_root(&rootfs, src, false)?;
+        if std::fs::symlink_metadata(&from).is_err() {
+            bail!("{query}:{src}: no such file or directory in the container");
+        }
+        let to = landing(&from, dst, &dst.to_string_lossy(), src.ends_with("/."))?;
+        copy_tree(&from, &to)
+    }
+
+    /// `cp SRC CONTAINER:DST`: returns the bytes copied.
+    pub fn copy_in(&self, src: &Path, query: &str, dst: &str) -> Result<u64> {
+        let rootfs = self.rootfs_of(query)?;
+        if std::fs::symlink_metadata(src).is_err() {
+            bail!("{}: no such file or directory", src.display());
+        }
+        // The destination as the container sees it, symlinks kept inside.
+        let to = resolve_in_root(&rootfs, dst, true)?;
+        let to = landing(src, &to, dst, src.to_string_lossy().ends_with("/."))?;
+        if !to.starts_with(&rootfs) {
+            bail!("{query}:{dst}: outside the container");
+        }
+        copy_tree(src, &to)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlinks_stay_inside() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("a/etc")).unwrap();
+        std::os::unix::fs::symlink("../../../..", root.join("a/b/up")).unwrap();
+        assert_eq!(
+            resolve_in_root(root, "/a/etc/passwd", false).unwrap(),
+            root.join("etc/passwd")
+        );
+        assert_eq!(
+            resolve_in_root(root, "a/b/up/x", false).unwrap(),
+            root.join("x")
+        );
+        assert_eq!(
+            resolve_in_root(root, "/a/etc", false).unwrap(),
+            root.join("a/etc")
+        );
+        assert_eq!(resolve_in_root(root, "/../..", true).unwrap(), root);
+    }
+}

@@ -1,0 +1,174 @@
+//! `amphi run`'s options applied over a container's OCI spec: process,
+//! security (capabilities, seccomp, devices, privileged), resources,
+//! network namespace and bind mounts.
+
+use amphi_runtime::bundle::Bundle;
+use amphi_runtime::oci_spec::runtime::Spec;
+use serde_json::{json, Value};
+
+use crate::bail;
+use crate::error::{Context, Result};
+use crate::options::RunOptions;
+use crate::units;
+
+/// Capabilities, no_new_privileges and seccomp: an image run gets
+/// Docker's default profile for its capabilities; a bundle keeps its own
+/// unless `--security-opt seccomp=...` says otherwise.
+fn apply_security(v: &mut Value, a: &RunOptions) -> Result<()> {
+    use crate::seccomp_profile::{default_profile, to_spec};
+    use crate::security::{capabilities, parse_security_opts, Seccomp};
+    let sec = parse_security_opts(&a.security_opt)?;
+    if a.privileged {
+        crate::security::make_privileged(v)?;
+    }
+    for d in &a.devices {
+        crate::security::add_device(v, d)?;
+    }
+    let strings =
+        |v: &Value| -> Vec<String> { serde_json::from_value(v.clone()).unwrap_or_default() };
+    let mut caps = strings(&v["process"]["capabilities"]["bounding"]);
+    if !a.cap_add.is_empty() || !a.cap_drop.is_empty() {
+        caps = capabilities(&caps, &a.cap_add, &a.cap_drop)?;
+        for set in ["bounding", "effective", "permitted"] {
+            v["process"]["capabilities"][set] = json!(caps);
+        }
+    }
+    if sec.no_new_privileges {
+        v["process"]["noNewPrivileges"] = json!(true);
+    }
+    let profile = match &sec.seccomp {
+        Seccomp::Unconfined => None,
+        Seccomp::File(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading seccomp profile {}", path.display()))?;
+            let p: Value = serde_json::from_str(&text)
+                .with_context(|| format!("seccomp profile {}", path.display()))?;
+            Some(
+                to_spec(&p, &caps)
+                    .with_context(|| format!("seccomp profile {}", path.display()))?,
+            )
+        }
+        // Docker runs privileged containers unconfined.
+        Seccomp::Default if a.privileged => None,
+        Seccomp::Default if a.bundle.is_none() => Some(to_spec(&default_profile(), &caps)?),
+        Seccomp::Default => return Ok(()),
+    };
+    match profile {
+        Some(p) => v["linux"]["seccomp"] = p,
+        None => {
+            if let Some(l) = v["linux"].as_object_mut() {
+                l.remove("seccomp");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Applies the options over the bundle's spec; `args`, when given,
+/// replaces the process's arguments.
+pub fn apply(bundle: Bundle, a: &RunOptions, args: Option<&[String]>) -> Result<Bundle> {
+    let mut v = serde_json::to_value(&bundle.spec).expect("a spec serialises");
+    let obj = |v: &mut Value, key: &str| -> () {
+        if !v.get(key).is_some_and(Value::is_object) {
+            v[key] = json!({});
+        }
+    };
+    if let Some(args) = args.filter(|a| !a.is_empty()) {
+        v["process"]["args"] = json!(args);
+    }
+    // Without -t the container shares amphi's own stdio (a terminal
+    // included); with it, a console of its own that amphi relays.
+    v["process"]["terminal"] = json!(a.tty);
+    if !a.env.is_empty() {
+        let mut env: Vec<String> =
+            serde_json::from_value(v["process"]["env"].take()).unwrap_or_default();
+        for kv in &a.env {
+            let Some((k, _)) = kv.split_once('=') else {
+                bail!("bad -e {kv:?}: use KEY=VALUE")
+            };
+            env.retain(|e| e.split_once('=').map(|(ek, _)| ek) != Some(k));
+            env.push(kv.clone());
+        }
+        v["process"]["env"] = json!(env);
+    }
+    if let Some(w) = &a.workdir {
+        if !w.starts_with('/') {
+            bail!("bad -w {w:?}: must be an absolute path");
+        }
+        v["process"]["cwd"] = json!(w);
+    }
+    if let Some(h) = &a.hostname {
+        v["hostname"] = json!(h);
+    }
+    apply_security(&mut v, a)?;
+    crate::process_opts::apply(
+        &mut v,
+        &bundle.rootfs,
+        a.user.as_deref(),
+        &a.group_add,
+        &a.ulimits,
+    )?;
+    if a.read_only {
+        v["root"]["readonly"] = json!(true);
+    }
+    obj(&mut v, "linux");
+    obj(&mut v["linux"], "resources");
+    let res = &mut v["linux"]["resources"];
+    if let Some(m) = &a.memory {
+        let bytes = units::parse_bytes(m)?;
+        obj(res, "memory");
+        // No swap on top, so the limit is the limit.
+        res["memory"]["limit"] = json!(bytes);
+        res["memory"]["swap"] = json!(bytes);
+    }
+    if let Some(c) = &a.cpus {
+        let (quota, period) = units::parse_cpus(c)?;
+        obj(res, "cpu");
+        res["cpu"]["quota"] = json!(quota);
+        res["cpu"]["period"] = json!(period);
+    }
+    if let Some(p) = a.pids_limit {
+        if p <= 0 {
+            bail!("bad --pids-limit {p}: must be positive");
+        }
+        res["pids"] = json!({ "limit": p });
+    }
+    if let Some(net) = &a.network {
+        let mut ns: Vec<Value> =
+            serde_json::from_value(v["linux"]["namespaces"].take()).unwrap_or_default();
+        ns.retain(|n| n["type"] != "network");
+        match net.as_str() {
+            "host" => {}
+            "none" => ns.push(json!({"type": "network"})),
+            other => bail!("bad --network {other:?}: use host or none"),
+        }
+        v["linux"]["namespaces"] = json!(ns);
+    }
+    for vol in &a.volumes {
+        let parts: Vec<&str> = vol.split(':').collect();
+        let (src, dst, ro) = match parts.as_slice() {
+            [s, d] => (*s, *d, false),
+            [s, d, "ro"] => (*s, *d, true),
+            [s, d, "rw"] => (*s, *d, false),
+            _ => bail!("bad -v {vol:?}: use SRC:DST[:ro]"),
+        };
+        let src =
+            std::fs::canonicalize(src).with_context(|| format!("bad -v {vol:?}: source {src}"))?;
+        if !dst.starts_with('/') {
+            bail!("bad -v {vol:?}: destination must be absolute");
+        }
+        let mut opts = vec!["rbind", "nosuid", "nodev"];
+        if ro {
+            opts.push("ro");
+        }
+        let mounts = v["mounts"].as_array_mut();
+        let m = json!({"destination": dst, "type": "bind", "source": src, "options": opts});
+        match mounts {
+            Some(list) => list.push(m),
+            None => v["mounts"] = json!([m]),
+        }
+    }
+    let spec: Spec = serde_json::from_value(v).context("applying flags to the spec")?;
+    Ok(Bundle::from_spec(bundle.dir, spec)?)
+}
+

@@ -1,0 +1,307 @@
+//! `inspect`: containers and images as Docker's API shows them (the
+//! fields that apply; amphi's own additions are not invented).
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use amphi_images::snapshot::Snapshots;
+use amphi_images::store::familiar;
+use amphi_images::Store;
+use serde_json::{json, Value};
+
+use crate::error::Result;
+use crate::record::{self, Record, Status};
+use crate::restart::Policy;
+use crate::{bundle, Engine};
+
+/// RFC 3339 with nanoseconds, in UTC, as Docker writes times; Go's zero
+/// time for none.
+pub fn rfc3339(t: Option<SystemTime>) -> String {
+    let Some(t) = t else {
+        return "0001-01-01T00:00:00Z".into();
+    };
+    let d = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    let (y, m, day) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_nanos()
+    )
+}
+
+/// Howard Hinnant's days-to-civil: (year, month, day) of a day count
+/// since 1970-01-01.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+impl Engine {
+    /// `inspect` of a container: Docker's shape.
+    pub fn inspect(&self, query: &str) -> Result<Value> {
+        let rec = self.container(query)?;
+        let dir = record::dir(self.root(), &rec.id);
+        let spec: Value = std::fs::read(dir.join("config.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null);
+        let image_config = self.image_config(&rec);
+        Ok(container_json(self.root(), &rec, &dir, &spec, &image_config))
+    }
+
+    fn image_config(&self, rec: &Record) -> Value {
+        let (Some(digest), Ok(store)) = (
+            rec.image_id.as_deref(),
+            Store::open(self.root().join("images")),
+        ) else {
+            return Value::Null;
+        };
+        store
+            .read_blob(digest)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null)
+    }
+
+    /// `inspect` of an image: Docker's shape.
+    pub fn inspect_image(&self, reference: &str) -> Result<Value> {
+        let store = Store::open(self.root().join("images"))?;
+        let digest = store.resolve(reference)?;
+        let (manifest, config_digest, config, _) = bundle::image_layers(&store, &digest)?;
+        let tags: Vec<String> = store
+            .refs()?
+            .into_iter()
+            .filter(|(_, d)| *d == digest)
+            .map(|(n, _)| familiar(&n))
+            .collect();
+        let size: u64 = manifest["layers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l["size"].as_u64())
+            .sum();
+        let c = &config["config"];
+        Ok(json!({
+            "Id": config_digest,
+            "RepoTags": tags,
+            "RepoDigests": [],
+            "Parent": "",
+            "Comment": config["comment"].as_str().unwrap_or(""),
+            "Created": config["created"].as_str().unwrap_or(""),
+            "Author": config["author"].as_str().unwrap_or(""),
+            "Config": {
+                "User": c["User"].as_str().unwrap_or(""),
+                "Env": c["Env"],
+                "Cmd": c["Cmd"],
+                "Entrypoint": c["Entrypoint"],
+                "WorkingDir": c["WorkingDir"].as_str().unwrap_or(""),
+                "Labels": c["Labels"],
+                "StopSignal": c["StopSignal"],
+                "ExposedPorts": c["ExposedPorts"],
+                "Volumes": c["Volumes"],
+            },
+            "Architecture": config["architecture"],
+            "Os": config["os"],
+            "Size": size,
+            "RootFS": {"Type": "layers", "Layers": config["rootfs"]["diff_ids"]},
+            "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
+            "Descriptor": {
+                "mediaType": manifest["mediaType"],
+                "digest": digest,
+            },
+        }))
+    }
+
+    /// The overlay's directories, as Docker's GraphDriver.Data shows them.
+    pub fn graph_driver(&self, rec: &Record) -> Value {
+        graph_driver(self.root(), rec)
+    }
+}
+
+fn graph_driver(root: &Path, rec: &Record) -> Value {
+    let dir = record::dir(root, &rec.id);
+    let lower = rec.image_digest.as_deref().and_then(|d| {
+        let store = Store::open(root.join("images")).ok()?;
+        let (_, _, _, chains) = bundle::image_layers(&store, d).ok()?;
+        let snaps = Snapshots::open(store.root()).ok()?;
+        let dirs: Vec<String> = chains
+            .iter()
+            .rev()
+            .filter_map(|c| snaps.fs_path(c).ok())
+            .map(|p| p.display().to_string())
+            .collect();
+        Some(dirs.join(":"))
+    });
+    match lower {
+        Some(lower) => json!({
+            "Name": "overlay2",
+            "Data": {
+                "LowerDir": lower,
+                "UpperDir": dir.join("upper"),
+                "WorkDir": dir.join("work"),
+                "MergedDir": dir.join("rootfs"),
+            }
+        }),
+        None => json!({"Name": "bind", "Data": {"MergedDir": dir.join("rootfs")}}),
+    }
+}
+
+fn container_json(root: &Path, rec: &Record, dir: &Path, spec: &Value, image: &Value) -> Value {
+    let o = &rec.options;
+    let st = &rec.state;
+    let ic = &image["config"];
+    let policy = rec.policy();
+    let (policy_name, max) = match policy {
+        Policy::No => ("no", 0),
+        Policy::OnFailure { max } => ("on-failure", max),
+        Policy::Always => ("always", 0),
+        Policy::UnlessStopped => ("unless-stopped", 0),
+    };
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(String::from))
+            .collect()
+    };
+    // Entrypoint and Cmd as Docker splits them: the image's (or
+    // --entrypoint's) entrypoint, and the rest of the process's args.
+    let entrypoint: Vec<String> = match &o.entrypoint {
+        Some(e) => vec![e.clone()],
+        None if o.bundle.is_some() => vec![],
+        None => strings(&ic["Entrypoint"]),
+    };
+    let cmd: Vec<String> = rec.args.iter().skip(entrypoint.len()).cloned().collect();
+    let labels: serde_json::Map<String, Value> = ic["Labels"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .chain(rec.labels().into_iter().map(|(k, v)| (k, json!(v))))
+        .collect();
+    let mounts: Vec<Value> = spec["mounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["type"] == "bind" && !m["source"].as_str().unwrap_or("").starts_with(&*dir.to_string_lossy()))
+        .map(|m| {
+            let opts = strings(&m["options"]);
+            let ro = opts.iter().any(|x| x == "ro");
+            json!({
+                "Type": "bind",
+                "Source": m["source"],
+                "Destination": m["destination"],
+                "Mode": if ro { "ro" } else { "" },
+                "RW": !ro,
+                "Propagation": "rprivate",
+            })
+        })
+        .collect();
+    let binds: Vec<String> = o.volumes.clone();
+    let memory = o
+        .memory
+        .as_deref()
+        .and_then(|m| crate::units::parse_bytes(m).ok())
+        .unwrap_or(0);
+    let nano_cpus = o
+        .cpus
+        .as_deref()
+        .and_then(|c| c.parse::<f64>().ok())
+        .map_or(0, |c| (c * 1e9) as i64);
+    let network = o.network.clone().unwrap_or_else(|| "host".into());
+    let user = spec["process"]["user"].clone();
+    json!({
+        "Id": rec.id,
+        "Created": rfc3339(Some(rec.created)),
+        "Path": rec.args.first().cloned().unwrap_or_default(),
+        "Args": rec.args.iter().skip(1).collect::<Vec<_>>(),
+        "State": {
+            "Status": st.status.to_string(),
+            "Running": st.status == Status::Running,
+            "Paused": false,
+            "Restarting": st.status == Status::Restarting,
+            "OOMKilled": st.oom_killed,
+            "Dead": false,
+            "Pid": st.pid,
+            "ExitCode": st.exit_code,
+            "Error": st.error,
+            "StartedAt": rfc3339(st.started_at),
+            "FinishedAt": rfc3339(st.finished_at),
+        },
+        "Image": rec.image_id.clone().unwrap_or_default(),
+        "ResolvConfPath": dir.join("resolv.conf"),
+        "HostnamePath": dir.join("hostname"),
+        "HostsPath": dir.join("hosts"),
+        "LogPath": dir.join("log"),
+        "Name": format!("/{}", rec.name),
+        "RestartCount": st.restart_count,
+        "Driver": "overlay2",
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "HostConfig": {
+            "Binds": binds,
+            "NetworkMode": network,
+            "RestartPolicy": {"Name": policy_name, "MaximumRetryCount": max},
+            "AutoRemove": o.rm,
+            "CapAdd": o.cap_add,
+            "CapDrop": o.cap_drop,
+            "GroupAdd": o.group_add,
+            "Privileged": o.privileged,
+            "ReadonlyRootfs": o.read_only,
+            "SecurityOpt": o.security_opt,
+            "Memory": memory,
+            "NanoCpus": nano_cpus,
+            "PidsLimit": o.pids_limit,
+            "Devices": o.devices.iter().map(|d| {
+                let mut p = d.splitn(3, ':');
+                let host = p.next().unwrap_or("");
+                let ctr = p.next().unwrap_or(host);
+                json!({"PathOnHost": host, "PathInContainer": ctr, "CgroupPermissions": p.next().unwrap_or("rwm")})
+            }).collect::<Vec<_>>(),
+            "Ulimits": o.ulimits,
+            "Init": o.init,
+            "Runtime": "amphi",
+        },
+        "GraphDriver": graph_driver(root, rec),
+        "Mounts": mounts,
+        "Config": {
+            "Hostname": spec["hostname"].as_str().unwrap_or(""),
+            "Domainname": "",
+            "User": o.user.clone().or_else(|| ic["User"].as_str().map(String::from)).unwrap_or_default(),
+            "AttachStdin": o.interactive && !o.detach,
+            "AttachStdout": !o.detach,
+            "AttachStderr": !o.detach,
+            "Tty": o.tty,
+            "OpenStdin": o.interactive,
+            "StdinOnce": o.interactive && !o.detach,
+            "Env": spec["process"]["env"],
+            "Cmd": cmd,
+            "Image": rec.image,
+            "Volumes": ic["Volumes"],
+            "WorkingDir": spec["process"]["cwd"].as_str().unwrap_or(""),
+            "Entrypoint": if entrypoint.is_empty() { Value::Null } else { json!(entrypoint) },
+            "OnBuild": Value::Null,
+            "Labels": labels,
+            "StopSignal": rec.stop_signal,
+            "StopTimeout": rec.stop_timeout,
+        },
+        "NetworkSettings": {"Networks": {network.clone(): {}}},
+        "Amphi": {"Payload": rec.payload, "ProcessUser": user, "Watcher": st.watcher.map(|w| w.pid)},
+    })
+}

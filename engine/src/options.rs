@@ -1,0 +1,115 @@
+//! What a user asks of a new container: `amphi run`'s options, as Docker's
+//! CLI takes them. Kept in the container's record, so `start` after a stop
+//! or a reboot runs the same container again, and `inspect` shows them.
+//! With the `clap` feature these are also the command line's flags.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The options of a new container (`amphi run`'s flags and operands).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+#[serde(default)]
+pub struct RunOptions {
+    /// Remove the container when it exits.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub rm: bool,
+    /// Run in the background, printing the container's id.
+    #[cfg_attr(feature = "clap", arg(short = 'd', long))]
+    pub detach: bool,
+    /// Keep stdin open (without it the container's stdin is /dev/null).
+    #[cfg_attr(feature = "clap", arg(short = 'i', long))]
+    pub interactive: bool,
+    /// Give the container a terminal, relayed to ours.
+    #[cfg_attr(feature = "clap", arg(short = 't', long))]
+    pub tty: bool,
+    /// The container's name (default: a random one); unique, usable as its id.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub name: Option<String>,
+    /// Set an environment variable (K=V).
+    #[cfg_attr(feature = "clap", arg(short = 'e', long = "env"))]
+    pub env: Vec<String>,
+    /// Set a label (K=V, or K for an empty value).
+    #[cfg_attr(feature = "clap", arg(short = 'l', long = "label"))]
+    pub labels: Vec<String>,
+    /// Bind mount `SRC:DST[:ro]`.
+    #[cfg_attr(feature = "clap", arg(short = 'v', long = "volume"))]
+    pub volumes: Vec<String>,
+    /// Working directory inside the container.
+    #[cfg_attr(feature = "clap", arg(short = 'w', long))]
+    pub workdir: Option<String>,
+    /// Hostname of the container.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub hostname: Option<String>,
+    /// host (share the host's network) or none (isolated).
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub network: Option<String>,
+    /// Memory limit, e.g. 64m.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub memory: Option<String>,
+    /// CPU limit in CPUs, e.g. 0.5.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub cpus: Option<String>,
+    /// Maximum number of processes.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub pids_limit: Option<i64>,
+    /// Mount the rootfs read-only.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub read_only: bool,
+    /// Kill the container (SIGKILL, exit 137) when this time is up, e.g. 10s.
+    /// (A negative one reaches the parser, which names the fault.)
+    #[cfg_attr(feature = "clap", arg(long, allow_hyphen_values = true))]
+    pub timeout: Option<String>,
+    /// Restart policy: no, on-failure[:MAX], always or unless-stopped.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub restart: Option<String>,
+    /// Run a minimal init as pid 1 that reaps zombies and forwards signals.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub init: bool,
+    /// The signal `stop` sends first (default: the image's, else SIGTERM).
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub stop_signal: Option<String>,
+    /// Seconds `stop` waits before SIGKILL (default 10).
+    #[cfg_attr(feature = "clap", arg(long, allow_hyphen_values = true))]
+    pub stop_timeout: Option<i64>,
+    /// Write the container's id to this file (which must not exist).
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub cidfile: Option<PathBuf>,
+    /// Run this OCI runtime bundle (config.json + rootfs).
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub bundle: Option<PathBuf>,
+    /// Add a capability (e.g. NET_ADMIN, or ALL).
+    #[cfg_attr(feature = "clap", arg(long = "cap-add"))]
+    pub cap_add: Vec<String>,
+    /// Drop a capability (e.g. CHOWN, or ALL).
+    #[cfg_attr(feature = "clap", arg(long = "cap-drop"))]
+    pub cap_drop: Vec<String>,
+    /// seccomp=unconfined|PROFILE.json, no-new-privileges.
+    #[cfg_attr(feature = "clap", arg(long = "security-opt"))]
+    pub security_opt: Vec<String>,
+    /// Every capability and device, no seccomp filter or masked paths.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub privileged: bool,
+    /// A host device in the container: HOST[:CONTAINER][:rwm].
+    #[cfg_attr(feature = "clap", arg(long = "device"))]
+    pub devices: Vec<String>,
+    /// The user: UID[:GID] or NAME[:GROUP] (from the image's /etc/passwd).
+    #[cfg_attr(feature = "clap", arg(short = 'u', long))]
+    pub user: Option<String>,
+    /// A supplementary group (GID or name from the image's /etc/group).
+    #[cfg_attr(feature = "clap", arg(long = "group-add"))]
+    pub group_add: Vec<String>,
+    /// A resource limit: NAME=SOFT[:HARD] (e.g. nofile=1024:2048).
+    #[cfg_attr(feature = "clap", arg(long = "ulimit"))]
+    pub ulimits: Vec<String>,
+    /// Run this instead of the image's Entrypoint (its Cmd is dropped).
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub entrypoint: Option<String>,
+    /// IMAGE [CMD ARGS...], or with --bundle: CMD ARGS... replacing the spec's args.
+    /// As Docker parses: options come before IMAGE (an unknown one is an
+    /// error naming it, never an image name); everything after IMAGE,
+    /// flags too, is the command's.
+    #[cfg_attr(feature = "clap", arg(trailing_var_arg = true))]
+    pub rest: Vec<String>,
+}

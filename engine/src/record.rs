@@ -1,0 +1,242 @@
+//! A container's record: what it is (id, name, image, options) and where it
+//! stands (status, exit, restarts, its watcher), kept under the store root
+//! (`<root>/containers/<id>/record.json`) so it survives a reboot. Every
+//! change goes through [`update`], under the container's lock, so the
+//! watcher and the commands a user types never lose each other's writes.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::options::RunOptions;
+
+const RECORD: &str = "record.json";
+const LOCK: &str = "lock";
+
+/// Lifecycle status, as Docker names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Made, never started.
+    #[default]
+    Created,
+    /// Its init runs.
+    Running,
+    /// Exited; its watcher waits to start it again.
+    Restarting,
+    /// Ended.
+    Exited,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Restarting => "restarting",
+            Status::Exited => "exited",
+        })
+    }
+}
+
+/// A process identified beyond pid reuse: pid and start time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessId {
+    /// Host pid.
+    pub pid: i32,
+    /// Start time in clock ticks since boot (field 22 of /proc/PID/stat).
+    pub start_time: u64,
+}
+
+impl ProcessId {
+    /// This process.
+    pub fn current() -> ProcessId {
+        let pid = std::process::id() as i32;
+        ProcessId {
+            pid,
+            start_time: start_time(pid).unwrap_or(0),
+        }
+    }
+
+    /// Whether it still lives (and is not a zombie or a reused pid).
+    pub fn alive(&self) -> bool {
+        start_time(self.pid) == Some(self.start_time)
+            && !std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
+                .map(|s| s.rfind(')').is_some_and(|i| s[i + 2..].starts_with('Z')))
+                .unwrap_or(true)
+    }
+}
+
+/// Start time of `pid` in clock ticks since boot.
+pub(crate) fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..].split(' ').nth(19)?.parse().ok()
+}
+
+/// Where a container stands.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunState {
+    /// Lifecycle status.
+    pub status: Status,
+    /// Host pid of the init while running, else 0.
+    pub pid: i32,
+    /// The last exit code (128+signal when killed).
+    pub exit_code: i32,
+    /// Whether the kernel's OOM killer ended the last run.
+    pub oom_killed: bool,
+    /// Why the last start or run failed, if amphi failed it.
+    pub error: String,
+    /// When the last run started.
+    pub started_at: Option<SystemTime>,
+    /// When the last run ended.
+    pub finished_at: Option<SystemTime>,
+    /// Restarts by the restart policy since the last start by a user.
+    pub restart_count: u32,
+    /// Stopped (or killed) by a user: the restart policy stays its hand
+    /// (Docker's HasBeenManuallyStopped).
+    pub stopped_by_user: bool,
+    /// The process that is the container's parent and records its exit:
+    /// the foreground `amphi run`/`start -a`, or a detached watcher.
+    pub watcher: Option<ProcessId>,
+}
+
+/// A container's record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    /// 64 hex digits.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// When it was created.
+    pub created: SystemTime,
+    /// The image as the user named it (or the bundle's path).
+    pub image: String,
+    /// The image's manifest digest; `None` for a bundle.
+    pub image_digest: Option<String>,
+    /// The image's config digest (Docker's image ID); `None` for a bundle.
+    pub image_id: Option<String>,
+    /// The process it runs: path and arguments, as in the final spec.
+    pub args: Vec<String>,
+    /// Native or Wasm.
+    pub payload: String,
+    /// The signal `stop` sends first.
+    pub stop_signal: String,
+    /// Seconds `stop` waits before SIGKILL.
+    pub stop_timeout: u64,
+    /// What the user asked for.
+    pub options: RunOptions,
+    /// Where it stands.
+    pub state: RunState,
+}
+
+impl Record {
+    /// Whether it runs or is about to run again.
+    pub fn is_active(&self) -> bool {
+        matches!(self.state.status, Status::Running | Status::Restarting)
+    }
+
+    /// Labels as (key, value).
+    pub fn labels(&self) -> Vec<(String, String)> {
+        self.options
+            .labels
+            .iter()
+            .map(|l| match l.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (l.clone(), String::new()),
+            })
+            .collect()
+    }
+}
+
+/// The directory holding every container's record and bundle.
+pub fn containers_dir(root: &Path) -> PathBuf {
+    root.join("containers")
+}
+
+/// The directory of container `id`.
+pub fn dir(root: &Path, id: &str) -> PathBuf {
+    containers_dir(root).join(id)
+}
+
+/// Loads the record of `id`.
+pub fn load(root: &Path, id: &str) -> Result<Record> {
+    let path = dir(root, id).join(RECORD);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::NoSuchContainer(id.to_string()))
+        }
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Invalid(format!("{}: corrupt record: {e}", path.display())))
+}
+
+/// Writes a record atomically (temp file + rename).
+pub fn save(root: &Path, rec: &Record) -> Result<()> {
+    let d = dir(root, &rec.id);
+    let tmp = d.join(".record.json.tmp");
+    let bytes = serde_json::to_vec_pretty(rec).expect("a record serialises");
+    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, d.join(RECORD)).map_err(|e| Error::io(&d, e))
+}
+
+/// Holds container `id`'s lock while alive.
+pub struct Lock(#[allow(dead_code)] Flock<File>);
+
+/// Takes container `id`'s lock (waiting for it).
+pub fn lock(root: &Path, id: &str) -> Result<Lock> {
+    let path = dir(root, id).join(LOCK);
+    let f = match File::options().create(true).append(true).open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::NoSuchContainer(id.to_string()))
+        }
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    Flock::lock(f, FlockArg::LockExclusive)
+        .map(Lock)
+        .map_err(|(_, e)| Error::io(path, e.into()))
+}
+
+/// Loads, changes and saves `id`'s record under its lock; returns the
+/// record as saved.
+pub fn update(root: &Path, id: &str, f: impl FnOnce(&mut Record)) -> Result<Record> {
+    let _lock = lock(root, id)?;
+    let mut rec = load(root, id)?;
+    f(&mut rec);
+    save(root, &rec)?;
+    Ok(rec)
+}
+
+/// Every container's record, oldest first.
+pub fn list(root: &Path) -> Result<Vec<Record>> {
+    let mut out = Vec::new();
+    let d = containers_dir(root);
+    let entries = match std::fs::read_dir(&d) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(Error::io(d, e)),
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(id) = name.to_str() else { continue };
+        if id.starts_with('.') {
+            continue;
+        }
+        // A directory being made or removed has no record (yet, or any
+        // more): not a container.
+        match load(root, id) {
+            Ok(r) => out.push(r),
+            Err(Error::NoSuchContainer(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    out.sort_by_key(|r| r.created);
+    Ok(out)
+}

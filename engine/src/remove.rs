@@ -1,0 +1,60 @@
+//! `rm`: a container's record, overlay and log go; a running one only
+//! when forced (killed first, as Docker's `rm -f`).
+
+use nix::sys::signal::Signal;
+
+use crate::error::{Error, Result};
+use crate::record;
+use crate::{bundle, Engine};
+
+impl Engine {
+    /// Removes `query`; a running one only with `force` (SIGKILL first).
+    /// Returns the removed container's id.
+    pub fn remove(&self, query: &str, force: bool) -> Result<String> {
+        let rec = self.container(query)?;
+        if rec.is_active() {
+            if !force {
+                return Err(Error::Running(rec.name));
+            }
+            self.mark_stopped_by_user(&rec.id)?;
+            if let Ok(c) = self.runtime().load(&rec.id) {
+                let _ = c.kill(Signal::SIGKILL, true);
+            }
+            self.wait_not_running(&rec.id, None)?;
+        }
+        self.remove_files(&rec.id)?;
+        Ok(rec.id)
+    }
+
+    /// Removes what `id` has on disk (runtime state, rootfs, directory),
+    /// under its lock; a container gone already is no error.
+    pub(crate) fn remove_files(&self, id: &str) -> Result<()> {
+        let lock = match record::lock(self.root(), id) {
+            Ok(l) => l,
+            Err(Error::NoSuchContainer(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        self.clear_runtime(id)?;
+        bundle::remove(self.root(), id)?;
+        drop(lock);
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// Removes what the runtime holds of `id`: its state and cgroup (and
+    /// any process left in it). Without state (lost with `/run` in a
+    /// reboot, or never made), the cgroup of its default path.
+    pub(crate) fn clear_runtime(&self, id: &str) -> Result<()> {
+        match self.runtime().load(id) {
+            Ok(c) => c.delete(true)?,
+            Err(_) => {
+                let cg = amphi_runtime::cgroup::Cgroup::open(&format!("amphi/{id}"))?;
+                if cg.exists() {
+                    cg.destroy()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,199 @@
+//! One run of a container: the runtime container made from its bundle
+//! with the caller as its watcher, started, and finished (its exit
+//! recorded, its runtime state and cgroup removed, and the restart policy
+//! asked what comes next).
+
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant, SystemTime};
+
+use amphi_runtime::bundle::Bundle;
+use amphi_runtime::{Container, CreateOptions, ExitStatus, Stdio};
+use nix::sys::signal::Signal;
+
+use crate::error::{Error, Result};
+use crate::record::{self, ProcessId, Status};
+use crate::{bundle, Engine};
+
+/// A run of a container, made by [`Engine::prepare_task`].
+pub struct Task {
+    /// The container's id.
+    pub id: String,
+    /// The runtime's container.
+    pub container: Container,
+    /// The console of a `-t` container (the caller relays it).
+    pub console: Option<OwnedFd>,
+    started: Option<Instant>,
+}
+
+/// What follows a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// It stays exited.
+    Done(ExitStatus),
+    /// It exited and was removed (`--rm`).
+    Removed(ExitStatus),
+    /// Its restart policy starts it again; it ran this long.
+    Restart(ExitStatus, Duration),
+}
+
+impl Finished {
+    /// How the run ended.
+    pub fn status(&self) -> ExitStatus {
+        match *self {
+            Finished::Done(s) | Finished::Removed(s) | Finished::Restart(s, _) => s,
+        }
+    }
+}
+
+impl Engine {
+    /// Makes the runtime container for a run of `id` with `stdio`, the
+    /// calling process as its watcher (a container dies with its
+    /// watcher's thread: make tasks from the thread that supervises
+    /// them). `by_user`: a start a user asked for (clears a stop and the
+    /// restart count); otherwise a restart, refused (`Ok(None)`) if the
+    /// user stopped the container or another watcher took it meanwhile.
+    pub fn prepare_task(&self, id: &str, stdio: Stdio, by_user: bool) -> Result<Option<Task>> {
+        let root = self.root();
+        let me = ProcessId::current();
+        let _lock = record::lock(root, id)?;
+        let mut rec = record::load(root, id)?;
+        if by_user {
+            if rec.is_active() && rec.state.watcher.is_some_and(|w| w.alive() && w != me) {
+                return Err(Error::Invalid(format!(
+                    "container {} is running already",
+                    rec.name
+                )));
+            }
+            rec.state.stopped_by_user = false;
+            rec.state.restart_count = 0;
+        } else if rec.state.stopped_by_user || rec.state.watcher != Some(me) {
+            return Ok(None);
+        }
+        rec.state.watcher = Some(me);
+        record::save(root, &rec)?;
+        let made = (|| -> Result<Task> {
+            // What an earlier run left (its watcher killed) goes first.
+            self.clear_runtime(id)?;
+            bundle::ensure_mounted(root, id, rec.image_digest.as_deref(), &rec.image)?;
+            let b = Bundle::load(&bundle::dir(root, id))?;
+            let mut container = self.runtime().create_from(
+                id,
+                b,
+                CreateOptions {
+                    stdio,
+                    cgroup_path: None,
+                    parent_death_signal: Some(Signal::SIGKILL),
+                    reaper: rec.options.init,
+                },
+            )?;
+            let console = container.take_console();
+            Ok(Task {
+                id: id.to_string(),
+                container,
+                console,
+                started: None,
+            })
+        })();
+        if let Err(e) = &made {
+            rec.state.status = Status::Exited;
+            rec.state.error = e.to_string();
+            rec.state.exit_code = 125;
+            rec.state.watcher = None;
+            rec.state.finished_at = Some(SystemTime::now());
+            record::save(root, &rec)?;
+        }
+        made.map(Some)
+    }
+
+    /// Starts a prepared run and records it running. On error the run is
+    /// undone and the error recorded.
+    pub fn start_task(&self, task: &mut Task) -> Result<()> {
+        let root = self.root();
+        let started = task.container.start();
+        let _lock = record::lock(root, &task.id)?;
+        let mut rec = record::load(root, &task.id)?;
+        match started {
+            Ok(()) => {
+                task.started = Some(Instant::now());
+                rec.state.status = Status::Running;
+                rec.state.pid = task.container.pid();
+                rec.state.started_at = Some(SystemTime::now());
+                rec.state.error.clear();
+                rec.state.oom_killed = false;
+                rec.payload = task.container.state().payload.to_string();
+                record::save(root, &rec)
+            }
+            Err(e) => {
+                rec.state.status = Status::Exited;
+                rec.state.error = e.to_string();
+                rec.state.exit_code = 125;
+                rec.state.watcher = None;
+                rec.state.finished_at = Some(SystemTime::now());
+                record::save(root, &rec)?;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Records how a run ended, removes its runtime container, and says
+    /// what follows: a restart, the removal of a `--rm` container, or
+    /// nothing. The caller undoes a task that never started with
+    /// [`Engine::abandon_task`] instead.
+    pub fn finish_task(&self, task: Task, status: ExitStatus) -> Result<Finished> {
+        let root = self.root();
+        let ran_for = task.started.map(|s| s.elapsed()).unwrap_or_default();
+        let id = task.id.clone();
+        if let Err(e) = task.container.delete(true) {
+            tracing::warn!("removing the runtime container of {id}: {e}");
+        }
+        let me = ProcessId::current();
+        let rec = {
+            let _lock = record::lock(root, &id)?;
+            let mut rec = record::load(root, &id)?;
+            if rec.state.watcher != Some(me) {
+                return Ok(Finished::Done(status));
+            }
+            rec.state.status = Status::Exited;
+            rec.state.exit_code = status.code;
+            rec.state.oom_killed = status.oom_killed;
+            rec.state.finished_at = Some(SystemTime::now());
+            rec.state.pid = 0;
+            let restart = !rec.state.stopped_by_user
+                && rec
+                    .policy()
+                    .should_restart(status.code, rec.state.restart_count);
+            if restart {
+                rec.state.status = Status::Restarting;
+                rec.state.restart_count += 1;
+            } else {
+                rec.state.watcher = None;
+            }
+            record::save(root, &rec)?;
+            rec
+        };
+        if rec.state.status == Status::Restarting {
+            return Ok(Finished::Restart(status, ran_for));
+        }
+        if rec.options.rm {
+            self.remove_files(&id)?;
+            return Ok(Finished::Removed(status));
+        }
+        Ok(Finished::Done(status))
+    }
+
+    /// Undoes a prepared run that could not start (the caller failed
+    /// before [`Engine::start_task`]): the runtime container goes, the
+    /// record says exited with `error`.
+    pub fn abandon_task(&self, task: Task, error: &str) -> Result<()> {
+        let id = task.id.clone();
+        let _ = task.container.delete(true);
+        record::update(self.root(), &id, |r| {
+            r.state.status = Status::Exited;
+            r.state.exit_code = 125;
+            r.state.error = error.to_string();
+            r.state.watcher = None;
+            r.state.finished_at = Some(SystemTime::now());
+        })?;
+        Ok(())
+    }
+}
