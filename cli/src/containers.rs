@@ -121,7 +121,11 @@ pub fn run(engine: &Engine, command: Command) -> Result<u8> {
             id,
             reference,
         } => {
-            let ids = engine.commit(&id, reference.as_deref(), &CommitOptions { message, author })?;
+            let ids = engine.commit(
+                &id,
+                reference.as_deref(),
+                &CommitOptions { message, author },
+            )?;
             println!("{}", ids.config);
             Ok(0)
         }
@@ -248,12 +252,18 @@ fn matches(r: &Record, filters: &[(String, String)]) -> Result<bool> {
                 "name" => r.name.contains(v.trim_start_matches('/')),
                 "id" => r.id.starts_with(v.as_str()),
                 "label" => {
-                    let (k, want) = v.split_once('=').map_or((v.as_str(), None), |(k, x)| (k, Some(x)));
-                    r.labels().iter().any(|(lk, lv)| lk == k && want.is_none_or(|w| w == lv))
+                    let (k, want) = v
+                        .split_once('=')
+                        .map_or((v.as_str(), None), |(k, x)| (k, Some(x)));
+                    r.labels()
+                        .iter()
+                        .any(|(lk, lv)| lk == k && want.is_none_or(|w| w == lv))
                 }
                 "exited" => r.state.status == Status::Exited && v.parse() == Ok(r.state.exit_code),
                 "ancestor" => r.image == *v || r.image_id.as_deref() == Some(v.as_str()),
-                other => bail!("bad --filter {other:?}: use status, name, id, label, exited or ancestor"),
+                other => {
+                    bail!("bad --filter {other:?}: use status, name, id, label, exited or ancestor")
+                }
             };
         }
         if !any {
@@ -276,7 +286,8 @@ fn ps(engine: &Engine, a: &PsArgs) -> Result<u8> {
     let status_filtered = filters.iter().any(|(k, _)| k == "status" || k == "exited");
     let mut recs = Vec::new();
     for r in engine.containers()?.into_iter().rev() {
-        if (a.all || status_filtered || r.state.status == Status::Running) && matches(&r, &filters)? {
+        if (a.all || status_filtered || r.state.status == Status::Running) && matches(&r, &filters)?
+        {
             recs.push(r);
         }
     }
@@ -322,7 +333,10 @@ fn header_of(t: &str) -> String {
         out.push_str(&rest[..s]);
         let after = rest[s + 2..].to_string();
         let e = after.find("}}").unwrap_or(after.len());
-        let word = after[..e].trim().trim_start_matches('.').to_ascii_uppercase();
+        let word = after[..e]
+            .trim()
+            .trim_start_matches('.')
+            .to_ascii_uppercase();
         out.push_str(&word);
         rest = after[(e + 2).min(after.len())..].to_string();
     }
@@ -356,7 +370,12 @@ fn align(lines: &[String]) -> String {
     out
 }
 
-fn inspect(engine: &Engine, format: Option<&str>, kind: Option<&str>, names: &[String]) -> Result<u8> {
+fn inspect(
+    engine: &Engine,
+    format: Option<&str>,
+    kind: Option<&str>,
+    names: &[String],
+) -> Result<u8> {
     let mut out = Vec::new();
     let mut failed = false;
     for n in names {
@@ -408,7 +427,11 @@ fn attach(engine: &Engine, query: &str) -> Result<u8> {
         };
         // SAFETY: valid set and timespec.
         let sig = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &ts) };
-        if sig > 0 && amphi_engine::watch::FORWARDED.iter().any(|s| *s as i32 == sig) {
+        if sig > 0
+            && amphi_engine::watch::FORWARDED
+                .iter()
+                .any(|s| *s as i32 == sig)
+        {
             if let Ok(s) = nix::sys::signal::Signal::try_from(sig) {
                 let _ = engine.kill(&rec.id, s);
             }
@@ -447,7 +470,12 @@ fn exec(engine: &Engine, query: &str, cmd: Vec<String>) -> Result<u8> {
 fn export(engine: &Engine, query: &str, output: &Path) -> Result<u8> {
     let rec = engine.container(query)?;
     let rootfs = amphi_engine::record::dir(engine.root(), &rec.id).join("rootfs");
-    amphi_engine::bundle::ensure_mounted(engine.root(), &rec.id, rec.image_digest.as_deref(), &rec.image)?;
+    amphi_engine::bundle::ensure_mounted(
+        engine.root(),
+        &rec.id,
+        rec.image_digest.as_deref(),
+        &rec.image,
+    )?;
     let tmp = output.with_extension("amphi-partial");
     let file =
         std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;

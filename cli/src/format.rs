@@ -32,7 +32,11 @@ fn action(a: &str, v: &Value, template: &str) -> Result<String> {
         ["json", path] => Ok(serde_json::to_string(lookup(v, path, template)?)?),
         ["index", path, key] | [path @ ".Label", key] => {
             // ps's .Labels is a "k=v,..." string; .Label reads its map.
-            let map = lookup(v, if *path == ".Label" { ".LabelMap" } else { path }, template)?;
+            let map = lookup(
+                v,
+                if *path == ".Label" { ".LabelMap" } else { path },
+                template,
+            )?;
             let key = key.trim_matches('"');
             Ok(show(map.get(key).unwrap_or(&Value::Null)))
         }
@@ -88,7 +92,10 @@ mod tests {
     fn fields_json_index() {
         let v = json!({"Id": "abc", "State": {"Status": "running", "ExitCode": 0},
                        "Labels": {"a": "1"}, "LabelMap": {"a": "1"}, "Args": ["x", "y"]});
-        assert_eq!(render("{{.Id}}\\t{{.State.Status}}", &v).unwrap(), "abc\trunning");
+        assert_eq!(
+            render("{{.Id}}\\t{{.State.Status}}", &v).unwrap(),
+            "abc\trunning"
+        );
         assert_eq!(render("{{json .Args}}", &v).unwrap(), "[\"x\",\"y\"]");
         assert_eq!(render("{{index .Labels \"a\"}}", &v).unwrap(), "1");
         assert_eq!(render("{{.Label \"a\"}}", &v).unwrap(), "1");

@@ -44,7 +44,7 @@ pub fn run(engine: &Engine, command: SystemCommand) -> Result<u8> {
     match command {
         SystemCommand::Df => {
             let du = engine.disk_usage()?;
-            let pct = |r: u64, s: u64| if s == 0 { 0 } else { r * 100 / s };
+            let pct = |r: u64, s: u64| (r * 100).checked_div(s).unwrap_or(0);
             println!(
                 "{:<15}{:<10}{:<10}{:<12}RECLAIMABLE",
                 "TYPE", "TOTAL", "ACTIVE", "SIZE"

@@ -106,7 +106,17 @@ fn run_it_gives_an_interactive_shell_on_a_real_terminal() {
     let cidf_s = cidf.to_string_lossy().into_owned();
     let mut cmd = amphi_cmd(
         &dirs,
-        &["run", "--rm", "-it", "--name", &id, "--cidfile", &cidf_s, "bb:1", "sh"],
+        &[
+            "run",
+            "--rm",
+            "-it",
+            "--name",
+            &id,
+            "--cidfile",
+            &cidf_s,
+            "bb:1",
+            "sh",
+        ],
     );
     cmd.stdin(Stdio::from(pty.slave.try_clone().unwrap()))
         .stdout(Stdio::from(pty.slave.try_clone().unwrap()))

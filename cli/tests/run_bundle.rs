@@ -309,9 +309,8 @@ fn ps_and_rm_without_rm_flag() {
     let ps = text(&fx.amphi().args(["ps", "-a"]).output().unwrap().stdout);
     let id = fx.real_id().unwrap();
     assert!(
-        ps.lines().any(|l| l.starts_with(&id[..12])
-            && l.contains("Exited (42)")
-            && l.ends_with(&fx.id)),
+        ps.lines()
+            .any(|l| l.starts_with(&id[..12]) && l.contains("Exited (42)") && l.ends_with(&fx.id)),
         "{ps}"
     );
     let rm = fx.amphi().args(["rm", &fx.id]).output().unwrap();

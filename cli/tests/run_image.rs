@@ -363,7 +363,10 @@ fn detached_containers_ps_logs_exec_kill_rm() {
     )
     .trim()
     .to_string();
-    assert!(real.len() == 64 && real.chars().all(|c| c.is_ascii_hexdigit()), "{real}");
+    assert!(
+        real.len() == 64 && real.chars().all(|c| c.is_ascii_hexdigit()),
+        "{real}"
+    );
     let ps = ok(&dirs, &["ps", "--format", "{{.Names}} {{.State}}"]);
     assert!(ps.lines().any(|l| l == format!("{id} running")), "{ps}");
     wait_for("output in the log", || {
@@ -387,10 +390,17 @@ fn detached_containers_ps_logs_exec_kill_rm() {
         Some(1),
         "a running container was removed without -f"
     );
-    assert!(text(&rm.stderr).contains("is running"), "{}", text(&rm.stderr));
+    assert!(
+        text(&rm.stderr).contains("is running"),
+        "{}",
+        text(&rm.stderr)
+    );
     assert_eq!(text(&rm.stderr).lines().count(), 1);
     // A unique id prefix names it too.
-    assert_eq!(ok(&dirs, &["inspect", "-f", "{{.Id}}", &real[..5]]).trim(), real);
+    assert_eq!(
+        ok(&dirs, &["inspect", "-f", "{{.Id}}", &real[..5]]).trim(),
+        real
+    );
     ok(&dirs, &["kill", &id]);
     wait_for("the container to stop", || {
         ok(&dirs, &["ps", "-a", "--format", "{{.Names}} {{.Status}}"])

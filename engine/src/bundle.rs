@@ -5,10 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::error::{Context, Error, Result};
 use amphi_images::load::{load_path, LoadLimits, Progress};
 use amphi_images::snapshot::{chain_ids, diff_ids, mount_container, remove_container, Snapshots};
 use amphi_images::Store;
-use crate::error::{Context, Error, Result};
 use serde_json::Value;
 
 use crate::spec;
@@ -138,7 +138,10 @@ fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
         } else {
@@ -168,7 +171,12 @@ pub fn bind_rootfs(src: &Path, dir: &Path) -> Result<()> {
 /// Mounts a container's rootfs again if it is not (after a reboot): an
 /// image container's overlay on the same upper dir, so it keeps its
 /// changes, or a bundle container's bind mount of `image` (the bundle).
-pub fn ensure_mounted(root: &Path, id: &str, manifest_digest: Option<&str>, image: &str) -> Result<()> {
+pub fn ensure_mounted(
+    root: &Path,
+    id: &str,
+    manifest_digest: Option<&str>,
+    image: &str,
+) -> Result<()> {
     let dir = dir(root, id);
     if is_mounted(&dir.join("rootfs")) {
         return Ok(());
@@ -185,7 +193,10 @@ pub fn ensure_mounted(root: &Path, id: &str, manifest_digest: Option<&str>, imag
 }
 
 /// An image's manifest, config digest, config and layer chain ids.
-pub fn image_layers(store: &Store, manifest_digest: &str) -> Result<(Value, String, Value, Vec<String>)> {
+pub fn image_layers(
+    store: &Store,
+    manifest_digest: &str,
+) -> Result<(Value, String, Value, Vec<String>)> {
     let manifest: Value = serde_json::from_slice(&store.read_blob(manifest_digest)?)
         .with_context(|| format!("reading the manifest {manifest_digest}"))?;
     let config_digest = manifest["config"]["digest"]

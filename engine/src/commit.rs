@@ -39,12 +39,16 @@ impl Engine {
     ) -> Result<ImageIds> {
         let rec = self.container(query)?;
         let Some(base) = rec.image_digest.clone() else {
-            bail!("container {} runs a bundle, not an image: nothing to commit onto", rec.name);
+            bail!(
+                "container {} runs a bundle, not an image: nothing to commit onto",
+                rec.name
+            );
         };
         let reference = reference.map(normalize).transpose()?;
         let dir = record::dir(self.root(), &rec.id);
         let spec: Value = serde_json::from_slice(
-            &std::fs::read(dir.join("config.json")).map_err(|e| Error::io(dir.join("config.json"), e))?,
+            &std::fs::read(dir.join("config.json"))
+                .map_err(|e| Error::io(dir.join("config.json"), e))?,
         )
         .context("the container's config.json")?;
         let store = Store::open(self.root().join("images"))?;
@@ -69,8 +73,12 @@ impl Engine {
                 c["Entrypoint"] = json!(entrypoint);
             }
             // Docker's additions (HOSTNAME) belong to a container, not an image.
-            let env: Vec<String> = serde_json::from_value(process["env"].clone()).unwrap_or_default();
-            c["Env"] = json!(env.into_iter().filter(|e| !e.starts_with("HOSTNAME=")).collect::<Vec<_>>());
+            let env: Vec<String> =
+                serde_json::from_value(process["env"].clone()).unwrap_or_default();
+            c["Env"] = json!(env
+                .into_iter()
+                .filter(|e| !e.starts_with("HOSTNAME="))
+                .collect::<Vec<_>>());
             if let Some(w) = process["cwd"].as_str() {
                 c["WorkingDir"] = json!(w);
             }
@@ -168,7 +176,12 @@ fn add_dir<W: std::io::Write>(
         if ft.is_dir() {
             b.append_dir(&r, &p).map_err(io)?;
             add_dir(b, upper, &r, skip)?;
-        } else if ft.is_file() || ft.is_symlink() || ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
+        } else if ft.is_file()
+            || ft.is_symlink()
+            || ft.is_fifo()
+            || ft.is_char_device()
+            || ft.is_block_device()
+        {
             b.append_path_with_name(&p, &r).map_err(io)?;
         }
         // Sockets are no part of an image.

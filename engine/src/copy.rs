@@ -32,7 +32,8 @@ pub fn resolve_in_root(root: &Path, inside: &str, follow_last: bool) -> Result<P
                 if links > 40 {
                     bail!("{inside}: too many levels of symbolic links");
                 }
-                let target = std::fs::read_link(&candidate).map_err(|e| Error::io(&candidate, e))?;
+                let target =
+                    std::fs::read_link(&candidate).map_err(|e| Error::io(&candidate, e))?;
                 let t = target.to_string_lossy().into_owned();
                 if t.starts_with('/') {
                     parts.clear();
@@ -117,7 +118,10 @@ fn copy_tree(src: &Path, dst: &Path) -> Result<u64> {
         std::fs::set_permissions(dst, std::fs::Permissions::from_mode(m.mode() & 0o7777))
             .map_err(|e| Error::io(dst, e))?;
     } else {
-        bail!("{}: only files, directories and symlinks are copied", src.display());
+        bail!(
+            "{}: only files, directories and symlinks are copied",
+            src.display()
+        );
     }
     let _ = lchown(dst, Some(m.uid()), Some(m.gid()));
     Ok(n)
@@ -127,7 +131,12 @@ impl Engine {
     /// The container's rootfs on the host, mounted (again, after a reboot).
     fn rootfs_of(&self, query: &str) -> Result<PathBuf> {
         let rec = self.container(query)?;
-        bundle::ensure_mounted(self.root(), &rec.id, rec.image_digest.as_deref(), &rec.image)?;
+        bundle::ensure_mounted(
+            self.root(),
+            &rec.id,
+            rec.image_digest.as_deref(),
+            &rec.image,
+        )?;
         Ok(record::dir(self.root(), &rec.id).join("rootfs"))
     }
 

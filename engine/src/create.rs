@@ -97,7 +97,13 @@ impl Engine {
                     None => (rest, None),
                 };
                 let p = bundle::prepare(root, id, &image, &cmd)?;
-                (image, Some(p.manifest), Some(p.config_digest), p.config, args)
+                (
+                    image,
+                    Some(p.manifest),
+                    Some(p.config_digest),
+                    p.config,
+                    args,
+                )
             }
         };
         let loaded = Bundle::load(dir)?;
@@ -110,7 +116,11 @@ impl Engine {
         let stop_signal = opts
             .stop_signal
             .clone()
-            .or_else(|| image_config["config"]["StopSignal"].as_str().map(String::from))
+            .or_else(|| {
+                image_config["config"]["StopSignal"]
+                    .as_str()
+                    .map(String::from)
+            })
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "SIGTERM".into());
         units::parse_signal(&stop_signal)?;

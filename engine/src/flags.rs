@@ -171,4 +171,3 @@ pub fn apply(bundle: Bundle, a: &RunOptions, args: Option<&[String]>) -> Result<
     let spec: Spec = serde_json::from_value(v).context("applying flags to the spec")?;
     Ok(Bundle::from_spec(bundle.dir, spec)?)
 }
-

@@ -20,9 +20,7 @@ pub fn rfc3339(t: Option<SystemTime>) -> String {
     let Some(t) = t else {
         return "0001-01-01T00:00:00Z".into();
     };
-    let d = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
     let (y, m, day) = civil_from_days(days);
@@ -60,7 +58,13 @@ impl Engine {
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or(Value::Null);
         let image_config = self.image_config(&rec);
-        Ok(container_json(self.root(), &rec, &dir, &spec, &image_config))
+        Ok(container_json(
+            self.root(),
+            &rec,
+            &dir,
+            &spec,
+            &image_config,
+        ))
     }
 
     fn image_config(&self, rec: &Record) -> Value {
@@ -197,7 +201,13 @@ fn container_json(root: &Path, rec: &Record, dir: &Path, spec: &Value, image: &V
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|m| m["type"] == "bind" && !m["source"].as_str().unwrap_or("").starts_with(&*dir.to_string_lossy()))
+        .filter(|m| {
+            m["type"] == "bind"
+                && !m["source"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with(&*dir.to_string_lossy())
+        })
         .map(|m| {
             let opts = strings(&m["options"]);
             let ro = opts.iter().any(|x| x == "ro");

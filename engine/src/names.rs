@@ -31,8 +31,22 @@ const ADJECTIVES: [&str; 16] = [
     "quiet", "proud", "sharp", "tender", "vivid", "wise",
 ];
 const NOUNS: [&str; 16] = [
-    "axolotl", "newt", "frog", "toad", "salamander", "caecilian", "olm", "siren", "hellbender",
-    "mudpuppy", "eft", "treefrog", "bullfrog", "peeper", "mantella", "tadpole",
+    "axolotl",
+    "newt",
+    "frog",
+    "toad",
+    "salamander",
+    "caecilian",
+    "olm",
+    "siren",
+    "hellbender",
+    "mudpuppy",
+    "eft",
+    "treefrog",
+    "bullfrog",
+    "peeper",
+    "mantella",
+    "tadpole",
 ];
 
 /// A random name in Docker's adjective_noun style (amphibians, of course).

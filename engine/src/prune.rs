@@ -6,10 +6,10 @@ use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use amphi_images::Store;
 use crate::error::Result;
 use crate::record::{self, Status};
 use crate::{bundle, Engine};
+use amphi_images::Store;
 
 /// One row of `system df`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -46,16 +46,15 @@ impl Engine {
             // Not our child: the exit is init's to reap; the state and
             // cgroup are ours to remove.
             let _ = self.clear_runtime(&rec.id);
-            if rec.state.status == Status::Running {
+            // A run was underway (running, or being started: the record
+            // may not say running yet); one waiting to restart keeps the
+            // exit it had.
+            if rec.state.status != Status::Restarting {
                 rec.state.exit_code = code;
                 rec.state.error = "its watcher died (the container was killed with it)".into();
                 rec.state.finished_at = Some(SystemTime::now());
             }
-            rec.state.status = if rec.state.status == Status::Created {
-                Status::Created
-            } else {
-                Status::Exited
-            };
+            rec.state.status = Status::Exited;
             rec.state.pid = 0;
             rec.state.watcher = None;
             record::save(root, &rec)?;

@@ -81,7 +81,10 @@ pub fn write_busybox_image(out: &Path, name: &str) -> Result<()> {
         .arg("--list-full")
         .output()
         .context("running busybox --list-full")?;
-    for path in String::from_utf8_lossy(&list.stdout).lines().filter(|l| !l.is_empty()) {
+    for path in String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+    {
         if path != "bin/busybox" {
             layer.symlink(path, "/bin/busybox")?;
         }

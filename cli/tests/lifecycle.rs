@@ -1,0 +1,710 @@
+//! The Docker workflow of the standalone engine, driven as a person would:
+//! stop/start/restart/kill/rm -f/wait, restart policies and the boot
+//! command after a simulated reboot, a foreground `amphi run` killed with
+//! SIGKILL, inspect, ps filters, top, cp, commit, logs -f, attach,
+//! system df/prune and --init. Each test has its own store and state roots
+//! and ends with no container, watcher, cgroup, mount or state left.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use amphi_testkit::{assert_no_leaks, cgroup_dirs_named, unique_id, TestDirs};
+use common::{amphi, amphi_cmd, text};
+use serde_json::Value;
+
+/// A test's store with the busybox image `bb:1`; on drop every container
+/// is removed and every watcher of this store killed, pass or fail.
+struct Box_ {
+    dirs: TestDirs,
+}
+
+impl Box_ {
+    fn new() -> Box_ {
+        let dirs = TestDirs::new();
+        let tar = dirs.tmp.path().join("bb.tar");
+        amphi_examples::write_busybox_image(&tar, "bb:1").unwrap();
+        let b = Box_ { dirs };
+        b.ok(&["image", "load", "-i", tar.to_str().unwrap()]);
+        b
+    }
+
+    fn amphi(&self, args: &[&str]) -> std::process::Output {
+        amphi(&self.dirs, args)
+    }
+
+    /// Runs amphi, asserting success; its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.amphi(args);
+        assert!(
+            out.status.success(),
+            "amphi {args:?}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    /// `inspect -f FORMAT NAME`, trimmed.
+    fn get(&self, name: &str, format: &str) -> String {
+        self.ok(&["inspect", "-f", format, name]).trim().to_string()
+    }
+
+    fn inspect(&self, name: &str) -> Value {
+        let v: Value = serde_json::from_str(&self.ok(&["inspect", name])).unwrap();
+        v[0].clone()
+    }
+
+    /// Waits (bounded) until `f` holds.
+    fn wait_for(&self, what: &str, mut f: impl FnMut() -> bool) {
+        for _ in 0..1500 {
+            if f() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    fn status(&self, name: &str) -> String {
+        self.get(name, "{{.State.Status}}")
+    }
+
+    /// Pids of this store's detached watchers.
+    fn watchers(&self) -> Vec<i32> {
+        let root = self.dirs.store.to_string_lossy().into_owned();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                let c = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let c = String::from_utf8_lossy(&c);
+                c.contains("container-watch") && c.contains(&root)
+            })
+            .collect()
+    }
+
+    /// Every container's id (for the leak check after they are gone).
+    fn ids(&self) -> Vec<String> {
+        self.ok(&["ps", "-aq", "--no-trunc"])
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    /// Removes every container, then checks nothing of `ids` is left.
+    fn assert_clean(&self, ids: &[String]) {
+        for id in self.ids() {
+            self.ok(&["rm", "-f", &id]);
+        }
+        self.wait_for("the watchers to end", || self.watchers().is_empty());
+        for id in ids {
+            assert_no_leaks(id, &self.dirs.state, &self.dirs.store);
+        }
+        let left: Vec<_> = std::fs::read_dir(self.dirs.store.join("containers"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name())
+            .filter(|n| !n.to_string_lossy().starts_with('.'))
+            .collect();
+        assert!(left.is_empty(), "container dirs left: {left:?}");
+    }
+}
+
+impl Drop for Box_ {
+    fn drop(&mut self) {
+        for pid in self.watchers() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        if let Ok(out) = amphi_cmd(&self.dirs, &["ps", "-aq", "--no-trunc"]).output() {
+            for id in text(&out.stdout).lines() {
+                let _ = amphi(&self.dirs, &["rm", "-f", id]);
+            }
+        }
+    }
+}
+
+#[test]
+fn stop_start_keeps_the_writable_layer_and_stop_honours_the_grace_period() {
+    let b = Box_::new();
+    let n = unique_id("keep");
+    let id = b
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            &n,
+            "bb:1",
+            "sh",
+            "-c",
+            "echo run >> /runs; cat /runs | wc -l; exec sleep 600",
+        ])
+        .trim()
+        .to_string();
+    b.wait_for("the first run's output", || {
+        b.ok(&["logs", &n]).contains('1')
+    });
+    // sleep as pid 1 has no handler for SIGTERM: the grace period ends in
+    // SIGKILL, exit 137.
+    b.ok(&["stop", "-t", "1", &n]);
+    assert_eq!(b.status(&n), "exited");
+    assert_eq!(b.get(&n, "{{.State.ExitCode}}"), "137");
+    b.ok(&["start", &n]);
+    assert_eq!(b.status(&n), "running");
+    // Same id, name and upper dir: the file written by the first run is there.
+    assert_eq!(b.get(&n, "{{.Id}}"), id);
+    b.wait_for("the second run's output", || {
+        b.ok(&["logs", &n]).lines().any(|l| l.trim() == "2")
+    });
+    let exec = b.amphi(&["exec", &n, "cat", "/runs"]);
+    assert_eq!(text(&exec.stdout), "run\nrun\n");
+
+    // A container that catches TERM and ignores it: told first, killed
+    // after the grace period.
+    let stubborn = unique_id("stubborn");
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &stubborn,
+        "bb:1",
+        "sh",
+        "-c",
+        "trap 'echo got-term' TERM; echo ready; while true; do sleep 0.1; done",
+    ]);
+    b.wait_for("the trap", || b.ok(&["logs", &stubborn]).contains("ready"));
+    b.ok(&["stop", "-t", "2", &stubborn]);
+    assert_eq!(b.get(&stubborn, "{{.State.ExitCode}}"), "137");
+    assert!(b.ok(&["logs", &stubborn]).contains("got-term"));
+    // One that ends on TERM exits with its own status, and `wait` says so.
+    let polite = unique_id("polite");
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &polite,
+        "--stop-signal",
+        "USR1",
+        "bb:1",
+        "sh",
+        "-c",
+        "trap 'exit 7' USR1; echo ready; while true; do sleep 0.1; done",
+    ]);
+    b.wait_for("the trap", || b.ok(&["logs", &polite]).contains("ready"));
+    assert_eq!(b.get(&polite, "{{.Config.StopSignal}}"), "USR1");
+    b.ok(&["stop", &polite]);
+    assert_eq!(b.ok(&["wait", &polite]).trim(), "7");
+    // restart: stopped and started again, by name or unique id prefix.
+    b.ok(&["restart", "-t", "1", &id[..10]]);
+    assert_eq!(b.status(&n), "running");
+    let ids = b.ids();
+    b.assert_clean(&ids);
+}
+
+#[test]
+fn restart_policies_and_the_boot_command_after_a_reboot() {
+    let b = Box_::new();
+    // on-failure:3 restarts a failing container 3 times, the delays growing
+    // from 100 ms (each run prints the uptime it started at).
+    let f = unique_id("fail");
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &f,
+        "--restart",
+        "on-failure:3",
+        "bb:1",
+        "sh",
+        "-c",
+        "cut -d' ' -f1 /proc/uptime; exit 3",
+    ]);
+    b.wait_for("three restarts", || {
+        b.get(&f, "{{.RestartCount}} {{.State.Status}}") == "3 exited"
+    });
+    assert_eq!(b.get(&f, "{{.State.ExitCode}}"), "3");
+    let starts: Vec<f64> = b
+        .ok(&["logs", &f])
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert_eq!(starts.len(), 4, "{starts:?}");
+    let gaps: Vec<f64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+    // 100, 200 and 400 ms: the last gap is clearly the longest.
+    assert!(gaps[2] > gaps[0], "delays do not grow: {gaps:?}");
+    assert_eq!(
+        b.get(
+            &f,
+            "{{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}"
+        ),
+        "on-failure:3"
+    );
+    // Conflicting and bad policies are one-line errors.
+    let out = b.amphi(&["run", "--rm", "--restart", "always", "bb:1", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(text(&out.stderr).contains("--restart and --rm"));
+    let out = b.amphi(&["run", "--restart", "sometimes", "bb:1", "true"]);
+    assert!(
+        text(&out.stderr).contains("bad --restart"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let always = unique_id("always");
+    let stopped = unique_id("stopped");
+    let unless = unique_id("unless");
+    let plain = unique_id("plain");
+    for (name, policy) in [
+        (&always, "always"),
+        (&stopped, "always"),
+        (&unless, "unless-stopped"),
+        (&plain, "no"),
+    ] {
+        b.ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--restart",
+            policy,
+            "bb:1",
+            "sh",
+            "-c",
+            "echo up >> /ups; exec sleep 600",
+        ]);
+    }
+    b.ok(&["stop", "-t", "0", &stopped]);
+    // `always` comes back after its process dies, and a kill by the user
+    // does not bring it back.
+    let pid = b.get(&always, "{{.State.Pid}}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid.parse().unwrap()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    b.wait_for("the restart", || {
+        b.get(&always, "{{.RestartCount}} {{.State.Status}}") == "1 running"
+    });
+
+    // A reboot: every watcher and container process dies, mounts and the
+    // runtime state under /run go.
+    let ids = b.ids();
+    for w in b.watchers() {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(w),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    }
+    b.wait_for("the watchers to die", || b.watchers().is_empty());
+    // The containers died with their watchers.
+    b.wait_for("the containers to die", || {
+        ids.iter().all(|id| {
+            cgroup_dirs_named(id).iter().all(|d| {
+                std::fs::read_to_string(d.join("cgroup.procs")).is_ok_and(|p| p.trim().is_empty())
+            })
+        })
+    });
+    unmount_under(&b.dirs.store);
+    for e in std::fs::read_dir(&b.dirs.state).unwrap().flatten() {
+        std::fs::remove_dir_all(e.path()).unwrap();
+    }
+    let back = b.ok(&["start", "--all-restartable"]);
+    assert_eq!(back.lines().count(), 2, "{back}");
+    assert_eq!(b.status(&always), "running");
+    assert_eq!(b.status(&unless), "running");
+    assert_eq!(
+        b.status(&stopped),
+        "exited",
+        "a stopped container came back"
+    );
+    assert_eq!(b.status(&plain), "exited");
+    // It kept its writable layer across the reboot.
+    assert_eq!(
+        text(&b.amphi(&["exec", &always, "cat", "/ups"]).stdout),
+        "up\nup\nup\n"
+    );
+    // Running twice starts nothing twice.
+    assert_eq!(b.ok(&["start", "--all-restartable"]).trim(), "");
+    b.assert_clean(&ids);
+}
+
+fn unmount_under(dir: &Path) {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let prefix = dir.to_string_lossy();
+    let mut points: Vec<&str> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(prefix.as_ref()))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+#[test]
+fn a_foreground_run_killed_with_sigkill_takes_its_container_along() {
+    let b = Box_::new();
+    for rm in [false, true] {
+        let n = unique_id("fg");
+        let cidf = common::cidfile(&b.dirs);
+        let mut args = vec!["run", "--name", &n, "--cidfile"];
+        let cidf_s = cidf.to_string_lossy().into_owned();
+        args.push(&cidf_s);
+        if rm {
+            args.push("--rm");
+        }
+        args.extend(["bb:1", "sh", "-c", "echo started; exec sleep 600"]);
+        let mut child = amphi_cmd(&b.dirs, &args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 8];
+        std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+        let id = common::cid(&cidf);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // The container died with it (no unwatched container runs on)...
+        b.wait_for("the container to die", || {
+            cgroup_dirs_named(&id).iter().all(|d| {
+                std::fs::read_to_string(d.join("cgroup.procs")).is_ok_and(|p| p.trim().is_empty())
+            })
+        });
+        // ...and the next command cleans up: exited 137, or gone with --rm.
+        if rm {
+            assert_eq!(b.ok(&["ps", "-aq"]).trim(), "", "a --rm container stayed");
+        } else {
+            assert_eq!(
+                b.get(&n, "{{.State.Status}} {{.State.ExitCode}}"),
+                "exited 137"
+            );
+            assert!(b.get(&n, "{{.State.Error}}").contains("watcher died"));
+        }
+        assert_no_leaks(&id, &b.dirs.state, &b.dirs.state);
+        b.assert_clean(&[id]);
+    }
+}
+
+#[test]
+fn inspect_ps_filters_and_formats_as_docker() {
+    let b = Box_::new();
+    let web = unique_id("web");
+    let host = b.dirs.tmp.path().join("shared");
+    std::fs::create_dir(&host).unwrap();
+    let vol = format!("{}:/shared:ro", host.display());
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &web,
+        "--label",
+        "tier=web",
+        "--label",
+        "team=edge",
+        "-v",
+        &vol,
+        "-e",
+        "MODE=prod",
+        "--restart",
+        "unless-stopped",
+        "bb:1",
+        "sleep",
+        "600",
+    ]);
+    let done = unique_id("done");
+    let out = b.amphi(&[
+        "run",
+        "--name",
+        &done,
+        "--label",
+        "tier=batch",
+        "bb:1",
+        "sh",
+        "-c",
+        "exit 4",
+    ]);
+    assert_eq!(out.status.code(), Some(4));
+    let v = b.inspect(&web);
+    assert_eq!(v["Name"], format!("/{web}"));
+    assert_eq!(v["Id"].as_str().unwrap().len(), 64);
+    let st = &v["State"];
+    assert_eq!(st["Status"], "running");
+    assert_eq!(st["Running"], true);
+    assert!(st["Pid"].as_i64().unwrap() > 0);
+    assert_eq!(st["ExitCode"], 0);
+    assert_eq!(st["OOMKilled"], false);
+    assert!(st["StartedAt"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(st["FinishedAt"], "0001-01-01T00:00:00Z");
+    assert!(v["Image"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(v["Path"], "sleep");
+    assert_eq!(v["Args"], serde_json::json!(["600"]));
+    assert_eq!(v["Config"]["Cmd"], serde_json::json!(["sleep", "600"]));
+    assert_eq!(v["Config"]["Image"], "bb:1");
+    assert_eq!(v["Config"]["Labels"]["tier"], "web");
+    assert!(v["Config"]["Env"]
+        .as_array()
+        .unwrap()
+        .contains(&"MODE=prod".into()));
+    assert_eq!(v["HostConfig"]["RestartPolicy"]["Name"], "unless-stopped");
+    assert_eq!(v["RestartCount"], 0);
+    let m = &v["Mounts"][0];
+    assert_eq!(
+        (
+            m["Type"].as_str(),
+            m["Destination"].as_str(),
+            m["RW"].as_bool()
+        ),
+        (Some("bind"), Some("/shared"), Some(false))
+    );
+    let gd = &v["GraphDriver"];
+    assert_eq!(gd["Name"], "overlay2");
+    for k in ["LowerDir", "UpperDir", "WorkDir", "MergedDir"] {
+        let dir = gd["Data"][k].as_str().unwrap();
+        assert!(dir.split(':').all(|d| Path::new(d).is_dir()), "{k} {dir}");
+    }
+    let d = b.inspect(&done);
+    assert_eq!(d["State"]["Status"], "exited");
+    assert_eq!(d["State"]["ExitCode"], 4);
+    assert!(d["State"]["FinishedAt"].as_str().unwrap() > d["State"]["StartedAt"].as_str().unwrap());
+    // An image inspects too, and a name that is neither is one line.
+    assert_eq!(b.get("bb:1", "{{json .RepoTags}}"), "[\"bb:1\"]");
+    let out = b.amphi(&["inspect", "nothing-here"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no such container or image: nothing-here"));
+
+    // ps: running only by default; -a, filters, formats.
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut a = vec!["ps", "--format", "{{.Names}}"];
+        a.extend(args);
+        b.ok(&a).lines().map(String::from).collect()
+    };
+    assert_eq!(names(&[]), vec![web.clone()]);
+    assert_eq!(names(&["-a"]).len(), 2);
+    assert_eq!(names(&["-f", "status=exited"]), vec![done.clone()]);
+    assert_eq!(names(&["-f", "label=tier=batch"]), Vec::<String>::new());
+    assert_eq!(names(&["-a", "-f", "label=tier=batch"]), vec![done.clone()]);
+    assert_eq!(names(&["-a", "-f", "label=team"]), vec![web.clone()]);
+    // A name filter matches part of a name (both names hold our pid).
+    assert_eq!(
+        names(&["-a", "-f", &format!("name=-{}-", std::process::id())]).len(),
+        2
+    );
+    assert_eq!(
+        names(&["-a", "-f", &format!("name={web}")]),
+        vec![web.clone()]
+    );
+    assert_eq!(names(&["-a", "-f", "exited=4"]), vec![done.clone()]);
+    let table = b.ok(&[
+        "ps",
+        "-a",
+        "--format",
+        "table {{.Names}}\t{{.Status}}\t{{.Label \"tier\"}}",
+    ]);
+    let mut lines = table.lines();
+    assert!(lines.next().unwrap().starts_with("NAMES"), "{table}");
+    assert!(
+        table.contains("Exited (4)") && table.contains("Up "),
+        "{table}"
+    );
+    let out = b.amphi(&["ps", "-f", "colour=red"]);
+    assert!(
+        text(&out.stderr).contains("bad --filter"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // top: the host's ps, cut to the container's processes.
+    let top = b.ok(&["top", &web]);
+    assert!(top.starts_with("UID") && top.contains("sleep 600"), "{top}");
+    let ids = b.ids();
+    b.assert_clean(&ids);
+}
+
+#[test]
+fn cp_commit_and_the_new_image_runs_with_the_changes() {
+    let b = Box_::new();
+    let n = unique_id("dev");
+    b.ok(&[
+        "run", "-d", "--name", &n, "bb:1", "sh", "-c",
+        "rm /etc/group; mkdir -p /srv/app; echo made-inside > /srv/app/note; touch /ready; exec sleep 600",
+    ]);
+    b.wait_for("the changes", || {
+        b.amphi(&["exec", &n, "test", "-e", "/ready"])
+            .status
+            .success()
+    });
+    // cp both ways, into a directory and as a new name.
+    let host_file = b.dirs.tmp.path().join("config.txt");
+    std::fs::write(&host_file, "from-the-host\n").unwrap();
+    b.ok(&["cp", host_file.to_str().unwrap(), &format!("{n}:/srv/app/")]);
+    let out_dir = b.dirs.tmp.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    b.ok(&["cp", &format!("{n}:/srv/app"), out_dir.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("app/note")).unwrap(),
+        "made-inside\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("app/config.txt")).unwrap(),
+        "from-the-host\n"
+    );
+    // A symlink in the container cannot send a copy out to the host.
+    b.ok(&["exec", &n, "ln", "-s", "/", "/srv/escape"]);
+    let victim = b.dirs.tmp.path().join("victim");
+    std::fs::create_dir(&victim).unwrap();
+    let target = format!("{n}:/srv/escape{}", victim.display());
+    let _ = b.amphi(&["cp", host_file.to_str().unwrap(), &target]);
+    assert!(
+        !victim.join("config.txt").exists(),
+        "cp wrote through a container's symlink"
+    );
+    let out = b.amphi(&["cp", &format!("{n}:/no/such"), out_dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("no such file"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let image_id = b
+        .ok(&[
+            "commit",
+            "-m",
+            "add the app",
+            "-a",
+            "Edge Ops <ops@example.com>",
+            &n,
+            "bb:app",
+        ])
+        .trim()
+        .to_string();
+    assert!(image_id.starts_with("sha256:"), "{image_id}");
+    let img: Value = serde_json::from_str(&b.ok(&["image", "inspect", "bb:app"])).unwrap();
+    assert_eq!(img[0]["Id"], image_id);
+    assert_eq!(img[0]["Comment"], "add the app");
+    assert_eq!(img[0]["Author"], "Edge Ops <ops@example.com>");
+    assert_eq!(img[0]["RootFS"]["Layers"].as_array().unwrap().len(), 2);
+    // The new image sees the changes; the deleted file stays deleted; the
+    // container's own /etc files (hostname, hosts) are no part of it.
+    let run = |cmd: &str| {
+        let out = b.amphi(&["run", "--rm", "--entrypoint", "sh", "bb:app", "-c", cmd]);
+        (out.status.code(), text(&out.stdout))
+    };
+    assert_eq!(
+        run("cat /srv/app/note /srv/app/config.txt"),
+        (Some(0), "made-inside\nfrom-the-host\n".into())
+    );
+    assert_eq!(run("test -e /etc/group || echo gone").1, "gone\n");
+    assert_eq!(run("test -e /etc/passwd && echo kept").1, "kept\n");
+    let ids = b.ids();
+    b.assert_clean(&ids);
+    // system df and prune: the committed image is reclaimable once
+    // unused, and prune -a removes it and its blobs.
+    let df = b.ok(&["system", "df"]);
+    assert!(
+        df.starts_with("TYPE") && df.contains("Images") && df.contains("Containers"),
+        "{df}"
+    );
+    let stopped = unique_id("stopped");
+    b.ok(&["run", "--name", &stopped, "bb:app", "true"]);
+    let pruned = b.ok(&["system", "prune", "-a", "-f"]);
+    assert!(
+        pruned.contains("Deleted Containers:") && pruned.contains("untagged: bb:app"),
+        "{pruned}"
+    );
+    assert_eq!(b.ok(&["ps", "-aq"]).trim(), "");
+    assert!(b.ok(&["image", "ls"]).lines().count() <= 1);
+}
+
+#[test]
+fn logs_follow_attach_init_and_wasm_containers() {
+    let b = Box_::new();
+    // logs -f prints until the container exits.
+    let n = unique_id("talk");
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &n,
+        "bb:1",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo line-$i; sleep 0.2; done",
+    ]);
+    let follow = b.ok(&["logs", "-f", &n]);
+    assert_eq!(follow, "line-1\nline-2\nline-3\n");
+    // attach: output from now on, our SIGTERM passed on, its status ours.
+    let a = unique_id("attach");
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &a,
+        "bb:1",
+        "sh",
+        "-c",
+        "trap 'echo bye; exit 5' TERM; while true; do echo tick; sleep 0.2; done",
+    ]);
+    let mut att = amphi_cmd(&b.dirs, &["attach", &a])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut tick = [0u8; 5];
+    std::io::Read::read_exact(att.stdout.as_mut().unwrap(), &mut tick).unwrap();
+    assert_eq!(&tick, b"tick\n");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(att.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = att.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    assert!(text(&out.stdout).contains("bye"));
+    // --init: a reaper is pid 1; orphans do not stay zombies; the
+    // payload's status is the container's.
+    let out = b.amphi(&[
+        "run",
+        "--rm",
+        "--init",
+        "bb:1",
+        "sh",
+        "-c",
+        "(sleep 0.1 &) ; sleep 0.3; ps -o pid,stat,comm | grep -c ' Z ' ; cat /proc/1/comm; exit 6",
+    ]);
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "0\namphi-init\n");
+    // Without a command, `docker run IMAGE` habits: a Wasm container runs
+    // detached, stops promptly (epoch interruption) and restarts too.
+    let wasm = b.dirs.tmp.path().join("wasm.tar");
+    amphi_examples::write_image(&wasm, amphi_examples::Kind::Wasm, "amphi-wasm:latest").unwrap();
+    b.ok(&["image", "load", "-i", wasm.to_str().unwrap()]);
+    let w = unique_id("wasm");
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &w,
+        "--entrypoint",
+        "/busy.wasm",
+        "amphi-wasm",
+    ]);
+    b.wait_for("the module to spin", || {
+        b.ok(&["logs", &w]).contains("spinning")
+    });
+    assert_eq!(b.get(&w, "{{.Amphi.Payload}}"), "wasm");
+    b.ok(&["stop", "-t", "5", &w]);
+    let code = b.get(&w, "{{.State.ExitCode}}");
+    assert!(code == "143" || code == "137", "{code}");
+    b.ok(&["start", &w]);
+    assert_eq!(b.status(&w), "running");
+    let ids = b.ids();
+    b.assert_clean(&ids);
+}
