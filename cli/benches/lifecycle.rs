@@ -11,6 +11,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+mod common;
+
+use common::stat;
+
 fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return; // `cargo test --benches` compiles us; nothing to run then.
@@ -112,10 +116,4 @@ fn main() {
         "amphi wasm cold / warm:   {:.2}",
         median(&samples[3]) / median(&samples[2])
     );
-}
-
-fn stat(v: &[f64], q: f64) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    s[((s.len() - 1) as f64 * q).round() as usize]
 }

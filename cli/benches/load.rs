@@ -8,12 +8,12 @@
 //! rounds, default 3; `AMPHI_BENCH_MIB=N` image size, default 1024;
 //! `AMPHI_BENCH_ARCHIVE=FILE` keeps the archive there and reuses it).
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use amphi_images::layer::LayerBuilder;
-use serde_json::json;
+mod common;
+
+use common::build_archive;
 
 fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
@@ -163,27 +163,4 @@ fn main() {
 fn drop_caches_hint() {
     let _ = Command::new("sync").status();
     std::thread::sleep(Duration::from_millis(200));
-}
-
-/// Four layers of incompressible-looking files, 4 MiB each, saved as one
-/// archive at `tar`.
-fn build_archive(tar: &Path, mib: usize) {
-    eprintln!("building a {mib} MiB image ...");
-    let mut seed = 0x9e3779b97f4a7c15u64;
-    let mut layers = Vec::new();
-    for l in 0..4 {
-        let mut b = LayerBuilder::new();
-        for f in 0..(mib / 4 / 4) {
-            let data = amphi_testkit::noise(4 << 20, &mut seed);
-            b.file(&format!("layer{l}/file{f}"), 0o644, &data).unwrap();
-        }
-        layers.push(b.build().unwrap());
-    }
-    amphi_examples::write_archive(
-        tar,
-        &layers,
-        json!({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/x"]}}),
-        "bench:1",
-    )
-    .unwrap();
 }

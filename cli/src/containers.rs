@@ -130,7 +130,7 @@ pub fn run(engine: &Engine, command: Command) -> Result<u8> {
             Ok(0)
         }
         Command::Logs { follow, id } => {
-            engine.copy_log(&id, follow, false, &mut std::io::stdout())?;
+            engine.copy_log(&id, follow, 0, &mut std::io::stdout())?;
             Ok(0)
         }
         Command::Attach { id } => attach(engine, &id),
@@ -407,35 +407,100 @@ fn inspect(
     Ok(if failed { 1 } else { 0 })
 }
 
-/// `attach`: the detached container's output from now on, our signals
-/// passed on, its exit status as ours.
+/// `attach`: the detached container's output from now on; with `-i` our
+/// input to it (Ctrl-P Ctrl-Q detaches, as Docker's); with `-t` our
+/// terminal raw and its size passed on; without `-t` our signals passed
+/// on. Exits with the container's status.
 fn attach(engine: &Engine, query: &str) -> Result<u8> {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
     let rec = engine.container(query)?;
     if rec.state.status != Status::Running && rec.state.status != Status::Restarting {
         bail!("container {} is not running: start it first", rec.name);
     }
+    let dir = amphi_engine::record::dir(engine.root(), &rec.id);
+    let tty = rec.options.tty;
     let set = amphi_engine::watch::block_signals()?;
+    let watcher = rec.state.watcher.map(|w| w.pid);
+    let send_size = || {
+        if let Some(ws) = crate::tty::window_size() {
+            let _ = std::fs::write(
+                amphi_engine::console::winsize_path(&dir),
+                format!("{} {}\n", ws.0, ws.1),
+            );
+            if let Some(pid) = watcher {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGWINCH,
+                );
+            }
+        }
+    };
+    // From now on: what comes after this, our input's echo included.
+    let from = engine.log_len(&rec.id)?;
+    let raw = if tty { crate::tty::RawMode::enter() } else { None };
+    if tty {
+        send_size();
+    }
+    let detached = Arc::new(AtomicBool::new(false));
+    if rec.options.interactive {
+        let fifo = amphi_engine::console::stdin_path(&dir);
+        let mut to = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&fifo)
+            .with_context(|| format!("opening {}", fifo.display()))?;
+        let detached = detached.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            let mut last = 0u8;
+            let mut stdin = std::io::stdin();
+            while let Ok(n) = stdin.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                // Ctrl-P Ctrl-Q: leave it running, as Docker's detach keys.
+                let data = &buf[..n];
+                if let Some(p) = data
+                    .iter()
+                    .enumerate()
+                    .position(|(i, b)| *b == 0x11 && (if i == 0 { last } else { data[i - 1] }) == 0x10)
+                {
+                    let _ = to.write_all(&data[..p.saturating_sub(1)]);
+                    detached.store(true, Ordering::SeqCst);
+                    break;
+                }
+                last = data[n - 1];
+                if to.write_all(data).is_err() {
+                    break;
+                }
+            }
+        });
+    }
     let follower = {
         let engine = engine.clone();
         let id = rec.id.clone();
-        std::thread::spawn(move || engine.copy_log(&id, true, true, &mut std::io::stdout()))
+        std::thread::spawn(move || engine.copy_log(&id, true, from, &mut std::io::stdout()))
     };
-    while !follower.is_finished() {
+    while !follower.is_finished() && !detached.load(Ordering::SeqCst) {
         let ts = libc::timespec {
             tv_sec: 0,
             tv_nsec: 100_000_000,
         };
         // SAFETY: valid set and timespec.
         let sig = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &ts) };
-        if sig > 0
-            && amphi_engine::watch::FORWARDED
-                .iter()
-                .any(|s| *s as i32 == sig)
-        {
+        if sig == libc::SIGWINCH && tty {
+            send_size();
+        } else if sig > 0 && !tty && amphi_engine::watch::FORWARDED.iter().any(|s| *s as i32 == sig) {
             if let Ok(s) = nix::sys::signal::Signal::try_from(sig) {
                 let _ = engine.kill(&rec.id, s);
             }
         }
+    }
+    drop(raw);
+    if detached.load(Ordering::SeqCst) {
+        println!();
+        return Ok(0);
     }
     follower.join().expect("log follower")?;
     Ok(engine.wait(&rec.id)?.clamp(0, 255) as u8)

@@ -38,8 +38,8 @@ impl Drop for RawMode {
 nix::ioctl_read_bad!(get_winsize, libc::TIOCGWINSZ, libc::winsize);
 nix::ioctl_write_ptr_bad!(set_winsize, libc::TIOCSWINSZ, libc::winsize);
 
-/// Gives the container's terminal our window size (from stdout, else stdin).
-pub fn copy_window_size(master: BorrowedFd) {
+/// Our terminal's size (rows, cols), from stdout, else stdin.
+pub fn window_size() -> Option<(u16, u16)> {
     let mut ws = libc::winsize {
         ws_row: 0,
         ws_col: 0,
@@ -49,10 +49,23 @@ pub fn copy_window_size(master: BorrowedFd) {
     for fd in [libc::STDOUT_FILENO, libc::STDIN_FILENO] {
         // SAFETY: TIOCGWINSZ fills the winsize we pass.
         if unsafe { get_winsize(fd, &mut ws) }.is_ok() && ws.ws_row > 0 {
-            // SAFETY: TIOCSWINSZ reads the winsize we pass.
-            let _ = unsafe { set_winsize(master.as_raw_fd(), &ws) };
-            return;
+            return Some((ws.ws_row, ws.ws_col));
         }
+    }
+    None
+}
+
+/// Gives the container's terminal our window size.
+pub fn copy_window_size(master: BorrowedFd) {
+    if let Some((rows, cols)) = window_size() {
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads the winsize we pass.
+        let _ = unsafe { set_winsize(master.as_raw_fd(), &ws) };
     }
 }
 

@@ -210,3 +210,124 @@ fn run_t_gives_a_wasm_module_a_terminal() {
     // Through the container's terminal (which writes \r\n).
     assert_eq!(text(&out.stdout), "Hello from Wasm!\r\n");
 }
+
+/// Starts `amphi ARGS` on the terminal `pty` (its controlling terminal)
+/// and collects what the terminal shows.
+fn on_terminal(
+    dirs: &TestDirs,
+    pty: &nix::pty::OpenptyResult,
+    args: &[&str],
+) -> (std::process::Child, Screen) {
+    let slave = pty.slave.as_raw_fd();
+    let mut cmd = amphi_cmd(dirs, args);
+    cmd.stdin(Stdio::from(pty.slave.try_clone().unwrap()))
+        .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
+        .stderr(Stdio::from(pty.slave.try_clone().unwrap()));
+    // SAFETY: only async-signal-safe calls.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 || libc::ioctl(slave, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().unwrap();
+    let screen = Screen(Arc::new(Mutex::new(Vec::new())));
+    let mut reader = std::fs::File::from(pty.master.try_clone().unwrap());
+    let shown = screen.0.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            shown.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    (child, screen)
+}
+
+/// A command run when dropped (a failing test's clean-up).
+struct OnDrop(std::process::Command);
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.output();
+    }
+}
+
+#[test]
+fn run_dit_then_attach_detach_and_attach_again() {
+    let dirs = TestDirs::new();
+    import_busybox(&dirs);
+    let name = unique_id("dit");
+    // The container goes whatever happens.
+    let _rm = OnDrop(amphi_cmd(&dirs, &["rm", "-f", &name]));
+    let out = amphi(&dirs, &["run", "-dit", "--name", &name, "bb:1", "sh"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_string();
+    // Attach on a 30x100 terminal: our size reaches the container; typed
+    // input runs; Ctrl-P Ctrl-Q detaches and leaves it running.
+    let pty = nix::pty::openpty(None, None).unwrap();
+    set_size(&pty.master, 30, 100);
+    let (mut attach, screen) = on_terminal(&dirs, &pty, &["attach", &name]);
+    let mut input = std::fs::File::from(pty.master.try_clone().unwrap());
+    std::thread::sleep(Duration::from_millis(300));
+    input.write_all(b"stty size; echo marker-$((6*7))\r").unwrap();
+    screen.wait_for("30 100");
+    screen.wait_for("marker-42");
+    input.write_all(b"\x10\x11").unwrap();
+    assert_eq!(attach.wait().unwrap().code(), Some(0));
+    let state = amphi(&dirs, &["inspect", "-f", "{{.State.Status}}", &name]);
+    assert_eq!(text(&state.stdout).trim(), "running");
+    // Again, on another size; `exit 3` ends it and attach with it.
+    let pty = nix::pty::openpty(None, None).unwrap();
+    set_size(&pty.master, 20, 60);
+    let (mut attach, screen) = on_terminal(&dirs, &pty, &["attach", &name]);
+    let mut input = std::fs::File::from(pty.master.try_clone().unwrap());
+    std::thread::sleep(Duration::from_millis(300));
+    input.write_all(b"stty size\r").unwrap();
+    screen.wait_for("20 60");
+    input.write_all(b"exit 3\r").unwrap();
+    assert_eq!(attach.wait().unwrap().code(), Some(3));
+    // Its terminal output is in its log too.
+    let logs = text(&amphi(&dirs, &["logs", &name]).stdout);
+    assert!(logs.contains("marker-42"), "{logs}");
+    let rm = amphi(&dirs, &["rm", &name]);
+    assert!(rm.status.success(), "{}", text(&rm.stderr));
+    amphi_testkit::assert_no_leaks(&id, &dirs.state, &dirs.store);
+}
+
+#[test]
+fn run_di_reads_what_attach_sends() {
+    let dirs = TestDirs::new();
+    import_busybox(&dirs);
+    let name = unique_id("di");
+    let out = amphi(&dirs, &["run", "-di", "--rm", "--name", &name, "bb:1", "sh"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_string();
+    let mut attach = amphi_cmd(&dirs, &["attach", &name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    attach
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"echo from-attach-$((2+3)); exit 9\n")
+        .unwrap();
+    let out = attach.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(9));
+    assert_eq!(text(&out.stdout), "from-attach-5\n");
+    // --rm: gone once it exited.
+    for _ in 0..500 {
+        if !dirs.store.join("containers").join(&id).exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    amphi_testkit::assert_no_leaks(&id, &dirs.state, &dirs.store);
+    assert!(!dirs.store.join("containers").join(&id).exists());
+}

@@ -180,9 +180,6 @@ fn check(opts: &RunOptions) -> Result<()> {
             bail!("bad --label {l:?}: use KEY=VALUE");
         }
     }
-    if opts.detach && (opts.tty || opts.interactive) {
-        bail!("-d with -i or -t is not supported: run it in the foreground, or without them");
-    }
     Ok(())
 }
 

@@ -18,6 +18,7 @@
 
 pub mod bundle;
 pub mod commit;
+pub mod console;
 pub mod copy;
 mod create;
 mod error;

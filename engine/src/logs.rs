@@ -11,16 +11,10 @@ use crate::record::{self, Status};
 use crate::Engine;
 
 impl Engine {
-    /// Copies `query`'s log to `out`: from the start, or (`from_end`) only
-    /// what comes from now on; with `follow`, until the container stops
-    /// for good (not while it waits to restart).
-    pub fn copy_log(
-        &self,
-        query: &str,
-        follow: bool,
-        from_end: bool,
-        out: &mut dyn Write,
-    ) -> Result<()> {
+    /// Copies `query`'s log to `out` from byte `from` (0: the start; see
+    /// [`Engine::log_len`] for "from now on"); with `follow`, until the
+    /// container stops for good (not while it waits to restart).
+    pub fn copy_log(&self, query: &str, follow: bool, from: u64, out: &mut dyn Write) -> Result<()> {
         let rec = self.container(query)?;
         let path = self.log_path(&rec.id);
         let mut f = match std::fs::File::open(&path) {
@@ -37,9 +31,7 @@ impl Engine {
             }
             Err(e) => return Err(Error::io(&path, e)),
         };
-        if from_end {
-            f.seek(SeekFrom::End(0)).map_err(|e| Error::io(&path, e))?;
-        }
+        f.seek(SeekFrom::Start(from)).map_err(|e| Error::io(&path, e))?;
         let mut buf = vec![0u8; 64 << 10];
         loop {
             let n = f.read(&mut buf).map_err(|e| Error::io(&path, e))?;
@@ -71,6 +63,12 @@ impl Engine {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// How long `query`'s log is now.
+    pub fn log_len(&self, query: &str) -> Result<u64> {
+        let id = self.resolve(query)?;
+        Ok(std::fs::metadata(self.log_path(&id)).map_or(0, |m| m.len()))
     }
 
     /// The host pids of `query`'s processes (its cgroup's).

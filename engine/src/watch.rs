@@ -17,11 +17,12 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use amphi_runtime::{Container, ExitStatus, Stdio};
+use amphi_runtime::{Container, ExitStatus};
 use nix::sys::signal::{SigSet, Signal};
 
 use crate::error::{Context, Error, Result};
 use crate::record::{self, ProcessId, Status};
+use crate::console::DetachedIo;
 use crate::restart::next_delay;
 use crate::{units, Engine, Finished};
 
@@ -205,6 +206,15 @@ impl Engine {
                 }
             }
         }
+        let mut io = match record::load(self.root(), id)
+            .and_then(|r| DetachedIo::open(&record::dir(self.root(), id), &r.options))
+        {
+            Ok(io) => io,
+            Err(e) => {
+                reply(&mut report, &format!("error: {}", one_line(&e)));
+                return 125;
+            }
+        };
         loop {
             if let Some(d) = delay {
                 if !self.sleep_while_restarting(id, d) {
@@ -219,9 +229,15 @@ impl Engine {
                 }
             };
             let run = (|| -> Result<Option<(Finished, Option<Duration>)>> {
-                let Some(mut task) = self.prepare_task(id, self.log_stdio(id)?, by_user)? else {
+                let Some(mut task) = self.prepare_task(id, io.stdio()?, by_user)? else {
                     return Ok(None);
                 };
+                if let Some(master) = task.console.take() {
+                    if let Err(e) = io.relay(master) {
+                        let _ = self.abandon_task(task, &e.to_string());
+                        return Err(e);
+                    }
+                }
                 self.start_task(&mut task)?;
                 reply(&mut report, "ok");
                 let timeout = record::load(self.root(), id)?
@@ -230,15 +246,18 @@ impl Engine {
                     .as_deref()
                     .map(units::parse_duration)
                     .transpose()?;
+                let mut resize = || io.resize();
                 let status = supervise(
                     &mut task.container,
                     &set,
                     Supervision {
                         timeout,
-                        ..Supervision::default()
+                        forward: false,
+                        on_resize: Some(&mut resize),
                     },
-                )?;
-                Ok(Some((self.finish_task(task, status)?, delay)))
+                );
+                io.run_ended();
+                Ok(Some((self.finish_task(task, status?)?, delay)))
             })();
             by_user = false;
             match run {
@@ -289,22 +308,6 @@ impl Engine {
             }
             std::thread::sleep(left.min(Duration::from_millis(50)));
         }
-    }
-
-    /// A detached run's stdio: no input, output appended to the log.
-    fn log_stdio(&self, id: &str) -> Result<Stdio> {
-        let path = self.log_path(id);
-        let out = File::options()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
-        let null = File::open("/dev/null").map_err(|e| Error::io("/dev/null", e))?;
-        Ok(Stdio {
-            stdin: Some(null.into()),
-            stdout: Some(out.try_clone().map_err(|e| Error::io(&path, e))?.into()),
-            stderr: Some(out.into()),
-        })
     }
 
     /// The log of a container's detached runs.

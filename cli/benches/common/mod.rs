@@ -1,0 +1,38 @@
+//! What the benchmarks share.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use amphi_images::layer::LayerBuilder;
+use serde_json::json;
+
+/// Writes a `mib` MiB image archive (`bench:1`) of four uncompressed
+/// layers of incompressible files.
+pub fn build_archive(tar: &Path, mib: usize) {
+    eprintln!("building a {mib} MiB image ...");
+    let mut seed = 0x9e3779b97f4a7c15u64;
+    let mut layers = Vec::new();
+    for l in 0..4 {
+        let mut b = LayerBuilder::new();
+        for f in 0..(mib / 4 / 4) {
+            let data = amphi_testkit::noise(4 << 20, &mut seed);
+            b.file(&format!("layer{l}/file{f}"), 0o644, &data).unwrap();
+        }
+        layers.push(b.build().unwrap());
+    }
+    amphi_examples::write_archive(
+        tar,
+        &layers,
+        json!({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/x"]}}),
+        "bench:1",
+    )
+    .unwrap();
+}
+
+/// The value at quantile `q` of `v` (nearest rank).
+pub fn stat(v: &[f64], q: f64) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    s[((s.len() - 1) as f64 * q).round() as usize]
+}

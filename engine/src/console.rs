@@ -1,0 +1,168 @@
+//! The standard streams of a detached container: output appended to its
+//! log; with `-i`, input from a FIFO in its directory (`stdin`, kept open
+//! by the watcher, so the container never sees end-of-file while it is
+//! detached) that `attach` writes to; with `-t`, the terminal the init
+//! allocated, relayed by the watcher (output to the log, the FIFO to its
+//! input) and resized from the size `attach` writes to `winsize`.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use amphi_runtime::Stdio;
+
+use crate::error::{Error, Result};
+use crate::options::RunOptions;
+
+/// The FIFO a detached `-i` container reads.
+pub fn stdin_path(dir: &Path) -> PathBuf {
+    dir.join("stdin")
+}
+
+/// Where `attach` leaves its terminal's size ("ROWS COLS") for the watcher.
+pub fn winsize_path(dir: &Path) -> PathBuf {
+    dir.join("winsize")
+}
+
+nix::ioctl_write_ptr_bad!(set_winsize, libc::TIOCSWINSZ, libc::winsize);
+
+/// A watcher's side of a detached container's streams.
+pub(crate) struct DetachedIo {
+    dir: PathBuf,
+    log: File,
+    tty: bool,
+    /// The FIFO, open for reading and writing (so it never ends).
+    stdin: Option<File>,
+    /// The current run's terminal, for the input pump and resizes.
+    master: Arc<Mutex<Option<File>>>,
+    /// Ends when the current run's terminal output is all in the log.
+    out_done: Option<std::sync::mpsc::Receiver<()>>,
+}
+
+impl DetachedIo {
+    /// Opens the log (and, for `-i`, the FIFO) of the container in `dir`.
+    pub(crate) fn open(dir: &Path, opts: &RunOptions) -> Result<DetachedIo> {
+        let log_path = dir.join("log");
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| Error::io(&log_path, e))?;
+        let stdin = if opts.interactive {
+            let fifo = stdin_path(dir);
+            match nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)) {
+                Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                Err(e) => return Err(Error::io(&fifo, e.into())),
+            }
+            Some(
+                File::options()
+                    .read(true)
+                    .write(true)
+                    .open(&fifo)
+                    .map_err(|e| Error::io(&fifo, e))?,
+            )
+        } else {
+            None
+        };
+        let io = DetachedIo {
+            dir: dir.to_path_buf(),
+            log,
+            tty: opts.tty,
+            stdin,
+            master: Arc::new(Mutex::new(None)),
+            out_done: None,
+        };
+        if io.tty {
+            if let Some(fifo) = &io.stdin {
+                // One pump for the watcher's life: FIFO -> current terminal.
+                let mut fifo = fifo.try_clone().map_err(|e| Error::io(&io.dir, e))?;
+                let master = io.master.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = fifo.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        if let Some(m) = master.lock().unwrap().as_mut() {
+                            let _ = m.write_all(&buf[..n]);
+                        }
+                    }
+                });
+            }
+        }
+        Ok(io)
+    }
+
+    /// The stdio of one run (a `-t` run's are replaced by its terminal).
+    pub(crate) fn stdio(&self) -> Result<Stdio> {
+        let dup = |f: &File| -> Result<OwnedFd> {
+            Ok(f.try_clone().map_err(|e| Error::io(&self.dir, e))?.into())
+        };
+        let stdin = match (&self.stdin, self.tty) {
+            (Some(f), false) => dup(f)?,
+            _ => File::open("/dev/null")
+                .map_err(|e| Error::io("/dev/null", e))?
+                .into(),
+        };
+        Ok(Stdio {
+            stdin: Some(stdin),
+            stdout: Some(dup(&self.log)?),
+            stderr: Some(dup(&self.log)?),
+        })
+    }
+
+    /// Relays a `-t` run's terminal: its output to the log, the FIFO's
+    /// input to it; sized as the last `attach` asked.
+    pub(crate) fn relay(&mut self, master: OwnedFd) -> Result<()> {
+        let out = File::from(master);
+        let mut reader = out.try_clone().map_err(|e| Error::io(&self.dir, e))?;
+        let mut log = self.log.try_clone().map_err(|e| Error::io(&self.dir, e))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            // EIO once the last slave fd closes: the run is over.
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 || log.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            let _ = tx.send(());
+        });
+        *self.master.lock().unwrap() = Some(out);
+        self.out_done = Some(rx);
+        self.resize();
+        Ok(())
+    }
+
+    /// Applies the size in `winsize` to the current terminal.
+    pub(crate) fn resize(&self) {
+        let Ok(text) = std::fs::read_to_string(winsize_path(&self.dir)) else {
+            return;
+        };
+        let mut it = text.split_whitespace().filter_map(|n| n.parse::<u16>().ok());
+        let (Some(rows), Some(cols)) = (it.next(), it.next()) else {
+            return;
+        };
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        if let Some(m) = self.master.lock().unwrap().as_ref() {
+            // SAFETY: TIOCSWINSZ reads the winsize we pass.
+            let _ = unsafe { set_winsize(m.as_raw_fd(), &ws) };
+        }
+    }
+
+    /// After a run: its last terminal output is in the log (bounded wait).
+    pub(crate) fn run_ended(&mut self) {
+        if let Some(rx) = self.out_done.take() {
+            let _ = rx.recv_timeout(Duration::from_secs(2));
+        }
+        *self.master.lock().unwrap() = None;
+    }
+}
