@@ -73,7 +73,10 @@ impl HostNet {
             .iter()
             .filter_map(|t| {
                 let out = Command::new(t).output().ok()?;
-                Some((t.to_string(), String::from_utf8_lossy(&out.stdout).into_owned()))
+                Some((
+                    t.to_string(),
+                    String::from_utf8_lossy(&out.stdout).into_owned(),
+                ))
             })
             .collect();
         HostNet {
@@ -142,7 +145,13 @@ impl Dockerd {
             dir: dir.to_path_buf(),
         };
         for _ in 0..600 {
-            if d.cmd().arg("version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success()) {
+            if d.cmd()
+                .arg("version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+            {
                 return d;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -252,7 +261,8 @@ fn main() {
     let store = t.join("amphi");
     let amphi_cmd = |root: &Path| {
         let mut c = Command::new(amphi);
-        c.env("AMPHI_ROOT", root).env("AMPHI_STATE", t.join("amphi-state"));
+        c.env("AMPHI_ROOT", root)
+            .env("AMPHI_STATE", t.join("amphi-state"));
         c
     };
     run(amphi_cmd(&store).args(["image", "load", "-i"]).arg(&image));
@@ -315,6 +325,10 @@ fn main() {
             // Each round starts at another case.
             let i = (k + round) % names.len();
             let Some(mut c) = case(i) else { continue };
+            // Each case starts on a quiet host: what the last one left to
+            // do in the background (a daemon's clean-up) is not charged
+            // to the next.
+            std::thread::sleep(Duration::from_millis(150));
             let start = Instant::now();
             run(&mut c);
             samples[i].push(start.elapsed().as_secs_f64() * 1000.0);
@@ -324,7 +338,12 @@ fn main() {
     println!("{:<36} {:>8} {:>8} {:>8}", "case", "median", "p10", "p90");
     for (n, v) in names.iter().zip(&samples) {
         if !v.is_empty() {
-            println!("{n:<36} {:>8.1} {:>8.1} {:>8.1}", stat(v, 0.5), stat(v, 0.1), stat(v, 0.9));
+            println!(
+                "{n:<36} {:>8.1} {:>8.1} {:>8.1}",
+                stat(v, 0.5),
+                stat(v, 0.1),
+                stat(v, 0.9)
+            );
         }
     }
     let ratio = |a: usize, b: usize| -> String {
@@ -334,11 +353,20 @@ fn main() {
         format!("{:.3}", stat(&samples[a], 0.5) / stat(&samples[b], 0.5))
     };
     println!();
-    println!("amphi / docker, --network none: {}  (target <= 0.1)", ratio(0, 1));
-    println!("amphi / podman, --network none: {}  (target <= 0.1)", ratio(0, 2));
+    println!(
+        "amphi / docker, --network none: {}  (target <= 0.1)",
+        ratio(0, 1)
+    );
+    println!(
+        "amphi / podman, --network none: {}  (target <= 0.1)",
+        ratio(0, 2)
+    );
     println!("amphi / docker, default network: {}", ratio(3, 4));
     println!("amphi / podman, default network: {}", ratio(3, 5));
 
+    if loads == 0 {
+        return;
+    }
     // image load of a 1 GiB archive.
     let big = t.join("big.tar");
     build_archive(&big, mib);
@@ -389,7 +417,10 @@ fn main() {
         if load_samples[i].is_empty() {
             return "n/a".into();
         }
-        format!("{:.1}x", stat(&load_samples[i], 0.5) / stat(&load_samples[0], 0.5))
+        format!(
+            "{:.1}x",
+            stat(&load_samples[i], 0.5) / stat(&load_samples[0], 0.5)
+        )
     };
     println!();
     println!("amphi vs docker load: {}  (target >= 5x)", speedup(1));

@@ -439,7 +439,11 @@ fn attach(engine: &Engine, query: &str) -> Result<u8> {
     };
     // From now on: what comes after this, our input's echo included.
     let from = engine.log_len(&rec.id)?;
-    let raw = if tty { crate::tty::RawMode::enter() } else { None };
+    let raw = if tty {
+        crate::tty::RawMode::enter()
+    } else {
+        None
+    };
     if tty {
         send_size();
     }
@@ -461,11 +465,9 @@ fn attach(engine: &Engine, query: &str) -> Result<u8> {
                 }
                 // Ctrl-P Ctrl-Q: leave it running, as Docker's detach keys.
                 let data = &buf[..n];
-                if let Some(p) = data
-                    .iter()
-                    .enumerate()
-                    .position(|(i, b)| *b == 0x11 && (if i == 0 { last } else { data[i - 1] }) == 0x10)
-                {
+                if let Some(p) = data.iter().enumerate().position(|(i, b)| {
+                    *b == 0x11 && (if i == 0 { last } else { data[i - 1] }) == 0x10
+                }) {
                     let _ = to.write_all(&data[..p.saturating_sub(1)]);
                     detached.store(true, Ordering::SeqCst);
                     break;
@@ -491,7 +493,12 @@ fn attach(engine: &Engine, query: &str) -> Result<u8> {
         let sig = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &ts) };
         if sig == libc::SIGWINCH && tty {
             send_size();
-        } else if sig > 0 && !tty && amphi_engine::watch::FORWARDED.iter().any(|s| *s as i32 == sig) {
+        } else if sig > 0
+            && !tty
+            && amphi_engine::watch::FORWARDED
+                .iter()
+                .any(|s| *s as i32 == sig)
+        {
             if let Ok(s) = nix::sys::signal::Signal::try_from(sig) {
                 let _ = engine.kill(&rec.id, s);
             }

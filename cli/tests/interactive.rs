@@ -274,7 +274,9 @@ fn run_dit_then_attach_detach_and_attach_again() {
     let (mut attach, screen) = on_terminal(&dirs, &pty, &["attach", &name]);
     let mut input = std::fs::File::from(pty.master.try_clone().unwrap());
     std::thread::sleep(Duration::from_millis(300));
-    input.write_all(b"stty size; echo marker-$((6*7))\r").unwrap();
+    input
+        .write_all(b"stty size; echo marker-$((6*7))\r")
+        .unwrap();
     screen.wait_for("30 100");
     screen.wait_for("marker-42");
     input.write_all(b"\x10\x11").unwrap();
@@ -304,7 +306,10 @@ fn run_di_reads_what_attach_sends() {
     let dirs = TestDirs::new();
     import_busybox(&dirs);
     let name = unique_id("di");
-    let out = amphi(&dirs, &["run", "-di", "--rm", "--name", &name, "bb:1", "sh"]);
+    let out = amphi(
+        &dirs,
+        &["run", "-di", "--rm", "--name", &name, "bb:1", "sh"],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let id = text(&out.stdout).trim().to_string();
     let mut attach = amphi_cmd(&dirs, &["attach", &name])

@@ -142,7 +142,9 @@ impl DetachedIo {
         let Ok(text) = std::fs::read_to_string(winsize_path(&self.dir)) else {
             return;
         };
-        let mut it = text.split_whitespace().filter_map(|n| n.parse::<u16>().ok());
+        let mut it = text
+            .split_whitespace()
+            .filter_map(|n| n.parse::<u16>().ok());
         let (Some(rows), Some(cols)) = (it.next(), it.next()) else {
             return;
         };

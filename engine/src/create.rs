@@ -24,6 +24,7 @@ impl Engine {
     /// Creates a container (status `created`) from `opts`: `rest[0]` is the
     /// image (unless `bundle` is set) and the rest its command.
     pub fn create(&self, opts: &RunOptions) -> Result<Record> {
+        tracing::debug!("creating");
         check(opts)?;
         if let Some(f) = &opts.cidfile {
             if f.exists() {
@@ -151,6 +152,7 @@ impl Engine {
             state: RunState::default(),
         };
         record::save(root, &rec)?;
+        tracing::debug!(id, name, "created");
         if let Some(f) = &opts.cidfile {
             write(f, &rec.id)?;
         }

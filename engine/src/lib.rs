@@ -50,6 +50,9 @@ pub use options::RunOptions;
 pub use record::{Record, Status};
 pub use task::{Finished, Task};
 
+/// The binary, beside the front end's, that runs native container inits.
+pub const NATIVE_INIT: &str = "amphi-init";
+
 /// Where the engine keeps things and which binary is its watcher.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -84,10 +87,25 @@ impl Engine {
 
     /// An engine with the given configuration.
     pub fn with_config(config: EngineConfig) -> Engine {
-        let runtime = Runtime::new(RuntimeConfig {
-            state_root: config.state.clone(),
-            wasm_cache: config.root.join("wasm-cache"),
-            ..RuntimeConfig::default()
+        // Native inits start from the small `amphi-init` beside this binary
+        // when it is installed (no Wasm engine to map and relocate); Wasm
+        // inits, and every init without it, from this binary.
+        let native_init = std::env::current_exe()
+            .ok()
+            .map(|p| p.with_file_name(NATIVE_INIT))
+            .filter(|p| p.is_file());
+        let runtime = Runtime::new(match native_init {
+            Some(init) => RuntimeConfig {
+                state_root: config.state.clone(),
+                wasm_cache: config.root.join("wasm-cache"),
+                init_exe: init,
+                wasm_init_exe: Some(PathBuf::from("/proc/self/exe")),
+            },
+            None => RuntimeConfig {
+                state_root: config.state.clone(),
+                wasm_cache: config.root.join("wasm-cache"),
+                ..RuntimeConfig::default()
+            },
         });
         Engine { config, runtime }
     }

@@ -14,7 +14,13 @@ impl Engine {
     /// Copies `query`'s log to `out` from byte `from` (0: the start; see
     /// [`Engine::log_len`] for "from now on"); with `follow`, until the
     /// container stops for good (not while it waits to restart).
-    pub fn copy_log(&self, query: &str, follow: bool, from: u64, out: &mut dyn Write) -> Result<()> {
+    pub fn copy_log(
+        &self,
+        query: &str,
+        follow: bool,
+        from: u64,
+        out: &mut dyn Write,
+    ) -> Result<()> {
         let rec = self.container(query)?;
         let path = self.log_path(&rec.id);
         let mut f = match std::fs::File::open(&path) {
@@ -31,7 +37,8 @@ impl Engine {
             }
             Err(e) => return Err(Error::io(&path, e)),
         };
-        f.seek(SeekFrom::Start(from)).map_err(|e| Error::io(&path, e))?;
+        f.seek(SeekFrom::Start(from))
+            .map_err(|e| Error::io(&path, e))?;
         let mut buf = vec![0u8; 64 << 10];
         loop {
             let n = f.read(&mut buf).map_err(|e| Error::io(&path, e))?;

@@ -58,7 +58,9 @@ impl Engine {
         let _lock = record::lock(root, id)?;
         let mut rec = record::load(root, id)?;
         if by_user {
-            if rec.is_active() && rec.state.watcher.is_some_and(|w| w.alive() && w != me) {
+            // Any live watcher but us has it (running, restarting, or
+            // being started by another command this very moment).
+            if rec.state.watcher.is_some_and(|w| w.alive() && w != me) {
                 return Err(Error::Invalid(format!(
                     "container {} is running already",
                     rec.name
@@ -87,6 +89,7 @@ impl Engine {
                 },
             )?;
             let console = container.take_console();
+            tracing::debug!(id, "runtime container created");
             Ok(Task {
                 id: id.to_string(),
                 container,
@@ -121,6 +124,7 @@ impl Engine {
                 rec.state.error.clear();
                 rec.state.oom_killed = false;
                 rec.payload = task.container.state().payload.to_string();
+                tracing::debug!(id = task.id, "started");
                 record::save(root, &rec)
             }
             Err(e) => {
@@ -143,6 +147,7 @@ impl Engine {
         let root = self.root();
         let ran_for = task.started.map(|s| s.elapsed()).unwrap_or_default();
         let id = task.id.clone();
+        tracing::debug!(id, code = status.code, "exited");
         if let Err(e) = task.container.delete(true) {
             tracing::warn!("removing the runtime container of {id}: {e}");
         }
@@ -176,6 +181,7 @@ impl Engine {
         }
         if rec.options.rm {
             self.remove_files(&id)?;
+            tracing::debug!(id, "removed");
             return Ok(Finished::Removed(status));
         }
         Ok(Finished::Done(status))

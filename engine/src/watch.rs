@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use amphi_runtime::{Container, ExitStatus};
 use nix::sys::signal::{SigSet, Signal};
 
+use crate::console::DetachedIo;
 use crate::error::{Context, Error, Result};
 use crate::record::{self, ProcessId, Status};
-use crate::console::DetachedIo;
 use crate::restart::next_delay;
 use crate::{units, Engine, Finished};
 

@@ -53,6 +53,45 @@ impl TestDirs {
     }
 }
 
+/// A test that failed half-way must not leave detached containers
+/// running: every watcher of this store is killed (its container dies with
+/// it), and whatever is still mounted under the temp dir is unmounted,
+/// before the directory goes.
+impl Drop for TestDirs {
+    fn drop(&mut self) {
+        let store = self.store.to_string_lossy().into_owned();
+        let watchers: Vec<i32> = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                let c = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let c = String::from_utf8_lossy(&c);
+                c.contains("container-watch") && c.contains(store.as_str())
+            })
+            .collect();
+        for pid in &watchers {
+            // SAFETY: plain kill.
+            unsafe { libc::kill(*pid, libc::SIGKILL) };
+        }
+        let tmp = self.tmp.path().to_string_lossy().into_owned();
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut points: Vec<&str> = info
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(tmp.as_str()))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in points {
+            if let Ok(c) = std::ffi::CString::new(p) {
+                // SAFETY: a valid path.
+                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
+    }
+}
+
 impl Default for TestDirs {
     fn default() -> Self {
         Self::new()
