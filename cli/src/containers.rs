@@ -143,6 +143,11 @@ pub fn run(engine: &Engine, command: Command) -> Result<u8> {
             Ok(0)
         }
         Command::Run(_)
+        | Command::Pull { .. }
+        | Command::Push { .. }
+        | Command::Login { .. }
+        | Command::Logout { .. }
+        | Command::Tag { .. }
         | Command::Create(_)
         | Command::Image { .. }
         | Command::System { .. }

@@ -4,6 +4,7 @@
 mod containers;
 mod format;
 mod image;
+mod registry;
 mod run;
 mod system;
 mod tty;
@@ -12,7 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use amphi_engine::{Engine, EngineConfig, RunOptions};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 /// Exit status for errors of amphi itself (Docker's `run` uses the same).
@@ -36,6 +37,9 @@ struct Cli {
     /// Runtime state root (what a reboot may lose).
     #[arg(long, env = "AMPHI_STATE", default_value = "/run/amphi", global = true)]
     state: PathBuf,
+    /// A registry (HOST[:PORT]) that may be reached over plain HTTP.
+    #[arg(long = "insecure-registry", global = true)]
+    insecure_registries: Vec<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -184,6 +188,47 @@ enum Command {
         /// Container.
         id: String,
     },
+    /// Pull an image from a registry.
+    Pull {
+        /// OS/ARCH[/VARIANT] to pick from a multi-platform image.
+        #[arg(long)]
+        platform: Option<String>,
+        /// The image (Docker's reference rules: busybox = docker.io/library/busybox:latest).
+        reference: String,
+    },
+    /// Push an image to a registry.
+    Push {
+        /// The image in the store.
+        reference: String,
+        /// Where to push it (default: its own name).
+        dest: Option<String>,
+    },
+    /// Log in to a registry (credentials kept in Docker's config.json).
+    Login {
+        /// User name.
+        #[arg(short, long)]
+        username: Option<String>,
+        /// Password (prefer --password-stdin).
+        #[arg(short, long)]
+        password: Option<String>,
+        /// Read the password from stdin.
+        #[arg(long)]
+        password_stdin: bool,
+        /// The registry (HOST[:PORT]).
+        server: String,
+    },
+    /// Forget a registry's credentials.
+    Logout {
+        /// The registry.
+        server: String,
+    },
+    /// Give an image another name.
+    Tag {
+        /// The image.
+        source: String,
+        /// The new name.
+        target: String,
+    },
     /// Manage images in the store.
     Image {
         #[command(subcommand)]
@@ -253,8 +298,37 @@ fn dispatch(cli: Cli) -> Result<u8> {
         state: cli.state.clone(),
         watcher_exe: PathBuf::from("/proc/self/exe"),
     });
+    let store = || {
+        amphi_images::Store::open(cli.root.join("images"))
+            .with_context(|| format!("opening the store at {}", cli.root.display()))
+    };
+    let reg = || registry::options(&cli.root, &cli.insecure_registries);
     match cli.command {
-        Command::Run(opts) => run::run(&engine, *opts),
+        Command::Run(opts) => {
+            // Docker's habit: an image the store lacks is pulled first.
+            if let (None, Some(image)) = (&opts.bundle, opts.rest.first()) {
+                let store = store()?;
+                if registry::missing(&store, image) {
+                    registry::pull_for_run(&store, reg()?, image)?;
+                }
+            }
+            run::run(&engine, *opts)
+        }
+        Command::Pull {
+            platform,
+            reference,
+        } => registry::pull(&store()?, reg()?, &reference, platform).map(|()| 0),
+        Command::Push { reference, dest } => {
+            registry::push(&store()?, reg()?, &reference, dest.as_deref()).map(|()| 0)
+        }
+        Command::Login {
+            username,
+            password,
+            password_stdin,
+            server,
+        } => registry::login(reg()?, &server, username, password, password_stdin).map(|()| 0),
+        Command::Logout { server } => registry::logout(reg()?, &server).map(|()| 0),
+        Command::Tag { source, target } => registry::tag(&store()?, &source, &target).map(|()| 0),
         Command::Create(opts) => {
             let rec = engine.create(&opts)?;
             println!("{}", rec.id);

@@ -29,6 +29,10 @@ pub enum Error {
     /// Input that is not what it claims to be.
     #[error("{0}")]
     Invalid(String),
+    /// A registry could not be reached or answered with an error (worth
+    /// trying again later: what was transferred is kept for a resume).
+    #[error("{0}")]
+    Registry(String),
 }
 
 /// Shorthand for results of this crate.

@@ -15,6 +15,7 @@ pub mod layer;
 pub mod load;
 pub mod media;
 pub mod pack;
+pub mod registry;
 pub mod snapshot;
 pub mod store;
 pub mod unpack;

@@ -22,7 +22,7 @@ use crate::{Error, Result, Store};
 
 /// How a layer blob is compressed, from its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Compression {
+pub(crate) enum Compression {
     None,
     Gzip,
     Zstd,
@@ -47,9 +47,32 @@ impl Compression {
     }
 }
 
+/// Where a layer's bytes come from: a range of an archive, or a registry.
+pub(crate) trait LayerInput: Sync {
+    /// What to call it in errors (its digest, or its name in the archive).
+    fn name(&self) -> String;
+    /// Its compression and a reader of all of it, from the start.
+    fn open(&self) -> Result<(Compression, Box<dyn Read + Send + '_>)>;
+    /// A file the input itself fills with the blob's bytes as they are
+    /// read (a registry download's resumable partial file), used as the
+    /// blob instead of a copy; kept when the import fails.
+    fn blob_file(&self) -> Option<PathBuf> {
+        None
+    }
+}
+
+impl LayerInput for Source {
+    fn name(&self) -> String {
+        self.name.to_string()
+    }
+    fn open(&self) -> Result<(Compression, Box<dyn Read + Send + '_>)> {
+        Ok((Compression::sniff(self.magic()?), Box::new(self.reader())))
+    }
+}
+
 /// What to do with one layer.
-pub(super) struct Job<'a> {
-    pub src: &'a Source,
+pub(crate) struct Job<'a> {
+    pub src: &'a dyn LayerInput,
     /// The descriptor's digest and size, when there is a descriptor (a
     /// Docker archive's layers have none: their digest is what we compute).
     pub expected_digest: Option<&'a str>,
@@ -62,7 +85,7 @@ pub(super) struct Job<'a> {
 }
 
 /// A verified layer, ready to commit.
-pub(super) struct Done {
+pub(crate) struct Done {
     pub digest: String,
     pub size: u64,
     pub compression: Compression,
@@ -72,15 +95,17 @@ pub(super) struct Done {
     pub prepared: Option<PathBuf>,
 }
 
-/// A blob in the store's tmp dir; removed unless published.
-pub(super) struct TempBlob {
+/// A blob in the store's tmp dir; removed unless published (or kept: a
+/// resumable download's partial file, which its owner removes).
+pub(crate) struct TempBlob {
     path: PathBuf,
+    keep: bool,
 }
 
 impl TempBlob {
     /// Owns `path` from now on.
     pub fn new(path: PathBuf) -> TempBlob {
-        TempBlob { path }
+        TempBlob { path, keep: false }
     }
 
     /// Moves it into the store under `digest` (a no-op if already there).
@@ -95,7 +120,9 @@ impl TempBlob {
 
 impl Drop for TempBlob {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -158,7 +185,7 @@ fn place_module(
 }
 
 /// Runs one job. On error whatever it made is removed.
-fn run(
+pub(crate) fn run(
     job: &Job,
     store: &Store,
     snapshots: &Snapshots,
@@ -167,12 +194,15 @@ fn run(
 ) -> Result<Done> {
     let name = job
         .expected_digest
-        .map_or_else(|| job.src.name.to_string(), str::to_string);
-    let compression = Compression::sniff(job.src.magic()?);
+        .map_or_else(|| job.src.name(), str::to_string);
+    let (compression, input) = job.src.open()?;
+    let own_file = job.src.blob_file();
     // Copy while reading when the blob is (likely) new; a Docker layer
     // only verified here has no digest yet and is copied afterwards if
-    // the store turns out to lack it.
+    // the store turns out to lack it. An input that writes its own blob
+    // file needs no copy.
     let copy = match job.expected_digest {
+        _ if own_file.is_some() => None,
         Some(d) if store.has_blob(d) => None,
         None if !job.unpack => None,
         _ => {
@@ -181,7 +211,13 @@ fn run(
             Some((f, path))
         }
     };
-    let blob = copy.as_ref().map(|(_, p)| TempBlob { path: p.clone() });
+    let blob = match &own_file {
+        Some(p) => Some(TempBlob {
+            path: p.clone(),
+            keep: true,
+        }),
+        None => copy.as_ref().map(|(_, p)| TempBlob::new(p.clone())),
+    };
     let prepared = if job.unpack {
         Some(snapshots.prepare()?)
     } else {
@@ -199,7 +235,7 @@ fn run(
         .max_bytes
         .saturating_add(limits.max_entries.saturating_mul(1024));
     let mut tee = Tee {
-        inner: job.src.reader(),
+        inner: input,
         hasher: Sha256::new(),
         size: 0,
         copy,
@@ -272,8 +308,9 @@ fn run(
     };
     check().map_err(undo_prepared)?;
     if blob.is_none() && !store.has_blob(&digest) {
+        let (_, again) = job.src.open().map_err(undo_prepared)?;
         store
-            .write_blob(job.src.reader(), Some(&digest))
+            .write_blob(again, Some(&digest))
             .map_err(undo_prepared)?;
     }
     Ok(Done {
@@ -341,7 +378,7 @@ pub(super) fn run_all(
 }
 
 /// Removes what a finished job made (its temp blob goes on drop).
-pub(super) fn discard(done: Done) {
+pub(crate) fn discard(done: Done) {
     if let Some(p) = &done.prepared {
         let _ = std::fs::remove_dir_all(p);
     }

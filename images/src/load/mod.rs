@@ -13,7 +13,7 @@
 //! the store is left as it was. Leftovers of a killed load are swept by
 //! the next one.
 
-mod layer;
+pub(crate) mod layer;
 mod source;
 
 use std::io::Read;
