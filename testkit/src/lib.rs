@@ -59,16 +59,24 @@ impl TestDirs {
 /// before the directory goes.
 impl Drop for TestDirs {
     fn drop(&mut self) {
+        // Every amphi this test started (foreground runs and watchers alike
+        // carry its store root in their environment or arguments).
         let store = self.store.to_string_lossy().into_owned();
+        let env_mark = format!("AMPHI_ROOT={store}\0");
+        let me = std::process::id() as i32;
         let watchers: Vec<i32> = std::fs::read_dir("/proc")
             .into_iter()
             .flatten()
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| *pid != me)
             .filter(|pid| {
                 let c = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
                 let c = String::from_utf8_lossy(&c);
-                c.contains("container-watch") && c.contains(store.as_str())
+                let e = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+                let e = String::from_utf8_lossy(&e);
+                (c.contains("container-watch") && c.contains(store.as_str()))
+                    || (c.starts_with("/") && c.contains("amphi") && e.contains(env_mark.as_str()))
             })
             .collect();
         for pid in &watchers {

@@ -464,6 +464,7 @@ fn fetch_one(
             }
             // Bad content is no prefix worth resuming from.
             let _ = std::fs::remove_file(&partial);
+            let _ = std::fs::remove_file(partial.with_extension("lock"));
             return Err(e);
         }
     };
