@@ -136,7 +136,7 @@ impl Registry {
             std::fs::copy(p("ca.crt"), ca_dir.join("ca.crt")).unwrap();
         }
         std::fs::write(dir.join("config.yml"), config).unwrap();
-        let child = Command::new("docker-registry")
+        let mut child = Command::new("docker-registry")
             .arg("serve")
             .arg(dir.join("config.yml"))
             .stdout(Stdio::null())
@@ -149,6 +149,8 @@ impl Registry {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("the registry did not come up");
     }
 }
