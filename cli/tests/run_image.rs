@@ -235,7 +235,23 @@ fn an_image_of_128_layers_runs() {
 #[test]
 fn unknown_images_and_bad_archives_are_clear_errors() {
     let dirs = TestDirs::new();
-    let out = run(&dirs, "nope:1", &[]);
+    // Not in the store: `run` tries to pull it (from a loopback port
+    // nobody listens on: tests reach no network) and says why it failed.
+    let out = run(&dirs, "127.0.0.1:9/nope:1", &[]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("Unable to find image '127.0.0.1:9/nope:1' locally"),
+        "{err}"
+    );
+    assert!(
+        err.lines()
+            .last()
+            .unwrap()
+            .starts_with("amphi: pulling 127.0.0.1:9/nope:1: "),
+        "{err}"
+    );
+    let out = amphi(&dirs, &["image", "inspect", "nope:1"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(
         text(&out.stderr).contains("no image nope:1"),
