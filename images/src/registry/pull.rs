@@ -39,7 +39,9 @@ pub struct PullOptions {
     pub platform: Option<String>,
     /// How to reach the registry.
     pub registry: RegistryOptions,
-    /// Layers fetched at once (Docker's default is 3).
+    /// Layers fetched at once (4, one more than Docker's 3: measured here
+    /// it keeps a fast local link busier; each transfer also hashes and
+    /// unpacks, so one more hides their pauses).
     pub concurrency: usize,
     /// Unpack limits per layer.
     pub limits: Limits,
@@ -50,7 +52,7 @@ impl Default for PullOptions {
         PullOptions {
             platform: None,
             registry: RegistryOptions::default(),
-            concurrency: 3,
+            concurrency: 4,
             limits: Limits::default(),
         }
     }
