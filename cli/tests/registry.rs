@@ -58,6 +58,11 @@ impl Registry {
     /// Plain HTTP, or with `tls` a CA-signed certificate and htpasswd auth
     /// (user `edge`, password `s3cret`); the CA lands in `certs_d/<addr>/ca.crt`.
     fn start(dir: &Path, tls: Option<&Path>) -> Registry {
+        Registry::start_with(dir, tls, "")
+    }
+
+    /// As `start`, with `extra` appended to the registry's config.
+    fn start_with(dir: &Path, tls: Option<&Path>, extra: &str) -> Registry {
         std::fs::create_dir_all(dir).unwrap();
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
@@ -135,6 +140,7 @@ impl Registry {
             std::fs::create_dir_all(&ca_dir).unwrap();
             std::fs::copy(p("ca.crt"), ca_dir.join("ca.crt")).unwrap();
         }
+        config.push_str(extra);
         std::fs::write(dir.join("config.yml"), config).unwrap();
         let mut child = Command::new("docker-registry")
             .arg("serve")
@@ -852,4 +858,200 @@ fn a_pull_killed_at_ten_points_leaves_a_consistent_store_and_resumes() {
         "the last pull fetched {fetched} of {total} bytes"
     );
     assert_store_whole(&dirs.store);
+}
+
+fn b64url(b: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A token server for the registry's bearer auth (Docker Hub's flow): it
+/// answers `GET /token?service=..&scope=..` from user `edge`/`s3cret` with
+/// a JWT signed by a key whose certificate the registry trusts.
+struct TokenServer {
+    addr: String,
+    cert: PathBuf,
+    issued: Arc<AtomicU64>,
+}
+
+impl TokenServer {
+    fn start(dir: &Path) -> TokenServer {
+        std::fs::create_dir_all(dir).unwrap();
+        let key = dir.join("token.key");
+        let cert = dir.join("token.crt");
+        tool(
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=amphi-token-issuer",
+                "-keyout",
+                key.to_str().unwrap(),
+                "-out",
+                cert.to_str().unwrap(),
+            ],
+        );
+        let der = Command::new("openssl")
+            .args(["x509", "-outform", "DER", "-in"])
+            .arg(&cert)
+            .output()
+            .unwrap()
+            .stdout;
+        let x5c = {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(der)
+        };
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let issued = Arc::new(AtomicU64::new(0));
+        let (count, dir) = (issued.clone(), dir.to_path_buf());
+        std::thread::spawn(move || {
+            for conn in l.incoming().flatten() {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut request = String::new();
+                let _ = reader.read_line(&mut request);
+                let mut authorized = false;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    if lower.starts_with("authorization: basic ") {
+                        use base64::Engine as _;
+                        let v = line.trim()["authorization: basic ".len()..].to_string();
+                        authorized = base64::engine::general_purpose::STANDARD
+                            .decode(v)
+                            .is_ok_and(|d| d == b"edge:s3cret");
+                    }
+                }
+                let mut conn = conn;
+                if !authorized {
+                    let _ = conn.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    continue;
+                }
+                let query = request
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or("")
+                    .split_once('?')
+                    .map_or("", |q| q.1)
+                    .to_string();
+                let mut access = Vec::new();
+                for kv in query.split('&') {
+                    if let Some(v) = kv.strip_prefix("scope=") {
+                        let v = percent_decode(v);
+                        let parts: Vec<&str> = v.split(':').collect();
+                        if parts.len() == 3 {
+                            access.push(json!({"type": parts[0], "name": parts[1], "actions": parts[2].split(',').collect::<Vec<_>>()}));
+                        }
+                    }
+                }
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                let header = json!({"alg": "RS256", "typ": "JWT", "x5c": [x5c]});
+                let claims = json!({"iss": "amphi-test", "sub": "edge", "aud": "amphi-registry", "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", count.load(Ordering::Relaxed)), "access": access});
+                let signing = format!(
+                    "{}.{}",
+                    b64url(header.to_string().as_bytes()),
+                    b64url(claims.to_string().as_bytes())
+                );
+                let input = dir.join(format!("sign-{}", count.load(Ordering::Relaxed)));
+                std::fs::write(&input, &signing).unwrap();
+                let sig = Command::new("openssl")
+                    .args(["dgst", "-sha256", "-binary", "-sign"])
+                    .arg(dir.join("token.key"))
+                    .arg(&input)
+                    .output()
+                    .unwrap()
+                    .stdout;
+                let jwt = format!("{signing}.{}", b64url(&sig));
+                count.fetch_add(1, Ordering::Relaxed);
+                let body =
+                    json!({"token": jwt, "access_token": jwt, "expires_in": 300}).to_string();
+                let _ = write!(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            }
+        });
+        TokenServer { addr, cert, issued }
+    }
+}
+
+#[test]
+fn bearer_token_auth_as_docker_hub_does_it() {
+    let dirs = TestDirs::new();
+    let tokens = TokenServer::start(&dirs.tmp.path().join("token"));
+    let extra = format!(
+        "auth:\n  token:\n    realm: http://{}/token\n    service: amphi-registry\n    issuer: amphi-test\n    rootcertbundle: {}\n",
+        tokens.addr,
+        tokens.cert.display()
+    );
+    let reg = Registry::start_with(&dirs.tmp.path().join("registry"), None, &extra);
+    let tar = dirs.tmp.path().join("bb.tar");
+    amphi_examples::write_busybox_image(&tar, "bb:1").unwrap();
+    ok(&dirs, &["image", "load", "-i", tar.to_str().unwrap()]);
+    let target = format!("{}/team/bb:1", reg.addr);
+    ok(&dirs, &["tag", "bb:1", &target]);
+    // Without credentials the token server refuses: one line.
+    let out = amphi(&dirs, &["push", &target]);
+    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(
+        text(&out.stderr).lines().count(),
+        1,
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("unauthorized"),
+        "{}",
+        text(&out.stderr)
+    );
+    let login = |pw: &str| {
+        amphi_env(&dirs, &["login", "-u", "edge", "-p", pw, &reg.addr])
+            .output()
+            .unwrap()
+    };
+    assert_eq!(login("wrong").status.code(), Some(125));
+    let out = login("s3cret");
+    assert!(
+        text(&out.stdout).contains("Login Succeeded"),
+        "{}",
+        text(&out.stderr)
+    );
+    ok(&dirs, &["push", &target]);
+    let fresh = TestDirs::new();
+    let mut c = amphi_cmd(&fresh, &["pull", &target]);
+    c.env("DOCKER_CONFIG", dirs.tmp.path().join("docker-config"));
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        tokens.issued.load(Ordering::Relaxed) >= 2,
+        "no tokens were issued"
+    );
+    assert_eq!(image_id(&fresh, &target), image_id(&dirs, &target));
 }

@@ -158,7 +158,10 @@ impl<'a> RemoteLayer<'a> {
 struct Resumed<'a> {
     prefix: Option<File>,
     net: BlobStream<'a>,
-    sink: File,
+    /// Buffered: fewer, larger writes. Always a prefix of the blob on
+    /// disk (what a kill loses of the buffer is fetched again), flushed
+    /// at the end of the blob, before anyone may publish the file.
+    sink: std::io::BufWriter<File>,
     net_failed: &'a std::sync::atomic::AtomicBool,
 }
 
@@ -172,6 +175,10 @@ impl Read for Resumed<'_> {
             self.prefix = None;
         }
         let n = match self.net.read(buf) {
+            Ok(0) => {
+                self.sink.flush()?;
+                return Ok(0);
+            }
             Ok(n) => n,
             Err(e) => {
                 self.net_failed
@@ -207,10 +214,10 @@ impl LayerInput for RemoteLayer<'_> {
         let reader = Resumed {
             prefix: Some(prefix),
             net: BlobStream::new(self.client, &self.digest, self.size, have),
-            sink,
+            sink: std::io::BufWriter::with_capacity(128 << 10, sink),
             net_failed: &self.net_failed,
         };
-        let mut r = BufReader::with_capacity(1 << 16, reader);
+        let mut r = BufReader::with_capacity(256 << 10, reader);
         let head = r
             .fill_buf()
             .map_err(|e| Error::Registry(format!("blob {}: {e}", self.digest)))?;
