@@ -290,9 +290,9 @@ fn ps(engine: &Engine, a: &PsArgs) -> Result<u8> {
         .collect::<Result<_>>()?;
     let status_filtered = filters.iter().any(|(k, _)| k == "status" || k == "exited");
     let mut recs = Vec::new();
+    // As Docker's: without -a, the running and the restarting.
     for r in engine.containers()?.into_iter().rev() {
-        if (a.all || status_filtered || r.state.status == Status::Running) && matches(&r, &filters)?
-        {
+        if (a.all || status_filtered || r.is_active()) && matches(&r, &filters)? {
             recs.push(r);
         }
     }

@@ -157,9 +157,11 @@ impl Engine {
             }
         }
         amphi_images::gc::collect(&store, &users)?;
+        let partials = amphi_images::registry::sweep_partials(&store);
         let after = self.disk_usage()?;
         out.bytes = (before.images.size + before.containers.size)
-            .saturating_sub(after.images.size + after.containers.size);
+            .saturating_sub(after.images.size + after.containers.size)
+            + partials;
         Ok(out)
     }
 }

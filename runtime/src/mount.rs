@@ -185,6 +185,27 @@ fn propagation(opt: &str) -> Option<MsFlags> {
     kind(opt).or_else(|| Some(kind(opt.strip_prefix('r')?)? | MsFlags::MS_REC))
 }
 
+/// A path as `/proc/self/mountinfo` writes it, unescaped (it escapes
+/// space, tab, newline and backslash as `\NNN`, octal).
+pub fn unescape_mount_path(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,3 +41,32 @@ pub fn login(
         ))),
     }
 }
+
+/// Removes the partial downloads no pull is working on (`system prune`):
+/// what a killed or failed pull kept for a resume. Returns the bytes freed.
+pub fn sweep_partials(store: &crate::Store) -> u64 {
+    let mut freed = 0;
+    let tmp = store.root().join("tmp");
+    for e in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("partial-") || name.ends_with(".lock") {
+            continue;
+        }
+        let lock_path = e.path().with_extension("lock");
+        let Ok(f) = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&lock_path)
+        else {
+            continue;
+        };
+        // A pull holds the lock while it fills the file: leave that one.
+        if let Ok(lock) = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            freed += e.metadata().map_or(0, |m| m.len());
+            let _ = std::fs::remove_file(e.path());
+            let _ = std::fs::remove_file(&lock_path);
+            drop(lock);
+        }
+    }
+    freed
+}

@@ -78,29 +78,9 @@ fn mount_point_of(path: &Path) -> Option<PathBuf> {
     table
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
-        .map(|m| PathBuf::from(unescape_mount_path(m)))
+        .map(|m| PathBuf::from(crate::mount::unescape_mount_path(m)))
         .filter(|m| path.starts_with(m))
         .max_by_key(|m| m.as_os_str().len())
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\NNN` (octal).
-fn unescape_mount_path(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn mount_one(cfg: &InitConfig, m: &Mount) -> Result<()> {
