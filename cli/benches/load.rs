@@ -43,20 +43,7 @@ fn main() {
     let bytes = std::fs::metadata(&tar).unwrap().len() as f64;
 
     let cd = t.join("containerd");
-    std::fs::create_dir_all(&cd).unwrap();
-    std::fs::write(
-        cd.join("config.toml"),
-        format!("version = 2\nroot = \"{r}/root\"\nstate = \"{r}/state\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{r}/c.sock\"\n[ttrpc]\n  address = \"{r}/c.sock.ttrpc\"\n", r = cd.display()),
-    )
-    .unwrap();
-    let mut containerd = Command::new("containerd")
-        .arg("--config")
-        .arg(cd.join("config.toml"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("containerd (scripts/install-deps)");
-    let sock = cd.join("c.sock");
+    let (containerd, sock) = common::start_containerd(&cd);
     let ctr = |args: &[&str]| {
         Command::new("ctr")
             .arg("--address")
@@ -68,12 +55,6 @@ fn main() {
             .unwrap()
             .success()
     };
-    for _ in 0..500 {
-        if ctr(&["version"]) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 
     let names = [
         "openssl dgst -sha256",
@@ -128,8 +109,7 @@ fn main() {
             }
         }
     }
-    let _ = containerd.kill();
-    let _ = containerd.wait();
+    drop(containerd);
     let _ = Command::new("umount")
         .arg("-R")
         .arg(cd.join("root"))

@@ -83,36 +83,12 @@ fn main() {
     let _ = std::fs::remove_dir_all(&seed);
 
     // A private containerd for ctr.
-    let cd = t.join("containerd");
-    std::fs::create_dir_all(&cd).unwrap();
-    std::fs::write(
-        cd.join("config.toml"),
-        format!("version = 2\nroot = \"{r}/root\"\nstate = \"{r}/state\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{r}/c.sock\"\n[ttrpc]\n  address = \"{r}/c.sock.ttrpc\"\n", r = cd.display()),
-    )
-    .unwrap();
-    let _containerd = Reaped(
-        Command::new("containerd")
-            .arg("--config")
-            .arg(cd.join("config.toml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("containerd (scripts/install-deps)"),
-    );
+    let (_containerd, sock) = common::start_containerd(&t.join("containerd"));
     let ctr = |args: &[&str]| {
         let mut c = Command::new("ctr");
-        c.arg("--address").arg(cd.join("c.sock")).args(args);
+        c.arg("--address").arg(&sock).args(args);
         c
     };
-    while !ctr(&["version"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap()
-        .success()
-    {
-        std::thread::sleep(Duration::from_millis(10));
-    }
 
     let blobs_of = |r: &str| -> Vec<String> {
         let out = Command::new("skopeo")

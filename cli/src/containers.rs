@@ -425,6 +425,8 @@ fn attach(engine: &Engine, query: &str) -> Result<u8> {
         bail!("container {} is not running: start it first", rec.name);
     }
     let dir = amphi_engine::record::dir(engine.root(), &rec.id);
+    // A --rm container stays until we have read how it exited.
+    let hold = engine.hold_for_attach(&rec.id)?;
     let tty = rec.options.tty;
     let set = amphi_engine::watch::block_signals()?;
     let watcher = rec.state.watcher.map(|w| w.pid);
@@ -515,7 +517,9 @@ fn attach(engine: &Engine, query: &str) -> Result<u8> {
         return Ok(0);
     }
     follower.join().expect("log follower")?;
-    Ok(engine.wait(&rec.id)?.clamp(0, 255) as u8)
+    let code = engine.wait(&rec.id)?;
+    drop(hold);
+    Ok(code.clamp(0, 255) as u8)
 }
 
 fn exec(engine: &Engine, query: &str, cmd: Vec<String>) -> Result<u8> {

@@ -101,11 +101,11 @@ fn run_it_gives_an_interactive_shell_on_a_real_terminal() {
     set_size(&pty.master, 30, 100);
     let before = nix::sys::termios::tcgetattr(&pty.slave).unwrap();
     let id = unique_id("it");
-    let slave = pty.slave.as_raw_fd();
     let cidf = cidfile(&dirs);
     let cidf_s = cidf.to_string_lossy().into_owned();
-    let mut cmd = amphi_cmd(
+    let (child, screen) = on_terminal(
         &dirs,
+        &pty,
         &[
             "run",
             "--rm",
@@ -118,32 +118,7 @@ fn run_it_gives_an_interactive_shell_on_a_real_terminal() {
             "sh",
         ],
     );
-    cmd.stdin(Stdio::from(pty.slave.try_clone().unwrap()))
-        .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
-        .stderr(Stdio::from(pty.slave.try_clone().unwrap()));
-    // SAFETY: only async-signal-safe calls: a session of its own whose
-    // controlling terminal is the pty, as a login shell has.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setsid() < 0 || libc::ioctl(slave, libc::TIOCSCTTY, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = Guard(cmd.spawn().unwrap(), amphi_cmd(&dirs, &["kill", &id]));
-    let screen = Screen(Arc::new(Mutex::new(Vec::new())));
-    let mut reader = std::fs::File::from(pty.master.try_clone().unwrap());
-    let shown = screen.0.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            shown.lock().unwrap().extend_from_slice(&buf[..n]);
-        }
-    });
+    let mut child = Guard(child, amphi_cmd(&dirs, &["kill", &id]));
     let mut keys = std::fs::File::from(pty.master.try_clone().unwrap());
     let mut type_line = |s: &str| keys.write_all(s.as_bytes()).unwrap();
     // The window size at start, and after a resize (SIGWINCH to amphi).

@@ -72,6 +72,31 @@ impl Engine {
         }
     }
 
+    /// Holds off the removal of a `--rm` container while an `attach` is
+    /// on it, so the attach can read how it exited: a shared lock its
+    /// watcher takes exclusively before removing it.
+    pub fn hold_for_attach(&self, id: &str) -> Result<nix::fcntl::Flock<std::fs::File>> {
+        let path = record::dir(self.root(), id).join("attach.lock");
+        let f = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockShared)
+            .map_err(|(_, e)| Error::io(path, e.into()))
+    }
+
+    /// Waits until no attach holds `id` (see [`Engine::hold_for_attach`]).
+    pub(crate) fn wait_for_attaches(&self, id: &str) -> Option<nix::fcntl::Flock<std::fs::File>> {
+        let path = record::dir(self.root(), id).join("attach.lock");
+        let f = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(path)
+            .ok()?;
+        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).ok()
+    }
+
     /// How long `query`'s log is now.
     pub fn log_len(&self, query: &str) -> Result<u64> {
         let id = self.resolve(query)?;

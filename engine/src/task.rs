@@ -180,7 +180,10 @@ impl Engine {
             return Ok(Finished::Restart(status, ran_for));
         }
         if rec.options.rm {
+            // An attach reads the exit first.
+            let held = self.wait_for_attaches(&id);
             self.remove_files(&id)?;
+            drop(held);
             tracing::debug!(id, "removed");
             return Ok(Finished::Removed(status));
         }

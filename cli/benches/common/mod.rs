@@ -61,3 +61,39 @@ impl Drop for Reaped {
         let _ = self.0.wait();
     }
 }
+
+/// A private containerd (no CRI plugin) with its root, state and socket
+/// under `dir`; returns it (stopped on drop) and its socket, once `ctr`
+/// gets an answer.
+pub fn start_containerd(dir: &Path) -> (Reaped, std::path::PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("config.toml"),
+        format!("version = 2\nroot = \"{r}/root\"\nstate = \"{r}/state\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{r}/c.sock\"\n[ttrpc]\n  address = \"{r}/c.sock.ttrpc\"\n", r = dir.display()),
+    )
+    .unwrap();
+    let child = Command::new("containerd")
+        .arg("--config")
+        .arg(dir.join("config.toml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("containerd (scripts/install-deps)");
+    let reaped = Reaped(child);
+    let sock = dir.join("c.sock");
+    for _ in 0..1000 {
+        let up = Command::new("ctr")
+            .arg("--address")
+            .arg(&sock)
+            .arg("version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if up {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    (reaped, sock)
+}
