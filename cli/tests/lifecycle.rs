@@ -37,14 +37,7 @@ impl Box_ {
 
     /// Runs amphi, asserting success; its stdout.
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.amphi(args);
-        assert!(
-            out.status.success(),
-            "amphi {args:?}: {}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
+        common::succeeded(args, self.amphi(args))
     }
 
     /// `inspect -f FORMAT NAME`, trimmed.
@@ -104,13 +97,7 @@ impl Box_ {
         for id in ids {
             assert_no_leaks(id, &self.dirs.state, &self.dirs.store);
         }
-        let left: Vec<_> = std::fs::read_dir(self.dirs.store.join("containers"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.file_name())
-            .filter(|n| !n.to_string_lossy().starts_with('.'))
-            .collect();
+        let left = common::container_dirs(&self.dirs);
         assert!(left.is_empty(), "container dirs left: {left:?}");
     }
 }
@@ -306,11 +293,7 @@ fn restart_policies_and_the_boot_command_after_a_reboot() {
     b.wait_for("the watchers to die", || b.watchers().is_empty());
     // The containers died with their watchers.
     b.wait_for("the containers to die", || {
-        ids.iter().all(|id| {
-            cgroup_dirs_named(id).iter().all(|d| {
-                std::fs::read_to_string(d.join("cgroup.procs")).is_ok_and(|p| p.trim().is_empty())
-            })
-        })
+        ids.iter().all(|id| no_process_left(id))
     });
     unmount_under(&b.dirs.store);
     for e in std::fs::read_dir(&b.dirs.state).unwrap().flatten() {
@@ -334,6 +317,13 @@ fn restart_policies_and_the_boot_command_after_a_reboot() {
     // Running twice starts nothing twice.
     assert_eq!(b.ok(&["start", "--all-restartable"]).trim(), "");
     b.assert_clean(&ids);
+}
+
+/// Whether no process is left in the cgroups of container `id`.
+fn no_process_left(id: &str) -> bool {
+    cgroup_dirs_named(id)
+        .iter()
+        .all(|d| std::fs::read_to_string(d.join("cgroup.procs")).is_ok_and(|p| p.trim().is_empty()))
 }
 
 fn unmount_under(dir: &Path) {
@@ -373,11 +363,7 @@ fn a_foreground_run_killed_with_sigkill_takes_its_container_along() {
         child.kill().unwrap();
         child.wait().unwrap();
         // The container died with it (no unwatched container runs on)...
-        b.wait_for("the container to die", || {
-            cgroup_dirs_named(&id).iter().all(|d| {
-                std::fs::read_to_string(d.join("cgroup.procs")).is_ok_and(|p| p.trim().is_empty())
-            })
-        });
+        b.wait_for("the container to die", || no_process_left(&id));
         // ...and the next command cleans up: exited 137, or gone with --rm.
         if rm {
             assert_eq!(b.ok(&["ps", "-aq"]).trim(), "", "a --rm container stayed");

@@ -47,6 +47,28 @@ fn tool(program: &str, args: &[&str]) -> String {
     text(&out.stdout)
 }
 
+/// A self-signed certificate (RSA 2048, two days) for `subject`.
+fn self_signed(subject: &str, key: &Path, cert: &Path) {
+    tool(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            subject,
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+        ],
+    );
+}
+
 /// A private registry, killed on drop.
 struct Registry {
     child: Child,
@@ -74,23 +96,10 @@ impl Registry {
         if let Some(certs_d) = tls {
             let d = dir.to_string_lossy().into_owned();
             let p = |n: &str| format!("{d}/{n}");
-            tool(
-                "openssl",
-                &[
-                    "req",
-                    "-x509",
-                    "-newkey",
-                    "rsa:2048",
-                    "-nodes",
-                    "-days",
-                    "2",
-                    "-subj",
-                    "/CN=amphi-test-ca",
-                    "-keyout",
-                    &p("ca.key"),
-                    "-out",
-                    &p("ca.crt"),
-                ],
+            self_signed(
+                "/CN=amphi-test-ca",
+                Path::new(&p("ca.key")),
+                Path::new(&p("ca.crt")),
             );
             tool(
                 "openssl",
@@ -429,14 +438,7 @@ fn amphi_env(dirs: &TestDirs, args: &[&str]) -> Command {
 }
 
 fn ok(dirs: &TestDirs, args: &[&str]) -> String {
-    let out = amphi(dirs, args);
-    assert!(
-        out.status.success(),
-        "amphi {args:?}: {}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
+    common::succeeded(args, amphi(dirs, args))
 }
 
 /// The store holds nothing half-made: every blob hashes to its name.
@@ -897,24 +899,7 @@ impl TokenServer {
         std::fs::create_dir_all(dir).unwrap();
         let key = dir.join("token.key");
         let cert = dir.join("token.crt");
-        tool(
-            "openssl",
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=amphi-token-issuer",
-                "-keyout",
-                key.to_str().unwrap(),
-                "-out",
-                cert.to_str().unwrap(),
-            ],
-        );
+        self_signed("/CN=amphi-token-issuer", &key, &cert);
         let der = Command::new("openssl")
             .args(["x509", "-outform", "DER", "-in"])
             .arg(&cert)

@@ -1,6 +1,10 @@
 //! `amphi run --rm --bundle DIR` end to end: output, exit status, limits,
 //! signals, bad input, and no leaks.
 
+mod common;
+
+use common::text;
+
 use std::process::{Command, Output, Stdio};
 
 use amphi_examples::Kind;
@@ -63,19 +67,9 @@ impl Fx {
         let id = self.real_id().unwrap_or_else(|| self.id.clone());
         assert_no_leaks(&id, &self.dirs.state, &self.dirs.store);
         assert_no_leaks(&id, &self.dirs.state, &self.dirs.bundle.join("rootfs"));
-        let left: Vec<_> = std::fs::read_dir(self.dirs.store.join("containers"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.file_name())
-            .filter(|n| !n.to_string_lossy().starts_with('.'))
-            .collect();
+        let left = common::container_dirs(&self.dirs);
         assert!(left.is_empty(), "containers left: {left:?}");
     }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 fn check(example: &str, flags: &[&str], code: i32, stdout: &str) -> Output {

@@ -12,14 +12,7 @@ use common::{amphi, assert_removed, cidfile, text};
 use serde_json::json;
 
 fn ok(dirs: &TestDirs, args: &[&str]) -> String {
-    let out = amphi(dirs, args);
-    assert!(
-        out.status.success(),
-        "amphi {args:?}: {}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
+    common::succeeded(args, amphi(dirs, args))
 }
 
 /// `amphi run --rm --name ID IMAGE ARGS...`, checked for leaks after.

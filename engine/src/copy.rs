@@ -5,58 +5,18 @@
 //! it is, a symlink as a symlink, as `docker cp` does).
 
 use std::os::unix::fs::{lchown, MetadataExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use crate::bail;
 use crate::error::{Error, Result};
 use crate::{bundle, record, Engine};
 
 /// The host path of `inside` (absolute or relative to `/`) in the tree at
-/// `root`, every symlink on the way resolved as if `root` were `/`; the
-/// last component is followed only with `follow_last`.
-pub fn resolve_in_root(root: &Path, inside: &str, follow_last: bool) -> Result<PathBuf> {
-    let mut parts: Vec<String> = Vec::new();
-    let mut todo: Vec<String> = components(inside);
-    todo.reverse();
-    let mut links = 0;
-    while let Some(c) = todo.pop() {
-        if c == ".." {
-            parts.pop();
-            continue;
-        }
-        let candidate: PathBuf = root.join(parts.iter().collect::<PathBuf>()).join(&c);
-        let is_last = todo.is_empty();
-        match std::fs::symlink_metadata(&candidate) {
-            Ok(m) if m.file_type().is_symlink() && (!is_last || follow_last) => {
-                links += 1;
-                if links > 40 {
-                    bail!("{inside}: too many levels of symbolic links");
-                }
-                let target =
-                    std::fs::read_link(&candidate).map_err(|e| Error::io(&candidate, e))?;
-                let t = target.to_string_lossy().into_owned();
-                if t.starts_with('/') {
-                    parts.clear();
-                }
-                let mut more = components(&t);
-                more.reverse();
-                todo.extend(more);
-            }
-            _ => parts.push(c),
-        }
-    }
-    Ok(root.join(parts.iter().collect::<PathBuf>()))
-}
-
-fn components(p: &str) -> Vec<String> {
-    Path::new(p)
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
-            Component::ParentDir => Some("..".into()),
-            _ => None,
-        })
-        .collect()
+/// `root`, every symlink on the way resolved as if `root` were `/` (the
+/// runtime's resolver, which mounts use too); the last component is
+/// followed only with `follow_last`.
+pub fn resolve_in_root(root: &Path, inside: &str, follow_last: bool) -> PathBuf {
+    amphi_runtime::paths::resolve_in_root(root, Path::new(inside), follow_last)
 }
 
 /// Where a copy of `src` lands given the destination `dst` (Docker's
@@ -143,7 +103,7 @@ impl Engine {
     /// `cp CONTAINER:SRC DST`: returns the bytes copied.
     pub fn copy_out(&self, query: &str, src: &str, dst: &Path) -> Result<u64> {
         let rootfs = self.rootfs_of(query)?;
-        let from = resolve_in_root(&rootfs, src, false)?;
+        let from = resolve_in_root(&rootfs, src, false);
         if std::fs::symlink_metadata(&from).is_err() {
             bail!("{query}:{src}: no such file or directory in the container");
         }
@@ -158,7 +118,7 @@ impl Engine {
             bail!("{}: no such file or directory", src.display());
         }
         // The destination as the container sees it, symlinks kept inside.
-        let to = resolve_in_root(&rootfs, dst, true)?;
+        let to = resolve_in_root(&rootfs, dst, true);
         let to = landing(src, &to, dst, src.to_string_lossy().ends_with("/."))?;
         if !to.starts_with(&rootfs) {
             bail!("{query}:{dst}: outside the container");
@@ -179,17 +139,11 @@ mod tests {
         std::os::unix::fs::symlink("/etc", root.join("a/etc")).unwrap();
         std::os::unix::fs::symlink("../../../..", root.join("a/b/up")).unwrap();
         assert_eq!(
-            resolve_in_root(root, "/a/etc/passwd", false).unwrap(),
+            resolve_in_root(root, "/a/etc/passwd", false),
             root.join("etc/passwd")
         );
-        assert_eq!(
-            resolve_in_root(root, "a/b/up/x", false).unwrap(),
-            root.join("x")
-        );
-        assert_eq!(
-            resolve_in_root(root, "/a/etc", false).unwrap(),
-            root.join("a/etc")
-        );
-        assert_eq!(resolve_in_root(root, "/../..", true).unwrap(), root);
+        assert_eq!(resolve_in_root(root, "a/b/up/x", false), root.join("x"));
+        assert_eq!(resolve_in_root(root, "/a/etc", false), root.join("a/etc"));
+        assert_eq!(resolve_in_root(root, "/../..", true), root);
     }
 }

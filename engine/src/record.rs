@@ -8,6 +8,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use amphi_runtime::state::{is_zombie, process_start_time};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
@@ -58,27 +59,14 @@ impl ProcessId {
         let pid = std::process::id() as i32;
         ProcessId {
             pid,
-            start_time: start_time(pid).unwrap_or(0),
+            start_time: process_start_time(pid).unwrap_or(0),
         }
     }
 
     /// Whether it still lives (and is not a zombie or a reused pid).
     pub fn alive(&self) -> bool {
-        start_time(self.pid) == Some(self.start_time)
-            && !std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
-                .map(|s| s.rfind(')').is_some_and(|i| s[i + 2..].starts_with('Z')))
-                .unwrap_or(true)
+        process_start_time(self.pid) == Some(self.start_time) && !is_zombie(self.pid)
     }
-}
-
-/// Start time of `pid` in clock ticks since boot.
-pub(crate) fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 2..]
-        .split(' ')
-        .nth(19)?
-        .parse()
-        .ok()
 }
 
 /// Where a container stands.
@@ -107,6 +95,18 @@ pub struct RunState {
     /// The process that is the container's parent and records its exit:
     /// the foreground `amphi run`/`start -a`, or a detached watcher.
     pub watcher: Option<ProcessId>,
+}
+
+impl RunState {
+    /// Records a run amphi could not start or had to abandon: exited 125
+    /// with `error`, no watcher.
+    pub fn failed(&mut self, error: String) {
+        self.status = Status::Exited;
+        self.error = error;
+        self.exit_code = 125;
+        self.watcher = None;
+        self.finished_at = Some(SystemTime::now());
+    }
 }
 
 /// A container's record.

@@ -98,11 +98,7 @@ impl Engine {
             })
         })();
         if let Err(e) = &made {
-            rec.state.status = Status::Exited;
-            rec.state.error = e.to_string();
-            rec.state.exit_code = 125;
-            rec.state.watcher = None;
-            rec.state.finished_at = Some(SystemTime::now());
+            rec.state.failed(e.to_string());
             record::save(root, &rec)?;
         }
         made.map(Some)
@@ -128,11 +124,7 @@ impl Engine {
                 record::save(root, &rec)
             }
             Err(e) => {
-                rec.state.status = Status::Exited;
-                rec.state.error = e.to_string();
-                rec.state.exit_code = 125;
-                rec.state.watcher = None;
-                rec.state.finished_at = Some(SystemTime::now());
+                rec.state.failed(e.to_string());
                 record::save(root, &rec)?;
                 Err(e.into())
             }
@@ -196,13 +188,7 @@ impl Engine {
     pub fn abandon_task(&self, task: Task, error: &str) -> Result<()> {
         let id = task.id.clone();
         let _ = task.container.delete(true);
-        record::update(self.root(), &id, |r| {
-            r.state.status = Status::Exited;
-            r.state.exit_code = 125;
-            r.state.error = error.to_string();
-            r.state.watcher = None;
-            r.state.finished_at = Some(SystemTime::now());
-        })?;
+        record::update(self.root(), &id, |r| r.state.failed(error.to_string()))?;
         Ok(())
     }
 }

@@ -156,7 +156,7 @@ impl Engine {
             let pid = child.id() as i32;
             let next = ProcessId {
                 pid,
-                start_time: record::start_time(pid).unwrap_or(0),
+                start_time: amphi_runtime::state::process_start_time(pid).unwrap_or(0),
             };
             record::update(self.root(), id, |r| {
                 if r.state.watcher == Some(me) {

@@ -19,7 +19,7 @@ pub mod features;
 pub mod init;
 pub mod init_layer;
 pub mod mount;
-mod paths;
+pub mod paths;
 mod seccomp;
 mod spawn;
 pub mod state;

@@ -11,6 +11,12 @@ const MAX_SYMLINKS: usize = 40;
 /// targets are clamped at `root`, so the result is always inside it.
 /// Components that do not exist yet are kept as given.
 pub(crate) fn secure_join(root: &Path, path: &Path) -> PathBuf {
+    resolve_in_root(root, path, true)
+}
+
+/// [`secure_join`] for any caller (the engine's `cp`): with `follow_last`
+/// false a symlink in the last component is kept as it is, not followed.
+pub fn resolve_in_root(root: &Path, path: &Path, follow_last: bool) -> PathBuf {
     let mut resolved: Vec<std::ffi::OsString> = Vec::new();
     let mut pending: Vec<std::ffi::OsString> = components(path);
     pending.reverse();
@@ -24,7 +30,11 @@ pub(crate) fn secure_join(root: &Path, path: &Path) -> PathBuf {
         candidate.extend(&resolved);
         candidate.push(&part);
         match std::fs::symlink_metadata(&candidate) {
-            Ok(meta) if meta.file_type().is_symlink() && links < MAX_SYMLINKS => {
+            Ok(meta)
+                if meta.file_type().is_symlink()
+                    && links < MAX_SYMLINKS
+                    && (follow_last || !pending.is_empty()) =>
+            {
                 links += 1;
                 let Ok(target) = std::fs::read_link(&candidate) else {
                     resolved.push(part);

@@ -158,14 +158,15 @@ impl State {
 
 /// Start time of a process in clock ticks since boot (field 22 of
 /// /proc/PID/stat), or None when it does not exist.
-pub(crate) fn process_start_time(pid: i32) -> Option<u64> {
+pub fn process_start_time(pid: i32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may contain spaces and parentheses: split after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     rest.split(' ').nth(19)?.parse().ok()
 }
 
-fn is_zombie(pid: i32) -> bool {
+/// Whether `pid` is a zombie (exited, not yet reaped).
+pub fn is_zombie(pid: i32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('Z')))

@@ -47,3 +47,25 @@ pub fn assert_removed(dirs: &TestDirs, cidfile: &std::path::Path) {
     assert!(!cdir.exists(), "container dir {} left", cdir.display());
     amphi_testkit::assert_no_leaks(&id, &dirs.state, &cdir);
 }
+
+/// The stdout of `amphi ARGS` (its `out`), after asserting it succeeded.
+pub fn succeeded(args: &[&str], out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "amphi {args:?}: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// The container directories left under the test's store.
+pub fn container_dirs(dirs: &TestDirs) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(dirs.store.join("containers"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| !n.to_string_lossy().starts_with('.'))
+        .collect()
+}
