@@ -189,12 +189,7 @@ pub fn run(engine: &amphi_engine::Engine, command: ImageCommand) -> Result<u8> {
                 let manifest: serde_json::Value =
                     serde_json::from_slice(&store.read_blob(&digest)?)?;
                 let config = manifest["config"]["digest"].as_str().unwrap_or("");
-                let size: u64 = manifest["layers"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|l| l["size"].as_u64())
-                    .sum();
+                let size = amphi_images::media::layers_size(&manifest);
                 let short = config.strip_prefix("sha256:").unwrap_or(config);
                 println!(
                     "{:<40} {:<14} {:>10}",

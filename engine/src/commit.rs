@@ -150,12 +150,7 @@ fn add_dir<W: std::io::Write>(
     skip: &HashSet<PathBuf>,
 ) -> Result<()> {
     let abs = upper.join(rel);
-    let mut names: Vec<_> = std::fs::read_dir(&abs)
-        .map_err(|e| Error::io(&abs, e))?
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
-    names.sort();
+    let names = amphi_images::layer::sorted_names(&abs)?;
     if !rel.as_os_str().is_empty() && is_opaque(&abs) {
         append_empty(b, &rel.join(".wh..wh..opq"), &abs)?;
     }

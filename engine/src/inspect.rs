@@ -92,12 +92,7 @@ impl Engine {
             .filter(|(_, d)| *d == digest)
             .map(|(n, _)| familiar(&n))
             .collect();
-        let size: u64 = manifest["layers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|l| l["size"].as_u64())
-            .sum();
+        let size = amphi_images::media::layers_size(&manifest);
         let c = &config["config"];
         Ok(json!({
             "Id": config_digest,

@@ -104,6 +104,17 @@ impl LayerBuilder {
     }
 }
 
+/// The names in directory `dir`, sorted (a deterministic walk).
+pub fn sorted_names(dir: &std::path::Path) -> Result<Vec<std::ffi::OsString>> {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 /// Writes the tree at `dir` as a flat, deterministic tar (`export`):
 /// entries sorted by name, mtime 0, owners and modes kept, hardlinked
 /// files written as separate files.
@@ -112,14 +123,7 @@ pub fn tar_tree(dir: &std::path::Path, out: impl std::io::Write) -> Result<()> {
     let mut paths = Vec::new();
     let mut stack = vec![std::path::PathBuf::new()];
     while let Some(rel) = stack.pop() {
-        let abs = dir.join(&rel);
-        let mut names: Vec<_> = std::fs::read_dir(&abs)
-            .map_err(|e| Error::io(&abs, e))?
-            .flatten()
-            .map(|e| e.file_name())
-            .collect();
-        names.sort();
-        for n in names {
+        for n in sorted_names(&dir.join(&rel))? {
             let r = rel.join(&n);
             let m =
                 std::fs::symlink_metadata(dir.join(&r)).map_err(|e| Error::io(dir.join(&r), e))?;

@@ -35,3 +35,13 @@ pub fn module_file_name(layer: &serde_json::Value) -> String {
         _ => "app.wasm".to_string(),
     }
 }
+
+/// The bytes of a manifest's layers (what `image ls` and `inspect` show).
+pub fn layers_size(manifest: &serde_json::Value) -> u64 {
+    manifest["layers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l["size"].as_u64())
+        .sum()
+}
