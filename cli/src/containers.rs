@@ -83,8 +83,8 @@ pub fn run(engine: &Engine, command: Command) -> Result<u8> {
                 Ok(())
             })
         }
-        Command::Rm { force, ids, .. } => each(&ids, |q| {
-            engine.remove(q, force)?;
+        Command::Rm { force, volumes, ids } => each(&ids, |q| {
+            engine.remove(q, force, volumes)?;
             println!("{q}");
             Ok(())
         }),
@@ -151,6 +151,8 @@ pub fn run(engine: &Engine, command: Command) -> Result<u8> {
         | Command::Create(_)
         | Command::Image { .. }
         | Command::System { .. }
+        | Command::Network { .. }
+        | Command::Volume { .. }
         | Command::ContainerWatch { .. } => unreachable!("dispatched in main"),
     }
 }
@@ -220,7 +222,10 @@ fn status_text(r: &Record) -> String {
 }
 
 /// A container as `ps --format` sees it.
-fn ps_row(r: &Record, no_trunc: bool) -> Value {
+fn ps_row(root: &Path, r: &Record, no_trunc: bool) -> Value {
+    let ports = amphi_engine::network::attachment(root, &r.id)
+        .map(|a| a.ports.iter().map(|p| p.display()).collect::<Vec<_>>().join(", "))
+        .unwrap_or_default();
     let id = if no_trunc { &r.id[..] } else { &r.id[..12] };
     let mut cmd = r.args.join(" ");
     if !no_trunc && cmd.chars().count() > 20 {
@@ -233,15 +238,19 @@ fn ps_row(r: &Record, no_trunc: bool) -> Value {
         "Command": format!("\"{cmd}\""),
         "CreatedAt": rfc3339(Some(r.created)),
         "RunningFor": ago(Some(r.created)),
-        "Ports": "",
+        "Ports": ports,
         "State": r.state.status.to_string(),
         "Status": status_text(r),
         "Size": "",
         "Names": r.name,
         "Labels": labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
         "LabelMap": labels.into_iter().map(|(k, v)| (k, json!(v))).collect::<serde_json::Map<String, Value>>(),
-        "Mounts": r.options.volumes.join(","),
-        "Networks": r.options.network.clone().unwrap_or_else(|| "host".into()),
+        "Mounts": r.mounts.iter().map(|m| match &m.source {
+            amphi_engine::mounts::Source::Volume { name, .. } => name.clone(),
+            amphi_engine::mounts::Source::Bind { path } => path.clone(),
+            amphi_engine::mounts::Source::Tmpfs { .. } => m.destination.clone(),
+        }).collect::<Vec<_>>().join(","),
+        "Networks": match r.network_mode() { "" => "default", m => m },
     })
 }
 
@@ -318,7 +327,7 @@ fn ps(engine: &Engine, a: &PsArgs) -> Result<u8> {
         lines.push(header);
     }
     for r in &recs {
-        lines.push(crate::format::render(body, &ps_row(r, a.no_trunc))?);
+        lines.push(crate::format::render(body, &ps_row(engine.root(), r, a.no_trunc))?);
     }
     if table {
         print!("{}", align(&lines));

@@ -4,6 +4,7 @@
 mod containers;
 mod format;
 mod image;
+mod network;
 mod registry;
 mod run;
 mod system;
@@ -98,7 +99,7 @@ enum Command {
         /// Kill a running container first.
         #[arg(short, long)]
         force: bool,
-        /// Volumes too (amphi makes no anonymous volumes yet: accepted).
+        /// Its anonymous volumes too.
         #[arg(short, long)]
         volumes: bool,
         /// Containers.
@@ -234,6 +235,16 @@ enum Command {
         #[command(subcommand)]
         command: image::ImageCommand,
     },
+    /// Manage networks.
+    Network {
+        #[command(subcommand)]
+        command: network::NetworkCommand,
+    },
+    /// Manage volumes.
+    Volume {
+        #[command(subcommand)]
+        command: network::VolumeCommand,
+    },
     /// Disk usage and clean-up.
     System {
         #[command(subcommand)]
@@ -339,6 +350,8 @@ fn dispatch(cli: Cli) -> Result<u8> {
         }
         Command::Image { command } => image::run(&engine, command),
         Command::System { command } => system::run(&engine, command),
+        Command::Network { command } => network::network(&engine, command),
+        Command::Volume { command } => network::volume(&engine, command),
         other => containers::run(&engine, other),
     }
 }

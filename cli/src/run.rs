@@ -16,7 +16,7 @@ pub fn run(engine: &Engine, opts: RunOptions) -> Result<u8> {
     let rec = engine.create(&opts)?;
     if opts.detach {
         if let Err(e) = engine.spawn_watcher(&rec.id, None) {
-            let _ = engine.remove(&rec.id, true);
+            let _ = engine.remove(&rec.id, true, true);
             return Err(e.into());
         }
         println!("{}", rec.id);
@@ -25,7 +25,7 @@ pub fn run(engine: &Engine, opts: RunOptions) -> Result<u8> {
     let result = attached(engine, &rec.id, opts.interactive);
     // amphi failed (not the container): nothing half-made stays.
     if result.is_err() {
-        let _ = engine.remove(&rec.id, true);
+        let _ = engine.remove(&rec.id, true, true);
     }
     result
 }

@@ -45,7 +45,7 @@ fn landing(src: &Path, dst: &Path, dst_text: &str, src_contents: bool) -> Result
 /// Copies `src` (file, symlink or tree) to `dst`, keeping modes and
 /// owners. Nothing is written through a symlink met at the destination
 /// (it is replaced): a container's links cannot point a copy elsewhere.
-fn copy_tree(src: &Path, dst: &Path) -> Result<u64> {
+pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<u64> {
     let m = std::fs::symlink_metadata(src).map_err(|e| Error::io(src, e))?;
     let ft = m.file_type();
     let mut n = 0;

@@ -7,15 +7,15 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use amphi_runtime::bundle::Bundle;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::bail;
 use crate::bundle::{self, write};
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
 use crate::options::RunOptions;
 use crate::record::{self, Record, RunState};
 use crate::restart::Policy;
-use crate::{flags, names, units, Engine};
+use crate::{flags, mounts, names, network, units, Engine};
 
 /// Docker's default grace period of `stop`.
 const DEFAULT_STOP_TIMEOUT: u64 = 10;
@@ -109,11 +109,21 @@ impl Engine {
         };
         let loaded = Bundle::load(dir)?;
         let final_bundle = flags::apply(loaded, opts, args.as_deref())?;
-        let spec = &final_bundle.spec;
-        write(
-            &dir.join("config.json"),
-            serde_json::to_vec_pretty(spec).expect("json"),
-        )?;
+        let mut opts = opts.clone();
+        self.network_options(&mut opts, &image_config)?;
+        let mut made_volumes = Vec::new();
+        let placed = self.place(id, &opts, &image_config, &final_bundle, &mut made_volumes);
+        let (spec, mounts) = match placed {
+            Ok(p) => p,
+            Err(e) => {
+                for v in made_volumes {
+                    let _ = self.remove_volume(&v);
+                }
+                return Err(e);
+            }
+        };
+        let spec = &spec;
+        let opts = &opts;
         let stop_signal = opts
             .stop_signal
             .clone()
@@ -149,6 +159,7 @@ impl Engine {
                 .map(|t| t.max(0) as u64)
                 .unwrap_or(DEFAULT_STOP_TIMEOUT),
             options: opts.clone(),
+            mounts,
             state: RunState::default(),
         };
         record::save(root, &rec)?;
@@ -157,6 +168,115 @@ impl Engine {
             write(f, &rec.id)?;
         }
         Ok(rec)
+    }
+}
+
+impl Engine {
+    /// Settles the network options: the default network for an image
+    /// container, the network checked to exist, `-P` as the image's
+    /// exposed ports, and what the mode forbids refused.
+    fn network_options(&self, opts: &mut RunOptions, image_config: &Value) -> Result<()> {
+        if opts.network.is_none() && opts.bundle.is_none() {
+            opts.network = Some(network::DEFAULT.into());
+        }
+        let mode = opts.network.clone().unwrap_or_default();
+        if opts.publish_all {
+            for (k, _) in image_config["config"]["ExposedPorts"].as_object().into_iter().flatten() {
+                opts.publish.push(k.clone());
+            }
+        }
+        for p in &opts.publish {
+            network::ports::parse(p)?;
+        }
+        match mode.as_str() {
+            "host" | "none" | "" => {
+                if !opts.network_aliases.is_empty() {
+                    bail!("network-scoped aliases are only supported for user-defined networks");
+                }
+                if !opts.publish.is_empty() {
+                    if mode == "host" {
+                        tracing::warn!("published ports are discarded when using host network mode");
+                        opts.publish.clear();
+                    } else if opts.publish_all && mode == "none" {
+                        opts.publish.clear();
+                    } else {
+                        bail!("conflicting options: port publishing and --network {}", if mode.is_empty() { "of the bundle's spec" } else { &mode });
+                    }
+                }
+            }
+            network::DEFAULT => {
+                if !opts.network_aliases.is_empty() {
+                    bail!("network-scoped aliases are only supported for user-defined networks");
+                }
+            }
+            name => {
+                // Named as `network ls` shows it (an id works too).
+                opts.network = Some(self.network(name)?.name);
+            }
+        }
+        for h in &opts.add_hosts {
+            network::hosts::parse_add_host(h)?;
+        }
+        Ok(())
+    }
+
+    /// The final spec: the network namespace for the mode, the mounts
+    /// (volumes made and filled on first use, recorded in `made`), and the
+    /// container's /etc files.
+    fn place(
+        &self,
+        id: &str,
+        opts: &RunOptions,
+        image_config: &Value,
+        bundle: &Bundle,
+        made: &mut Vec<String>,
+    ) -> Result<(amphi_runtime::oci_spec::runtime::Spec, Vec<mounts::MountPoint>)> {
+        let root = self.root();
+        let dir = record::dir(root, id);
+        let mut v = serde_json::to_value(&bundle.spec).expect("a spec serialises");
+        let mode = opts.network.as_deref().unwrap_or("");
+        if !mode.is_empty() {
+            let mut ns: Vec<Value> =
+                serde_json::from_value(v["linux"]["namespaces"].take()).unwrap_or_default();
+            ns.retain(|n| n["type"] != "network");
+            match mode {
+                "host" => {}
+                "none" => ns.push(json!({"type": "network"})),
+                _ => ns.push(json!({"type": "network", "path": self.netns_path(id)})),
+            }
+            v["linux"]["namespaces"] = json!(ns);
+        }
+        let points = mounts::resolve(opts, image_config)?;
+        for m in &points {
+            if let mounts::Source::Volume { name, anonymous, nocopy } = &m.source {
+                let existed = self.volume(name).is_ok();
+                self.create_volume(name, &[], *anonymous)?;
+                if !existed {
+                    made.push(name.clone());
+                }
+                if !nocopy {
+                    self.init_volume(name, &bundle.rootfs, &m.destination)?;
+                }
+            }
+            let spec_mount = mounts::spec_mount(root, m);
+            match v["mounts"].as_array_mut() {
+                Some(list) => list.push(spec_mount),
+                None => v["mounts"] = json!([spec_mount]),
+            }
+        }
+        if opts.bundle.is_none() {
+            let hostname = v["hostname"].as_str().unwrap_or(&id[..12]).to_string();
+            write(&dir.join("hostname"), format!("{hostname}\n"))?;
+            let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            write(
+                &dir.join("resolv.conf"),
+                network::hosts::resolv_conf(&host, mode == "host", opts)?,
+            )?;
+            network::hosts::write_hosts(&dir.join("hosts"), None, None, &hostname, &[], opts, &[])?;
+        }
+        let spec = serde_json::from_value(v).context("applying mounts to the spec")?;
+        write(&dir.join("config.json"), serde_json::to_vec_pretty(&spec).expect("json"))?;
+        Ok((spec, points))
     }
 }
 

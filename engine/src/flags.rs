@@ -1,6 +1,6 @@
 //! `amphi run`'s options applied over a container's OCI spec: process,
-//! security (capabilities, seccomp, devices, privileged), resources,
-//! network namespace and bind mounts.
+//! security (capabilities, seccomp, devices, privileged) and resources.
+//! (The network namespace and mounts are `create`'s: they need the store.)
 
 use amphi_runtime::bundle::Bundle;
 use amphi_runtime::oci_spec::runtime::Spec;
@@ -132,41 +132,6 @@ pub fn apply(bundle: Bundle, a: &RunOptions, args: Option<&[String]>) -> Result<
             bail!("bad --pids-limit {p}: must be positive");
         }
         res["pids"] = json!({ "limit": p });
-    }
-    if let Some(net) = &a.network {
-        let mut ns: Vec<Value> =
-            serde_json::from_value(v["linux"]["namespaces"].take()).unwrap_or_default();
-        ns.retain(|n| n["type"] != "network");
-        match net.as_str() {
-            "host" => {}
-            "none" => ns.push(json!({"type": "network"})),
-            other => bail!("bad --network {other:?}: use host or none"),
-        }
-        v["linux"]["namespaces"] = json!(ns);
-    }
-    for vol in &a.volumes {
-        let parts: Vec<&str> = vol.split(':').collect();
-        let (src, dst, ro) = match parts.as_slice() {
-            [s, d] => (*s, *d, false),
-            [s, d, "ro"] => (*s, *d, true),
-            [s, d, "rw"] => (*s, *d, false),
-            _ => bail!("bad -v {vol:?}: use SRC:DST[:ro]"),
-        };
-        let src =
-            std::fs::canonicalize(src).with_context(|| format!("bad -v {vol:?}: source {src}"))?;
-        if !dst.starts_with('/') {
-            bail!("bad -v {vol:?}: destination must be absolute");
-        }
-        let mut opts = vec!["rbind", "nosuid", "nodev"];
-        if ro {
-            opts.push("ro");
-        }
-        let mounts = v["mounts"].as_array_mut();
-        let m = json!({"destination": dst, "type": "bind", "source": src, "options": opts});
-        match mounts {
-            Some(list) => list.push(m),
-            None => v["mounts"] = json!([m]),
-        }
     }
     let spec: Spec = serde_json::from_value(v).context("applying flags to the spec")?;
     Ok(Bundle::from_spec(bundle.dir, spec)?)

@@ -202,6 +202,7 @@ fn container_json(root: &Path, rec: &Record, dir: &Path, spec: &Value, image: &V
                     .as_str()
                     .unwrap_or("")
                     .starts_with(&*dir.to_string_lossy())
+                && !rec.mounts.iter().any(|r| m["destination"] == r.destination.as_str())
         })
         .map(|m| {
             let opts = strings(&m["options"]);
@@ -216,6 +217,12 @@ fn container_json(root: &Path, rec: &Record, dir: &Path, spec: &Value, image: &V
             })
         })
         .collect();
+    let mounts: Vec<Value> = rec
+        .mounts
+        .iter()
+        .map(|m| crate::mounts::inspect(root, m))
+        .chain(mounts)
+        .collect();
     let binds: Vec<String> = o.volumes.clone();
     let memory = o
         .memory
@@ -227,7 +234,10 @@ fn container_json(root: &Path, rec: &Record, dir: &Path, spec: &Value, image: &V
         .as_deref()
         .and_then(|c| c.parse::<f64>().ok())
         .map_or(0, |c| (c * 1e9) as i64);
-    let network = o.network.clone().unwrap_or_else(|| "host".into());
+    let network = match rec.network_mode() {
+        "" => "default".to_string(),
+        m => m.to_string(),
+    };
     let user = spec["process"]["user"].clone();
     json!({
         "Id": rec.id,
@@ -262,6 +272,13 @@ fn container_json(root: &Path, rec: &Record, dir: &Path, spec: &Value, image: &V
         "HostConfig": {
             "Binds": binds,
             "NetworkMode": network,
+            "PortBindings": crate::network::port_bindings(&o.publish),
+            "PublishAllPorts": o.publish_all,
+            "Dns": o.dns,
+            "DnsSearch": o.dns_search,
+            "DnsOptions": o.dns_options,
+            "ExtraHosts": o.add_hosts,
+            "Tmpfs": o.tmpfs,
             "RestartPolicy": {"Name": policy_name, "MaximumRetryCount": max},
             "AutoRemove": o.rm,
             "CapAdd": o.cap_add,
@@ -306,7 +323,7 @@ fn container_json(root: &Path, rec: &Record, dir: &Path, spec: &Value, image: &V
             "StopSignal": rec.stop_signal,
             "StopTimeout": rec.stop_timeout,
         },
-        "NetworkSettings": {"Networks": {network.clone(): {}}},
+        "NetworkSettings": crate::network::settings(root, rec),
         "Amphi": {"Payload": rec.payload, "ProcessUser": user, "Watcher": st.watcher.map(|w| w.pid)},
     })
 }

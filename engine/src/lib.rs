@@ -16,6 +16,8 @@
 //! [`commit`], [`prune`], and the spec building in `bundle`, `spec`,
 //! [`flags`], [`security`], [`seccomp_profile`] and [`process_opts`].
 
+#![recursion_limit = "256"]
+
 pub mod bundle;
 pub mod commit;
 pub mod console;
@@ -25,6 +27,8 @@ mod error;
 pub mod flags;
 pub mod inspect;
 mod logs;
+pub mod mounts;
+pub mod network;
 pub mod names;
 pub mod options;
 pub mod process_opts;
@@ -39,6 +43,7 @@ pub mod spec;
 mod stop;
 mod task;
 pub mod units;
+pub mod volume;
 pub mod watch;
 
 use std::path::{Path, PathBuf};

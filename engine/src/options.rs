@@ -33,18 +33,47 @@ pub struct RunOptions {
     /// Set a label (K=V, or K for an empty value).
     #[cfg_attr(feature = "clap", arg(short = 'l', long = "label"))]
     pub labels: Vec<String>,
-    /// Bind mount `SRC:DST[:ro]`.
+    /// A volume or bind mount: NAME:DST[:ro], /HOST/PATH:DST[:ro], or DST
+    /// (an anonymous volume).
     #[cfg_attr(feature = "clap", arg(short = 'v', long = "volume"))]
     pub volumes: Vec<String>,
+    /// A mount: type=bind|volume|tmpfs,source=S,target=T[,readonly][,...].
+    #[cfg_attr(feature = "clap", arg(long = "mount"))]
+    pub mounts: Vec<String>,
+    /// A tmpfs mount: PATH[:OPTIONS] (e.g. /run:size=64m).
+    #[cfg_attr(feature = "clap", arg(long = "tmpfs"))]
+    pub tmpfs: Vec<String>,
     /// Working directory inside the container.
     #[cfg_attr(feature = "clap", arg(short = 'w', long))]
     pub workdir: Option<String>,
     /// Hostname of the container.
     #[cfg_attr(feature = "clap", arg(long))]
     pub hostname: Option<String>,
-    /// host (share the host's network) or none (isolated).
-    #[cfg_attr(feature = "clap", arg(long))]
+    /// bridge (the default network), a network's name, host (the host's
+    /// network) or none (only loopback).
+    #[cfg_attr(feature = "clap", arg(long, alias = "net"))]
     pub network: Option<String>,
+    /// Another name other containers of the network know this one by.
+    #[cfg_attr(feature = "clap", arg(long = "network-alias"))]
+    pub network_aliases: Vec<String>,
+    /// Publish a port: [IP:][HOST[-HOST]:]CTR[-CTR][/tcp|udp].
+    #[cfg_attr(feature = "clap", arg(short = 'p', long = "publish"))]
+    pub publish: Vec<String>,
+    /// Publish every port the image exposes on an ephemeral host port.
+    #[cfg_attr(feature = "clap", arg(short = 'P', long = "publish-all"))]
+    pub publish_all: bool,
+    /// A DNS server for the container's resolv.conf.
+    #[cfg_attr(feature = "clap", arg(long = "dns"))]
+    pub dns: Vec<String>,
+    /// A DNS search domain.
+    #[cfg_attr(feature = "clap", arg(long = "dns-search"))]
+    pub dns_search: Vec<String>,
+    /// A resolv.conf option (e.g. ndots:2).
+    #[cfg_attr(feature = "clap", arg(long = "dns-option"))]
+    pub dns_options: Vec<String>,
+    /// An /etc/hosts entry: HOST:IP (IP may be host-gateway).
+    #[cfg_attr(feature = "clap", arg(long = "add-host"))]
+    pub add_hosts: Vec<String>,
     /// Memory limit, e.g. 64m.
     #[cfg_attr(feature = "clap", arg(long))]
     pub memory: Option<String>,

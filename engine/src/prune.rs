@@ -142,7 +142,7 @@ impl Engine {
         let mut out = Pruned::default();
         for r in self.containers()? {
             if matches!(r.state.status, Status::Exited | Status::Created) {
-                self.remove(&r.id, false)?;
+                self.remove(&r.id, false, false)?;
                 out.containers.push(r.id);
             }
         }

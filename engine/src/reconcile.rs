@@ -62,6 +62,7 @@ impl Engine {
         };
         if rec.options.rm && rec.state.status == Status::Exited {
             self.remove_files(&rec.id)?;
+            self.remove_anonymous_volumes(&rec);
             return Ok(None);
         }
         Ok(Some(rec))

@@ -134,6 +134,9 @@ pub struct Record {
     pub stop_timeout: u64,
     /// What the user asked for.
     pub options: RunOptions,
+    /// Its mounts (volumes, binds, tmpfs), resolved at create.
+    #[serde(default)]
+    pub mounts: Vec<crate::mounts::MountPoint>,
     /// Where it stands.
     pub state: RunState,
 }
@@ -142,6 +145,38 @@ impl Record {
     /// Whether it runs or is about to run again.
     pub fn is_active(&self) -> bool {
         matches!(self.state.status, Status::Running | Status::Restarting)
+    }
+
+    /// Its network mode: `bridge`, a network's name, `host`, `none`, or
+    /// empty for a bundle's own spec (records before networks: `host`).
+    pub fn network_mode(&self) -> &str {
+        match self.options.network.as_deref() {
+            Some(n) => n,
+            None if self.options.bundle.is_some() => "",
+            None => "host",
+        }
+    }
+
+    /// The volumes its mounts use.
+    pub fn volume_names(&self) -> Vec<String> {
+        self.mounts
+            .iter()
+            .filter_map(|m| match &m.source {
+                crate::mounts::Source::Volume { name, .. } => Some(name.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The anonymous volumes made for it.
+    pub fn anonymous_volumes(&self) -> Vec<String> {
+        self.mounts
+            .iter()
+            .filter_map(|m| match &m.source {
+                crate::mounts::Source::Volume { name, anonymous: true, .. } => Some(name.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Labels as (key, value).

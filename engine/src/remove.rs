@@ -8,9 +8,10 @@ use crate::record;
 use crate::{bundle, Engine};
 
 impl Engine {
-    /// Removes `query`; a running one only with `force` (SIGKILL first).
-    /// Returns the removed container's id.
-    pub fn remove(&self, query: &str, force: bool) -> Result<String> {
+    /// Removes `query`; a running one only with `force` (SIGKILL first);
+    /// its anonymous volumes too with `volumes` (`rm -v`). Returns the
+    /// removed container's id.
+    pub fn remove(&self, query: &str, force: bool, volumes: bool) -> Result<String> {
         let rec = self.container(query)?;
         if rec.is_active() {
             if !force {
@@ -23,6 +24,9 @@ impl Engine {
             self.wait_not_running(&rec.id, None)?;
         }
         self.remove_files(&rec.id)?;
+        if volumes {
+            self.remove_anonymous_volumes(&rec);
+        }
         Ok(rec.id)
     }
 
@@ -42,10 +46,22 @@ impl Engine {
 }
 
 impl Engine {
+    /// Removes the anonymous volumes of a removed container (one another
+    /// container uses, by `--mount` of its name, stays).
+    pub(crate) fn remove_anonymous_volumes(&self, rec: &crate::Record) {
+        for v in rec.anonymous_volumes() {
+            if let Err(e) = self.remove_volume(&v) {
+                tracing::warn!("removing volume {v}: {e}");
+            }
+        }
+    }
+
     /// Removes what the runtime holds of `id`: its state and cgroup (and
     /// any process left in it). Without state (lost with `/run` in a
     /// reboot, or never made), the cgroup of its default path.
     pub(crate) fn clear_runtime(&self, id: &str) -> Result<()> {
+        // Its network first: DEL finds the interface in the pinned netns.
+        self.disconnect(id)?;
         match self.runtime().load(id) {
             Ok(c) => c.delete(true)?,
             Err(_) => {

@@ -78,7 +78,8 @@ impl Engine {
             self.clear_runtime(id)?;
             bundle::ensure_mounted(root, id, rec.image_digest.as_deref(), &rec.image)?;
             let b = Bundle::load(&bundle::dir(root, id))?;
-            let mut container = self.runtime().create_from(
+            self.connect(&rec)?;
+            let created = self.runtime().create_from(
                 id,
                 b,
                 CreateOptions {
@@ -87,7 +88,14 @@ impl Engine {
                     parent_death_signal: Some(Signal::SIGKILL),
                     reaper: rec.options.init,
                 },
-            )?;
+            );
+            let mut container = match created {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = self.disconnect(id);
+                    return Err(e.into());
+                }
+            };
             let console = container.take_console();
             tracing::debug!(id, "runtime container created");
             Ok(Task {
@@ -143,6 +151,9 @@ impl Engine {
         if let Err(e) = task.container.delete(true) {
             tracing::warn!("removing the runtime container of {id}: {e}");
         }
+        if let Err(e) = self.disconnect(&id) {
+            tracing::warn!("detaching {id} from its network: {e}");
+        }
         let me = ProcessId::current();
         let rec = {
             let _lock = record::lock(root, &id)?;
@@ -175,6 +186,7 @@ impl Engine {
             // An attach reads the exit first.
             let held = self.wait_for_attaches(&id);
             self.remove_files(&id)?;
+            self.remove_anonymous_volumes(&rec);
             drop(held);
             tracing::debug!(id, "removed");
             return Ok(Finished::Removed(status));
@@ -188,6 +200,7 @@ impl Engine {
     pub fn abandon_task(&self, task: Task, error: &str) -> Result<()> {
         let id = task.id.clone();
         let _ = task.container.delete(true);
+        let _ = self.disconnect(&id);
         record::update(self.root(), &id, |r| r.state.failed(error.to_string()))?;
         Ok(())
     }

@@ -19,6 +19,7 @@ pub mod features;
 pub mod init;
 pub mod init_layer;
 pub mod mount;
+pub mod netdev;
 pub mod paths;
 mod seccomp;
 mod spawn;

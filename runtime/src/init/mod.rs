@@ -243,6 +243,13 @@ fn setup(cfg: &InitConfig, sync: &File) -> Result<Ready> {
         }
     }
     let has = |t: LinuxNamespaceType| namespaces.iter().any(|n| n.typ() == t);
+    // A network namespace of its own starts with lo down: bring it up.
+    if namespaces
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::Network && n.path().is_none())
+    {
+        crate::netdev::loopback_up().map_err(|e| Error::io("bringing lo up", e))?;
+    }
     process::apply_sysctls(&cfg.spec)?;
     process::set_oom_score_adj(&cfg.spec)?;
     // A Wasm module is found in the cache (compiled, on a miss) first,

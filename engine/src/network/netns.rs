@@ -1,0 +1,63 @@
+//! A container's network namespace, pinned by a bind mount at a path of
+//! the state root so that it outlives the container's processes: the CNI
+//! plugins add its interface before the container starts, and remove it
+//! (with the NAT rules the bridge plugin keys on that interface's address)
+//! after the container has exited. Made as containerd's CRI makes a pod's.
+
+use std::path::Path;
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+
+use crate::error::{Error, Result};
+
+/// Makes a new network namespace, `lo` up, pinned at `path`.
+pub fn pin(path: &Path) -> Result<()> {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+    }
+    std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+    let target = path.to_path_buf();
+    // Namespaces are per thread: a thread of its own enters the new one
+    // and ends, leaving the mount to hold it.
+    let made = std::thread::spawn(move || -> Result<()> {
+        unshare(CloneFlags::CLONE_NEWNET)
+            .map_err(|e| Error::io("unshare(CLONE_NEWNET)", e.into()))?;
+        amphi_runtime::netdev::loopback_up().map_err(|e| Error::io("bringing lo up", e))?;
+        mount(
+            Some("/proc/thread-self/ns/net"),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| Error::io(&target, e.into()))
+    })
+    .join()
+    .unwrap_or_else(|_| Err(Error::Invalid("the netns thread panicked".into())));
+    if made.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    made
+}
+
+/// Whether `path` holds a pinned namespace.
+pub fn is_pinned(path: &Path) -> bool {
+    crate::bundle::is_mounted(path)
+}
+
+/// Unpins (the namespace goes with its last user) and removes the file;
+/// nothing there is no error.
+pub fn unpin(path: &Path) -> Result<()> {
+    while is_pinned(path) {
+        match umount2(path, MntFlags::MNT_DETACH) {
+            Ok(()) => {}
+            Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => break,
+            Err(e) => return Err(Error::io(path, e.into())),
+        }
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(path, e)),
+        _ => Ok(()),
+    }
+}
