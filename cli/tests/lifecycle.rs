@@ -97,6 +97,8 @@ impl Box_ {
         for id in ids {
             assert_no_leaks(id, &self.dirs.state, &self.dirs.store);
         }
+        let net = amphi_testkit::net::network_leaks(&self.dirs.store, &self.dirs.state, ids);
+        assert!(net.is_empty(), "network leaks:\n{}", net.join("\n"));
         let left = common::container_dirs(&self.dirs);
         assert!(left.is_empty(), "container dirs left: {left:?}");
     }
@@ -281,8 +283,15 @@ fn restart_policies_and_the_boot_command_after_a_reboot() {
     });
 
     // A reboot: every watcher and container process dies, mounts and the
-    // runtime state under /run go.
+    // runtime state under /run go, and with them the netns, the bridge
+    // and the iptables rules (the IPAM leases on disk stay).
     let ids = b.ids();
+    let mut needles = ids.clone();
+    needles.extend(
+        ids.iter()
+            .map(|id| b.get(id, "{{.NetworkSettings.IPAddress}}"))
+            .filter(|ip| !ip.is_empty()),
+    );
     for w in b.watchers() {
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(w),
@@ -296,6 +305,9 @@ fn restart_policies_and_the_boot_command_after_a_reboot() {
         ids.iter().all(|id| no_process_left(id))
     });
     unmount_under(&b.dirs.store);
+    unmount_under(&b.dirs.state);
+    amphi_testkit::net::drop_rules_naming(&needles);
+    amphi_testkit::net::drop_bridges(&b.dirs.store);
     for e in std::fs::read_dir(&b.dirs.state).unwrap().flatten() {
         std::fs::remove_dir_all(e.path()).unwrap();
     }

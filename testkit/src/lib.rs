@@ -18,6 +18,9 @@ pub fn unique_id(prefix: &str) -> String {
     )
 }
 
+/// Network state of tests: bridges, rules, pins, leases.
+pub mod net;
+
 /// A test's own directories: a bundle dir, a state root and a store root,
 /// all under one temp dir removed at drop.
 pub struct TestDirs {
@@ -97,6 +100,9 @@ impl Drop for TestDirs {
                 unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
             }
         }
+        // The store's bridges (its default one included, which amphi
+        // keeps as Docker keeps docker0) go with it.
+        net::drop_bridges(&self.store);
     }
 }
 
