@@ -325,6 +325,12 @@ fn volumes_outlive_containers_and_start_with_the_image_files() {
     n.ok(&["volume", "rm", "data"]);
     n.ok(&["volume", "prune", "-a", "-f"]);
     assert_eq!(n.ok(&["volume", "ls", "-q"]), "");
+    // For a Wasm container a volume is a preopen at its container path too.
+    let tar = n.dirs.tmp.path().join("wasm.tar");
+    amphi_examples::write_image(&tar, amphi_examples::Kind::Wasm, "w:1").unwrap();
+    n.ok(&["image", "load", "-i", tar.to_str().unwrap()]);
+    let pre = sh(&["-v", "data:/data:ro", "--entrypoint", "/preopens.wasm", "w:1"]);
+    assert_eq!(pre, "/\n/data\n");
     for bad in [&["-v", "rel/x:/x"][..], &["-v", "v1:relative"], &["--mount", "type=nfs,target=/x"]] {
         let mut args = vec!["run", "--rm"];
         args.extend_from_slice(bad);

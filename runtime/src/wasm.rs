@@ -317,10 +317,10 @@ impl crate::init::WasmModule for Prepared {
         }
     }
 
-    fn settle(&mut self, args: &[String], env: &[(String, String)]) -> Result<()> {
+    fn settle(&mut self, args: &[String], env: &[(String, String)], preopens: &[(String, bool)]) -> Result<()> {
         self.runtime = Some(tokio_runtime().map_err(|e| Error::io("tokio runtime", e))?);
-        let wasi = WasiCtxBuilder::new()
-            .inherit_stdio()
+        let mut b = WasiCtxBuilder::new();
+        b.inherit_stdio()
             .args(args)
             .envs(env)
             // Blocking WASI calls run on this thread, not a tokio blocking pool.
@@ -329,8 +329,15 @@ impl crate::init::WasmModule for Prepared {
             .map_err(|e| Error::Wasm {
                 path: "/".into(),
                 msg: format!("preopening the rootfs: {}", one_line(&e)),
-            })?
-            .build_p1();
+            })?;
+        for (dir, ro) in preopens {
+            let perms = if *ro { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
+            b.preopened_dir(dir, dir, perms).map_err(|e| Error::Wasm {
+                path: dir.into(),
+                msg: format!("preopening {dir}: {}", one_line(&e)),
+            })?;
+        }
+        let wasi = b.build_p1();
         self.wasi = Some(wasi);
         Ok(())
     }

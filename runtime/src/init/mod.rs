@@ -55,7 +55,11 @@ pub trait WasmModule {
     /// reports ready, so it is off `start`'s path, and before the seccomp
     /// filter when that goes last: what the runtime itself opens is not the
     /// guest's to be refused.
-    fn settle(&mut self, args: &[String], env: &[(String, String)]) -> Result<()>;
+    /// `preopens`: directories mounted into the container (volumes and
+    /// binds), preopened too at their container paths (`true`:
+    /// read-only), so a guest that looks its directory up by preopen name
+    /// finds it.
+    fn settle(&mut self, args: &[String], env: &[(String, String)], preopens: &[(String, bool)]) -> Result<()>;
 
     /// Runs the module's `_start` with the rootfs as `/`; returns the exit
     /// code (`proc_exit` code, 128+signal when stopped, 134 on a trap).
@@ -308,12 +312,34 @@ fn setup(cfg: &InitConfig, sync: &File) -> Result<Ready> {
     process::setup_console(process, sync)?;
     process::new_session(process)?;
     process::apply_rlimits(process)?;
-    drop_privileges(process, cfg.seccomp.as_ref(), &mut payload, true)?;
+    drop_privileges(process, cfg.seccomp.as_ref(), &mut payload, true, &mount_preopens(&cfg.spec))?;
     Ok(Ready {
         fifo,
         payload,
         wasm_memory_budget,
     })
+}
+
+/// The spec's bind and tmpfs mounts of directories outside the kernel's
+/// filesystems (/proc, /sys, /dev), as Wasm preopens (path, read-only).
+/// Looked at after the pivot: a file bind (/etc/hosts) is no preopen.
+fn mount_preopens(spec: &oci_spec::runtime::Spec) -> Vec<(String, bool)> {
+    let system = |d: &str| ["/proc", "/sys", "/dev"].iter().any(|s| d == *s || d.starts_with(&format!("{s}/")));
+    spec.mounts()
+        .iter()
+        .flatten()
+        .filter(|m| {
+            let opts = m.options().clone().unwrap_or_default();
+            m.typ().as_deref() == Some("tmpfs")
+                || m.typ().as_deref() == Some("bind")
+                || opts.iter().any(|o| o == "bind" || o == "rbind")
+        })
+        .filter_map(|m| {
+            let d = m.destination().to_string_lossy().into_owned();
+            let ro = m.options().as_ref().is_some_and(|o| o.iter().any(|o| o == "ro"));
+            (d != "/" && !system(&d) && Path::new(&d).is_dir()).then_some((d, ro))
+        })
+        .collect()
 }
 
 /// Switches user and capabilities, enters the cwd and readies a Wasm
@@ -326,6 +352,7 @@ fn drop_privileges(
     seccomp: Option<&crate::seccomp::Program>,
     payload: &mut Loaded,
     may_defer_load: bool,
+    preopens: &[(String, bool)],
 ) -> Result<()> {
     if let Loaded::Wasm(module) = payload {
         if seccomp.is_some() || !may_defer_load {
@@ -340,7 +367,7 @@ fn drop_privileges(
     process::chdir_cwd(process)?;
     if let Loaded::Wasm(module) = payload {
         let args = process.args().clone().unwrap_or_default();
-        module.settle(&args, &process::spec_env(process))?;
+        module.settle(&args, &process::spec_env(process), preopens)?;
     }
     if let (Some(filter), true) = (seccomp, last) {
         filter.install()?;
