@@ -1,6 +1,7 @@
 //! amphi against Docker and podman, side by side in one run: `run --rm
-//! IMAGE true` with `--network none` and with each tool's default network,
-//! and `image load` of a 1 GiB archive against `docker load` and `podman
+//! IMAGE true` with `--network none`, with each tool's default network and
+//! with `-p H:80`; the time from `run -d -p H:80 ... httpd` to the first
+//! answered request; and `image load` of a 1 GiB archive against `docker load` and `podman
 //! load`. The bench starts its own dockerd (Debian's docker.io, own data
 //! root, exec root and socket) and gives podman its own storage; rounds
 //! are interleaved so drift hits every case alike; medians and ratios.
@@ -223,6 +224,32 @@ const PODMAN_LIMITS: [&str; 4] = [
     "nproc=1000:1000",
 ];
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits for an HTTP answer on 127.0.0.1:`port` (polled every ms).
+fn first_answer(port: u16) {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
+            let mut out = String::new();
+            if s.read_to_string(&mut out).is_ok() && out.starts_with("HTTP/") {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!("no answer on port {port}");
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return; // `cargo test --benches` compiles us; nothing to run then.
@@ -267,12 +294,18 @@ fn main() {
         "amphi run --rm --network none",
         "docker run --rm --network none",
         "podman run --rm --network none",
-        "amphi run --rm (default: host)",
+        "amphi run --rm (default: bridge)",
         "docker run --rm (default: bridge)",
         "podman run --rm (default: bridge)",
+        "amphi run --rm -p H:80",
+        "docker run --rm -p H:80",
+        "podman run --rm -p H:80",
     ];
+    // A host port each tool publishes (free again once its run is done).
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let case = |i: usize| -> Option<Command> {
         let none = i < 3;
+        let publish = i >= 6;
         let mut c = match i % 3 {
             0 => {
                 let mut c = amphi_cmd(&store);
@@ -295,6 +328,9 @@ fn main() {
         };
         if none {
             c.args(["--network", "none"]);
+        }
+        if publish {
+            c.args(["-p", &format!("{}:80", ports[i % 3])]);
         }
         c.args([img, "true"]);
         Some(c)
@@ -347,8 +383,78 @@ fn main() {
         "amphi / podman, --network none: {}  (target <= 0.1)",
         ratio(0, 2)
     );
-    println!("amphi / docker, default network: {}", ratio(3, 4));
-    println!("amphi / podman, default network: {}", ratio(3, 5));
+    println!(
+        "amphi / docker, default network: {}  (target <= 0.1)",
+        ratio(3, 4)
+    );
+    println!(
+        "amphi / podman, default network: {}  (target <= 0.1)",
+        ratio(3, 5)
+    );
+    println!("amphi / docker, -p H:80: {}  (target <= 0.5)", ratio(6, 7));
+    println!("amphi / podman, -p H:80: {}  (target <= 0.5)", ratio(6, 8));
+
+    // The time from `run -d -p H:80 ... httpd` to its first answer.
+    let serve = "mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 80 -h /www";
+    let web_names = ["amphi", "docker", "podman"];
+    let mut web: Vec<Vec<f64>> = vec![Vec::new(); 3];
+    for round in 0..runs.min(10) {
+        for k in 0..3 {
+            let i = (k + round) % 3;
+            let name = format!("bench-web-{round}-{i}");
+            let port = ports[i];
+            let mut tool = match i {
+                0 => amphi_cmd(&store),
+                1 => match &docker {
+                    Some(d) => d.cmd(),
+                    None => continue,
+                },
+                _ if has_podman => podman(&pod),
+                _ => continue,
+            };
+            let mut start_cmd = match i {
+                0 => amphi_cmd(&store),
+                1 => docker.as_ref().unwrap().cmd(),
+                _ => podman(&pod),
+            };
+            start_cmd.args(["run", "-d", "--name", &name, "-p", &format!("{port}:80")]);
+            if i == 2 {
+                start_cmd.args(PODMAN_LIMITS);
+            }
+            start_cmd.args([img, "sh", "-c", serve]);
+            std::thread::sleep(Duration::from_millis(150));
+            let start = Instant::now();
+            run(&mut start_cmd);
+            first_answer(port);
+            web[i].push(start.elapsed().as_secs_f64() * 1000.0);
+            run(tool.args(["rm", "-f", &name]));
+        }
+    }
+    println!("\nrun -d -p H:80 httpd to its first answered request: ms\n");
+    for (n, v) in web_names.iter().zip(&web) {
+        if !v.is_empty() {
+            println!(
+                "{n:<36} {:>8.1} {:>8.1} {:>8.1}",
+                stat(v, 0.5),
+                stat(v, 0.1),
+                stat(v, 0.9)
+            );
+        }
+    }
+    let wratio = |a: usize, b: usize| -> String {
+        if web[a].is_empty() || web[b].is_empty() {
+            return "n/a".into();
+        }
+        format!("{:.3}", stat(&web[a], 0.5) / stat(&web[b], 0.5))
+    };
+    println!(
+        "amphi / docker, first answer: {}  (target <= 0.5)",
+        wratio(0, 1)
+    );
+    println!(
+        "amphi / podman, first answer: {}  (target <= 0.5)",
+        wratio(0, 2)
+    );
 
     if loads == 0 {
         return;

@@ -83,7 +83,11 @@ pub fn run(engine: &Engine, command: Command) -> Result<u8> {
                 Ok(())
             })
         }
-        Command::Rm { force, volumes, ids } => each(&ids, |q| {
+        Command::Rm {
+            force,
+            volumes,
+            ids,
+        } => each(&ids, |q| {
             engine.remove(q, force, volumes)?;
             println!("{q}");
             Ok(())
@@ -224,7 +228,13 @@ fn status_text(r: &Record) -> String {
 /// A container as `ps --format` sees it.
 fn ps_row(root: &Path, r: &Record, no_trunc: bool) -> Value {
     let ports = amphi_engine::network::attachment(root, &r.id)
-        .map(|a| a.ports.iter().map(|p| p.display()).collect::<Vec<_>>().join(", "))
+        .map(|a| {
+            a.ports
+                .iter()
+                .map(|p| p.display())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
         .unwrap_or_default();
     let id = if no_trunc { &r.id[..] } else { &r.id[..12] };
     let mut cmd = r.args.join(" ");
@@ -327,7 +337,10 @@ fn ps(engine: &Engine, a: &PsArgs) -> Result<u8> {
         lines.push(header);
     }
     for r in &recs {
-        lines.push(crate::format::render(body, &ps_row(engine.root(), r, a.no_trunc))?);
+        lines.push(crate::format::render(
+            body,
+            &ps_row(engine.root(), r, a.no_trunc),
+        )?);
     }
     if table {
         print!("{}", align(&lines));

@@ -119,18 +119,32 @@ fn confirm(force: bool, what: &str) -> Result<bool> {
 }
 
 fn print_json(values: Vec<serde_json::Value>) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(&serde_json::Value::Array(values))?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::Value::Array(values))?
+    );
     Ok(())
 }
 
 /// Runs a network subcommand.
 pub fn network(engine: &Engine, command: NetworkCommand) -> Result<u8> {
     match command {
-        NetworkCommand::Create { subnet, gateway, driver, labels, name } => {
+        NetworkCommand::Create {
+            subnet,
+            gateway,
+            driver,
+            labels,
+            name,
+        } => {
             if driver != "bridge" {
                 anyhow::bail!("bad --driver {driver:?}: amphi's networks are bridges");
             }
-            let n = engine.create_network(&CreateNetwork { name, subnet, gateway, labels })?;
+            let n = engine.create_network(&CreateNetwork {
+                name,
+                subnet,
+                gateway,
+                labels,
+            })?;
             println!("{}", n.id);
             Ok(0)
         }
@@ -143,9 +157,18 @@ pub fn network(engine: &Engine, command: NetworkCommand) -> Result<u8> {
                 }
                 return Ok(0);
             }
-            println!("{:<14}{:<20}{:<10}{:<18}SCOPE", "NETWORK ID", "NAME", "DRIVER", "SUBNET");
+            println!(
+                "{:<14}{:<20}{:<10}{:<18}SCOPE",
+                "NETWORK ID", "NAME", "DRIVER", "SUBNET"
+            );
             for n in &nets {
-                println!("{:<14}{:<20}{:<10}{:<18}local", &n.id[..12], n.name, "bridge", n.subnet.to_string());
+                println!(
+                    "{:<14}{:<20}{:<10}{:<18}local",
+                    &n.id[..12],
+                    n.name,
+                    "bridge",
+                    n.subnet.to_string()
+                );
             }
             println!("{:<14}{:<20}{:<10}{:<18}local", "host", "host", "host", "");
             println!("{:<14}{:<20}{:<10}{:<18}local", "none", "none", "null", "");
@@ -165,7 +188,10 @@ pub fn network(engine: &Engine, command: NetworkCommand) -> Result<u8> {
             Ok(())
         }),
         NetworkCommand::Prune { force } => {
-            if confirm(force, "all custom networks not used by at least one container")? {
+            if confirm(
+                force,
+                "all custom networks not used by at least one container",
+            )? {
                 let gone = engine.prune_networks()?;
                 if !gone.is_empty() {
                     println!("Deleted Networks:");
@@ -219,7 +245,11 @@ pub fn volume(engine: &Engine, command: VolumeCommand) -> Result<u8> {
             Ok(())
         }),
         VolumeCommand::Prune { all, force } => {
-            let what = if all { "all local volumes not used by at least one container" } else { "anonymous local volumes not used by at least one container" };
+            let what = if all {
+                "all local volumes not used by at least one container"
+            } else {
+                "anonymous local volumes not used by at least one container"
+            };
             if confirm(force, what)? {
                 let gone = engine.prune_volumes(all)?;
                 if !gone.is_empty() {

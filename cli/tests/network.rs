@@ -44,7 +44,11 @@ impl Net {
     /// The one line amphi printed to stderr for a command that must fail.
     fn fails(&self, args: &[&str]) -> String {
         let out = self.amphi(args);
-        assert!(!out.status.success(), "amphi {args:?} succeeded: {}", text(&out.stdout));
+        assert!(
+            !out.status.success(),
+            "amphi {args:?} succeeded: {}",
+            text(&out.stdout)
+        );
         let err = text(&out.stderr);
         assert_eq!(err.trim().lines().count(), 1, "not one line: {err}");
         err
@@ -57,7 +61,11 @@ impl Net {
     /// Removes every container and checks nothing of them or of `needles`
     /// (their addresses) is left.
     fn assert_clean(&self, mut needles: Vec<String>) {
-        let ids: Vec<String> = self.ok(&["ps", "-aq", "--no-trunc"]).lines().map(String::from).collect();
+        let ids: Vec<String> = self
+            .ok(&["ps", "-aq", "--no-trunc"])
+            .lines()
+            .map(String::from)
+            .collect();
         for id in &ids {
             self.ok(&["rm", "-f", id]);
         }
@@ -70,7 +78,11 @@ impl Net {
 
 /// A port nothing listens on now (the kernel's pick).
 fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// GET / from `addr`, retried while the server comes up; the body.
@@ -93,7 +105,8 @@ fn http_get(addr: (Ipv4Addr, u16)) -> String {
 fn httpd(n: &Net, name: &str, extra: &[&str]) -> String {
     let mut args = vec!["run", "-d", "--name", name];
     args.extend_from_slice(extra);
-    let script = format!("mkdir -p /www && echo {name} > /www/index.html && exec httpd -f -p 80 -h /www");
+    let script =
+        format!("mkdir -p /www && echo {name} > /www/index.html && exec httpd -f -p 80 -h /www");
     args.extend_from_slice(&["bb:1", "sh", "-c", &script]);
     n.ok(&args).trim().to_string()
 }
@@ -106,8 +119,15 @@ fn published_ports_answer_on_loopback_and_the_bridge_and_are_released() {
     httpd(&n, "web", &["-p", &publish]);
     assert_eq!(http_get((Ipv4Addr::LOCALHOST, port)), "web\n");
     let ip = n.get("web", "{{.NetworkSettings.IPAddress}}");
-    let gateway: Ipv4Addr = n.get("web", "{{.NetworkSettings.Gateway}}").parse().unwrap();
-    assert_eq!(http_get((gateway, port)), "web\n", "through the bridge's address");
+    let gateway: Ipv4Addr = n
+        .get("web", "{{.NetworkSettings.Gateway}}")
+        .parse()
+        .unwrap();
+    assert_eq!(
+        http_get((gateway, port)),
+        "web\n",
+        "through the bridge's address"
+    );
     assert_eq!(
         n.get("web", "{{json .NetworkSettings.Ports}}"),
         format!(r#"{{"80/tcp":[{{"HostIp":"0.0.0.0","HostPort":"{port}"}}]}}"#)
@@ -118,7 +138,12 @@ fn published_ports_answer_on_loopback_and_the_bridge_and_are_released() {
     // nothing of it is left.
     let before = common::container_dirs(&n.dirs).len();
     let err = n.fails(&["run", "--rm", "-p", &publish, "bb:1", "true"]);
-    assert!(err.contains(&format!("port {port}/tcp is already published by container web")), "{err}");
+    assert!(
+        err.contains(&format!(
+            "port {port}/tcp is already published by container web"
+        )),
+        "{err}"
+    );
     assert_eq!(common::container_dirs(&n.dirs).len(), before);
 
     // rm -f releases the address and the port: the next one gets it.
@@ -128,15 +153,32 @@ fn published_ports_answer_on_loopback_and_the_bridge_and_are_released() {
     assert_eq!(http_get((Ipv4Addr::LOCALHOST, port)), "web2\n");
 
     // UDP, on an ephemeral port of -p's own choosing.
-    n.ok(&["run", "-d", "--name", "echo", "-p", "127.0.0.1::7/udp", "bb:1", "/examples/udpecho", "7"]);
-    let ports: serde_json::Value = serde_json::from_str(&n.get("echo", "{{json .NetworkSettings.Ports}}")).unwrap();
-    let host_port: u16 = ports["7/udp"][0]["HostPort"].as_str().unwrap().parse().unwrap();
+    n.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "echo",
+        "-p",
+        "127.0.0.1::7/udp",
+        "bb:1",
+        "/examples/udpecho",
+        "7",
+    ]);
+    let ports: serde_json::Value =
+        serde_json::from_str(&n.get("echo", "{{json .NetworkSettings.Ports}}")).unwrap();
+    let host_port: u16 = ports["7/udp"][0]["HostPort"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(ports["7/udp"][0]["HostIp"], "127.0.0.1");
     let sock = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let mut answer = String::new();
     for _ in 0..100 {
-        sock.send_to(b"ping", (Ipv4Addr::LOCALHOST, host_port)).unwrap();
+        sock.send_to(b"ping", (Ipv4Addr::LOCALHOST, host_port))
+            .unwrap();
         let mut buf = [0u8; 64];
         if let Ok((len, _)) = sock.recv_from(&mut buf) {
             answer = String::from_utf8_lossy(&buf[..len]).into_owned();
@@ -158,13 +200,19 @@ fn user_networks_resolve_names_and_keep_apart() {
     let ip = n.get("srv", "{{.NetworkSettings.IPAddress}}");
     let fetch = |net: &str, target: &str| {
         let cmd = format!("timeout 5 wget -q -O- http://{target}/ || echo unreachable");
-        text(&n.amphi(&["run", "--rm", "--network", net, "bb:1", "sh", "-c", &cmd]).stdout)
+        text(
+            &n.amphi(&["run", "--rm", "--network", net, "bb:1", "sh", "-c", &cmd])
+                .stdout,
+        )
     };
     assert_eq!(fetch(&a, "srv"), "srv\n", "by name");
     assert_eq!(fetch(&a, "www"), "srv\n", "by alias");
     assert_eq!(fetch(&a, &ip), "srv\n");
     assert!(fetch(&b, &ip).contains("unreachable"), "crossed networks");
-    assert!(fetch(&b, "srv").contains("unreachable"), "a name of another network");
+    assert!(
+        fetch(&b, "srv").contains("unreachable"),
+        "a name of another network"
+    );
     // The default bridge resolves no names, as Docker's.
     httpd(&n, "plain", &[]);
     assert!(fetch("bridge", "plain").contains("unreachable"));
@@ -174,15 +222,27 @@ fn user_networks_resolve_names_and_keep_apart() {
     assert!(hosts.contains("late"), "{hosts}");
 
     // Refused while in use; then removed with its bridge and rules.
-    let bridge_a = n.ok(&["network", "inspect", &a]);
-    let bridge_a: serde_json::Value = serde_json::from_str(&bridge_a).unwrap();
-    let bridge_a = bridge_a[0]["Options"]["com.docker.network.bridge.name"].as_str().unwrap().to_string();
+    let inspected: serde_json::Value =
+        serde_json::from_str(&n.ok(&["network", "inspect", &a])).unwrap();
+    let bridge_a = inspected[0]["Options"]["com.docker.network.bridge.name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The plugins (CNI CHECK) find the attachment as ADD left it.
+    let check = &inspected[0]["Containers"][n.get("srv", "{{.Id}}")]["AmphiCheck"];
+    assert_eq!(check, "ok");
     let err = n.fails(&["network", "rm", &a]);
     assert!(err.contains("active endpoints"), "{err}");
     n.ok(&["rm", "-f", "srv", "late"]);
     n.ok(&["network", "rm", &a]);
-    assert!(!Path::new("/sys/class/net").join(&bridge_a).exists(), "bridge {bridge_a} left");
-    assert!(rules_naming(&[bridge_a.clone()]).is_empty(), "rules of {bridge_a} left");
+    assert!(
+        !Path::new("/sys/class/net").join(&bridge_a).exists(),
+        "bridge {bridge_a} left"
+    );
+    assert!(
+        rules_naming(&[bridge_a.clone()]).is_empty(),
+        "rules of {bridge_a} left"
+    );
     assert!(!store_bridges(&n.dirs.store).contains(&bridge_a));
     let pruned = n.ok(&["network", "prune", "-f"]);
     assert!(pruned.contains(&b), "{pruned}");
@@ -194,34 +254,107 @@ fn user_networks_resolve_names_and_keep_apart() {
 fn network_options_none_dns_and_bad_input() {
     let n = Net::new();
     // none: loopback only, and up.
-    let links = n.ok(&["run", "--rm", "--network", "none", "bb:1", "ip", "-o", "link"]);
+    let links = n.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "bb:1",
+        "ip",
+        "-o",
+        "link",
+    ]);
     assert_eq!(links.lines().count(), 1, "{links}");
     assert!(links.contains("lo:") && links.contains("UP"), "{links}");
     // DNS options and extra hosts.
     let out = n.ok(&[
-        "run", "--rm", "--dns", "192.0.2.53", "--dns-search", "corp.example", "--dns-option", "ndots:3",
-        "--add-host", "db:192.0.2.7", "--add-host", "gw:host-gateway", "--hostname", "box1",
-        "bb:1", "sh", "-c", "cat /etc/resolv.conf /etc/hosts /etc/hostname",
+        "run",
+        "--rm",
+        "--dns",
+        "192.0.2.53",
+        "--dns-search",
+        "corp.example",
+        "--dns-option",
+        "ndots:3",
+        "--add-host",
+        "db:192.0.2.7",
+        "--add-host",
+        "gw:host-gateway",
+        "--hostname",
+        "box1",
+        "bb:1",
+        "sh",
+        "-c",
+        "cat /etc/resolv.conf /etc/hosts /etc/hostname",
     ]);
-    assert!(out.contains("nameserver 192.0.2.53\n") && out.contains("search corp.example\n") && out.contains("options ndots:3\n"), "{out}");
-    assert!(out.contains("192.0.2.7\tdb\n") && out.lines().any(|l| l.ends_with("\tgw")) && out.contains("\tbox1"), "{out}");
+    assert!(
+        out.contains("nameserver 192.0.2.53\n")
+            && out.contains("search corp.example\n")
+            && out.contains("options ndots:3\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("192.0.2.7\tdb\n")
+            && out.lines().any(|l| l.ends_with("\tgw"))
+            && out.contains("\tbox1"),
+        "{out}"
+    );
     assert!(out.ends_with("box1\n"), "{out}");
     // One line each, nothing made.
     let subnet_in_use = n.get_default_subnet();
     for (args, want) in [
-        (vec!["run", "--rm", "-p", "80/sctp", "bb:1", "true"], "protocol"),
-        (vec!["run", "--rm", "--network", "nosuchnet", "bb:1", "true"], "network nosuchnet not found"),
-        (vec!["run", "--rm", "--network", "none", "-p", "8080:80", "bb:1", "true"], "conflicting options"),
-        (vec!["run", "--rm", "--network-alias", "x", "bb:1", "true"], "user-defined networks"),
-        (vec!["run", "--rm", "--dns", "not-an-ip", "bb:1", "true"], "--dns"),
-        (vec!["network", "create", "--subnet", "10.0.0.1/24", "hostbits"], "host bits"),
-        (vec!["network", "create", "--subnet", subnet_in_use.as_str(), "clash"], "overlaps"),
+        (
+            vec!["run", "--rm", "-p", "80/sctp", "bb:1", "true"],
+            "protocol",
+        ),
+        (
+            vec!["run", "--rm", "--network", "nosuchnet", "bb:1", "true"],
+            "network nosuchnet not found",
+        ),
+        (
+            vec![
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "-p",
+                "8080:80",
+                "bb:1",
+                "true",
+            ],
+            "conflicting options",
+        ),
+        (
+            vec!["run", "--rm", "--network-alias", "x", "bb:1", "true"],
+            "user-defined networks",
+        ),
+        (
+            vec!["run", "--rm", "--dns", "not-an-ip", "bb:1", "true"],
+            "--dns",
+        ),
+        (
+            vec!["network", "create", "--subnet", "10.0.0.1/24", "hostbits"],
+            "host bits",
+        ),
+        (
+            vec![
+                "network",
+                "create",
+                "--subnet",
+                subnet_in_use.as_str(),
+                "clash",
+            ],
+            "overlaps",
+        ),
         (vec!["network", "rm", "bridge"], "pre-defined"),
     ] {
         let err = n.fails(&args);
         assert!(err.contains(want), "{args:?}: {err}");
     }
-    assert!(n.ok(&["network", "ls", "-q"]).lines().all(|l| l == "bridge"));
+    assert!(n
+        .ok(&["network", "ls", "-q"])
+        .lines()
+        .all(|l| l == "bridge"));
     n.assert_clean(vec![]);
 }
 
@@ -229,8 +362,12 @@ impl Net {
     /// The default network's subnet (made by a first run if need be).
     fn get_default_subnet(&self) -> String {
         self.ok(&["run", "--rm", "bb:1", "true"]);
-        let v: serde_json::Value = serde_json::from_str(&self.ok(&["network", "inspect", "bridge"])).unwrap();
-        v[0]["IPAM"]["Config"][0]["Subnet"].as_str().unwrap().to_string()
+        let v: serde_json::Value =
+            serde_json::from_str(&self.ok(&["network", "inspect", "bridge"])).unwrap();
+        v[0]["IPAM"]["Config"][0]["Subnet"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 }
 
@@ -241,7 +378,11 @@ fn after_a_reboot_the_bridge_and_restarted_containers_work_again() {
     n.ok(&["network", "create", &net]);
     let port = free_port();
     let publish = format!("127.0.0.1:{port}:80");
-    httpd(&n, "web", &["--restart", "always", "--network", &net, "-p", &publish]);
+    httpd(
+        &n,
+        "web",
+        &["--restart", "always", "--network", &net, "-p", &publish],
+    );
     assert_eq!(http_get((Ipv4Addr::LOCALHOST, port)), "web\n");
     let id = n.get("web", "{{.Id}}");
     let ip = n.get("web", "{{.NetworkSettings.IPAddress}}");
@@ -249,7 +390,10 @@ fn after_a_reboot_the_bridge_and_restarted_containers_work_again() {
     // The reboot: processes, mounts under the state root, the bridge and
     // the rules go; the store (records, leases) stays.
     for pid in amphi_testkit::processes_of(&id) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
     let watchers: Vec<i32> = std::fs::read_dir("/proc")
         .unwrap()
@@ -262,12 +406,19 @@ fn after_a_reboot_the_bridge_and_restarted_containers_work_again() {
         })
         .collect();
     for w in watchers {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(w), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(w),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
     std::thread::sleep(Duration::from_millis(300));
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let tmp = n.dirs.tmp.path().to_string_lossy().into_owned();
-    let mut points: Vec<&str> = info.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&tmp)).collect();
+    let mut points: Vec<&str> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(&tmp))
+        .collect();
     points.sort_by_key(|p| std::cmp::Reverse(p.len()));
     for p in points {
         let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
@@ -295,33 +446,96 @@ fn volumes_outlive_containers_and_start_with_the_image_files() {
     let listing = sh(&["-v", "etcvol:/etc", "bb:1", "ls", "/etc"]);
     assert!(listing.contains("passwd"), "{listing}");
     // Data written through a named volume is there for the next container.
-    sh(&["-v", "data:/data", "bb:1", "sh", "-c", "echo kept > /data/f"]);
-    assert_eq!(sh(&["-v", "data:/data", "bb:1", "cat", "/data/f"]), "kept\n");
+    sh(&[
+        "-v",
+        "data:/data",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo kept > /data/f",
+    ]);
+    assert_eq!(
+        sh(&["-v", "data:/data", "bb:1", "cat", "/data/f"]),
+        "kept\n"
+    );
     // :ro refuses writes; --mount says the same.
-    let ro = sh(&["-v", "data:/data:ro", "bb:1", "sh", "-c", "echo x > /data/g 2>&1 || echo refused"]);
+    let ro = sh(&[
+        "-v",
+        "data:/data:ro",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo x > /data/g 2>&1 || echo refused",
+    ]);
     assert!(ro.contains("refused"), "{ro}");
-    let ro = sh(&["--mount", "type=volume,src=data,dst=/d,readonly", "bb:1", "sh", "-c", "touch /d/g 2>&1 || echo refused"]);
+    let ro = sh(&[
+        "--mount",
+        "type=volume,src=data,dst=/d,readonly",
+        "bb:1",
+        "sh",
+        "-c",
+        "touch /d/g 2>&1 || echo refused",
+    ]);
     assert!(ro.contains("refused"), "{ro}");
     // A host directory, and a tmpfs.
     let host = n.dirs.tmp.path().join("hostdir");
     std::fs::create_dir(&host).unwrap();
     let bind = format!("{}:/h", host.display());
-    sh(&["-v", &bind, "bb:1", "sh", "-c", "echo from-container > /h/out"]);
-    assert_eq!(std::fs::read_to_string(host.join("out")).unwrap(), "from-container\n");
-    let t = sh(&["--tmpfs", "/scratch:size=1m", "bb:1", "sh", "-c", "grep ' /scratch ' /proc/mounts"]);
-    assert!(t.starts_with("tmpfs /scratch tmpfs") && t.contains("size=1024k"), "{t}");
+    sh(&[
+        "-v",
+        &bind,
+        "bb:1",
+        "sh",
+        "-c",
+        "echo from-container > /h/out",
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(host.join("out")).unwrap(),
+        "from-container\n"
+    );
+    let t = sh(&[
+        "--tmpfs",
+        "/scratch:size=1m",
+        "bb:1",
+        "sh",
+        "-c",
+        "grep ' /scratch ' /proc/mounts",
+    ]);
+    assert!(
+        t.starts_with("tmpfs /scratch tmpfs") && t.contains("size=1024k"),
+        "{t}"
+    );
 
     // rm -v removes anonymous volumes only.
-    n.ok(&["run", "--name", "keep", "--network", "none", "-v", "data:/data", "-v", "/anon", "bb:1", "true"]);
+    n.ok(&[
+        "run",
+        "--name",
+        "keep",
+        "--network",
+        "none",
+        "-v",
+        "data:/data",
+        "-v",
+        "/anon",
+        "bb:1",
+        "true",
+    ]);
     let vols = n.ok(&["volume", "ls", "-q"]);
     assert_eq!(vols.lines().count(), 3, "{vols}");
     let err = n.fails(&["volume", "rm", "data"]);
     assert!(err.contains("in use by container keep"), "{err}");
     n.ok(&["rm", "-v", "keep"]);
     let vols = n.ok(&["volume", "ls", "-q"]);
-    assert_eq!(vols.lines().collect::<Vec<_>>(), ["data", "etcvol"], "{vols}");
+    assert_eq!(
+        vols.lines().collect::<Vec<_>>(),
+        ["data", "etcvol"],
+        "{vols}"
+    );
     // Only volume rm (and prune -a) removes named ones; the data survived rm.
-    assert_eq!(sh(&["-v", "data:/data", "bb:1", "cat", "/data/f"]), "kept\n");
+    assert_eq!(
+        sh(&["-v", "data:/data", "bb:1", "cat", "/data/f"]),
+        "kept\n"
+    );
     n.ok(&["volume", "rm", "data"]);
     n.ok(&["volume", "prune", "-a", "-f"]);
     assert_eq!(n.ok(&["volume", "ls", "-q"]), "");
@@ -329,9 +543,19 @@ fn volumes_outlive_containers_and_start_with_the_image_files() {
     let tar = n.dirs.tmp.path().join("wasm.tar");
     amphi_examples::write_image(&tar, amphi_examples::Kind::Wasm, "w:1").unwrap();
     n.ok(&["image", "load", "-i", tar.to_str().unwrap()]);
-    let pre = sh(&["-v", "data:/data:ro", "--entrypoint", "/preopens.wasm", "w:1"]);
+    let pre = sh(&[
+        "-v",
+        "data:/data:ro",
+        "--entrypoint",
+        "/preopens.wasm",
+        "w:1",
+    ]);
     assert_eq!(pre, "/\n/data\n");
-    for bad in [&["-v", "rel/x:/x"][..], &["-v", "v1:relative"], &["--mount", "type=nfs,target=/x"]] {
+    for bad in [
+        &["-v", "rel/x:/x"][..],
+        &["-v", "v1:relative"],
+        &["--mount", "type=nfs,target=/x"],
+    ] {
         let mut args = vec!["run", "--rm"];
         args.extend_from_slice(bad);
         args.extend_from_slice(&["bb:1", "true"]);

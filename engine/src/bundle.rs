@@ -82,12 +82,10 @@ pub fn prepare(root: &Path, id: &str, image: &str, cmd: &[String]) -> Result<Pre
         let hostname = &id[..id.len().min(12)];
         // Which image the container runs on: `image rm` and GC honour it.
         write(&dir.join("image"), &manifest_digest)?;
-        write(&dir.join("hostname"), format!("{hostname}\n"))?;
-        write(
-            &dir.join("hosts"),
-            format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"),
-        )?;
-        write(&dir.join("resolv.conf"), spec::resolv_conf())?;
+        // Their content is the container's options' (`create` writes it).
+        for f in ["hostname", "hosts", "resolv.conf"] {
+            write(&dir.join(f), "")?;
+        }
         let spec = spec::image_spec(&config, &manifest, cmd, hostname, &dir)?;
         write(
             &dir.join("config.json"),

@@ -181,7 +181,11 @@ impl Engine {
         }
         let mode = opts.network.clone().unwrap_or_default();
         if opts.publish_all {
-            for (k, _) in image_config["config"]["ExposedPorts"].as_object().into_iter().flatten() {
+            for (k, _) in image_config["config"]["ExposedPorts"]
+                .as_object()
+                .into_iter()
+                .flatten()
+            {
                 opts.publish.push(k.clone());
             }
         }
@@ -195,12 +199,21 @@ impl Engine {
                 }
                 if !opts.publish.is_empty() {
                     if mode == "host" {
-                        tracing::warn!("published ports are discarded when using host network mode");
+                        tracing::warn!(
+                            "published ports are discarded when using host network mode"
+                        );
                         opts.publish.clear();
                     } else if opts.publish_all && mode == "none" {
                         opts.publish.clear();
                     } else {
-                        bail!("conflicting options: port publishing and --network {}", if mode.is_empty() { "of the bundle's spec" } else { &mode });
+                        bail!(
+                            "conflicting options: port publishing and --network {}",
+                            if mode.is_empty() {
+                                "of the bundle's spec"
+                            } else {
+                                &mode
+                            }
+                        );
                     }
                 }
             }
@@ -230,7 +243,10 @@ impl Engine {
         image_config: &Value,
         bundle: &Bundle,
         made: &mut Vec<String>,
-    ) -> Result<(amphi_runtime::oci_spec::runtime::Spec, Vec<mounts::MountPoint>)> {
+    ) -> Result<(
+        amphi_runtime::oci_spec::runtime::Spec,
+        Vec<mounts::MountPoint>,
+    )> {
         let root = self.root();
         let dir = record::dir(root, id);
         let mut v = serde_json::to_value(&bundle.spec).expect("a spec serialises");
@@ -248,7 +264,12 @@ impl Engine {
         }
         let points = mounts::resolve(opts, image_config)?;
         for m in &points {
-            if let mounts::Source::Volume { name, anonymous, nocopy } = &m.source {
+            if let mounts::Source::Volume {
+                name,
+                anonymous,
+                nocopy,
+            } = &m.source
+            {
                 let existed = self.volume(name).is_ok();
                 self.create_volume(name, &[], *anonymous)?;
                 if !existed {
@@ -275,7 +296,10 @@ impl Engine {
             network::hosts::write_hosts(&dir.join("hosts"), None, None, &hostname, &[], opts, &[])?;
         }
         let spec = serde_json::from_value(v).context("applying mounts to the spec")?;
-        write(&dir.join("config.json"), serde_json::to_vec_pretty(&spec).expect("json"))?;
+        write(
+            &dir.join("config.json"),
+            serde_json::to_vec_pretty(&spec).expect("json"),
+        )?;
         Ok((spec, points))
     }
 }

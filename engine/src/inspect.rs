@@ -202,7 +202,10 @@ fn container_json(root: &Path, rec: &Record, dir: &Path, spec: &Value, image: &V
                     .as_str()
                     .unwrap_or("")
                     .starts_with(&*dir.to_string_lossy())
-                && !rec.mounts.iter().any(|r| m["destination"] == r.destination.as_str())
+                && !rec
+                    .mounts
+                    .iter()
+                    .any(|r| m["destination"] == r.destination.as_str())
         })
         .map(|m| {
             let opts = strings(&m["options"]);

@@ -173,7 +173,11 @@ impl Record {
         self.mounts
             .iter()
             .filter_map(|m| match &m.source {
-                crate::mounts::Source::Volume { name, anonymous: true, .. } => Some(name.clone()),
+                crate::mounts::Source::Volume {
+                    name,
+                    anonymous: true,
+                    ..
+                } => Some(name.clone()),
                 _ => None,
             })
             .collect()

@@ -1,8 +1,8 @@
 //! The OCI spec of a container run from an image, built the way Docker
 //! users expect: Entrypoint + Cmd (CMD on the command line replaces Cmd),
-//! the image's Env, WorkingDir and User, a default PATH, the host network
-//! unless `--network none`, and the container's own /etc/hostname,
-//! /etc/hosts and /etc/resolv.conf.
+//! the image's Env, WorkingDir and User, a default PATH, and the
+//! container's own /etc/hostname, /etc/hosts and /etc/resolv.conf
+//! (their content, and the network namespace, are `create`'s).
 
 use std::path::Path;
 
@@ -69,27 +69,6 @@ fn lookup_uid_gid(rootfs: &Path, uid: u32) -> Option<u32> {
         }
         f.get(3)?.parse().ok()
     })
-}
-
-/// The host's resolv.conf without loopback nameservers (unreachable from
-/// another network namespace), with public resolvers when none remain.
-pub fn resolv_conf() -> String {
-    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let mut out: Vec<&str> = host
-        .lines()
-        .filter(|l| {
-            let ns = l.trim_start().strip_prefix("nameserver").map(str::trim);
-            !matches!(ns, Some(a) if a.starts_with("127.") || a == "::1")
-        })
-        .collect();
-    let mut text;
-    if !out.iter().any(|l| l.trim_start().starts_with("nameserver")) {
-        out.push("nameserver 8.8.8.8");
-        out.push("nameserver 8.8.4.4");
-    }
-    text = out.join("\n");
-    text.push('\n');
-    text
 }
 
 /// Builds the spec for `config` (the image config) in bundle `dir`.

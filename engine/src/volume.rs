@@ -71,7 +71,8 @@ fn load(root: &Path, name: &str) -> Result<Volume> {
 fn save(root: &Path, v: &Volume) -> Result<()> {
     let p = dir(root).join(&v.name).join(META);
     let tmp = p.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(v).expect("json")).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::write(&tmp, serde_json::to_vec_pretty(v).expect("json"))
+        .map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, &p).map_err(|e| Error::io(&p, e))
 }
 
@@ -110,7 +111,11 @@ impl Engine {
     /// Every volume, by name.
     pub fn volumes(&self) -> Result<Vec<Volume>> {
         let mut out = Vec::new();
-        for e in std::fs::read_dir(dir(self.root())).into_iter().flatten().flatten() {
+        for e in std::fs::read_dir(dir(self.root()))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             if let Ok(v) = load(self.root(), &e.file_name().to_string_lossy()) {
                 out.push(v);
             }
@@ -164,7 +169,10 @@ impl Engine {
             return Ok(());
         }
         let d = data(root, name);
-        let empty = std::fs::read_dir(&d).map_err(|e| Error::io(&d, e))?.next().is_none();
+        let empty = std::fs::read_dir(&d)
+            .map_err(|e| Error::io(&d, e))?
+            .next()
+            .is_none();
         let src = amphi_runtime::paths::resolve_in_root(rootfs, Path::new(path), true);
         if empty && src.is_dir() {
             for e in std::fs::read_dir(&src).map_err(|e| Error::io(&src, e))? {
@@ -174,7 +182,10 @@ impl Engine {
             // The directory's own mode and owner, as the image has them.
             if let Ok(m) = std::fs::metadata(&src) {
                 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-                let _ = std::fs::set_permissions(&d, std::fs::Permissions::from_mode(m.mode() & 0o7777));
+                let _ = std::fs::set_permissions(
+                    &d,
+                    std::fs::Permissions::from_mode(m.mode() & 0o7777),
+                );
                 let _ = std::os::unix::fs::lchown(&d, Some(m.uid()), Some(m.gid()));
             }
         }

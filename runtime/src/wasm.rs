@@ -317,7 +317,12 @@ impl crate::init::WasmModule for Prepared {
         }
     }
 
-    fn settle(&mut self, args: &[String], env: &[(String, String)], preopens: &[(String, bool)]) -> Result<()> {
+    fn settle(
+        &mut self,
+        args: &[String],
+        env: &[(String, String)],
+        preopens: &[(String, bool)],
+    ) -> Result<()> {
         self.runtime = Some(tokio_runtime().map_err(|e| Error::io("tokio runtime", e))?);
         let mut b = WasiCtxBuilder::new();
         b.inherit_stdio()
@@ -331,7 +336,11 @@ impl crate::init::WasmModule for Prepared {
                 msg: format!("preopening the rootfs: {}", one_line(&e)),
             })?;
         for (dir, ro) in preopens {
-            let perms = if *ro { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
+            let perms = if *ro {
+                FsPerms::ReadOnly
+            } else {
+                FsPerms::ReadWrite
+            };
             b.preopened_dir(dir, dir, perms).map_err(|e| Error::Wasm {
                 path: dir.into(),
                 msg: format!("preopening {dir}: {}", one_line(&e)),

@@ -100,8 +100,11 @@ impl Drop for TestDirs {
                 unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
             }
         }
-        // The store's bridges (its default one included, which amphi
-        // keeps as Docker keeps docker0) go with it.
+        // A failed test's containers died with their watchers, before any
+        // CNI DEL: their rules go (by id, and by the address of each
+        // attachment), and the store's bridges (its default one included,
+        // which amphi keeps as Docker keeps docker0) with it.
+        net::drop_rules_naming(&net::attachment_needles(&self.store));
         net::drop_bridges(&self.store);
     }
 }

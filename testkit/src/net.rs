@@ -32,13 +32,36 @@ pub fn store_bridges(store: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The ids and addresses of the store's containers that have a network
+/// attachment (`<store>/containers/<id>/network.json`).
+pub fn attachment_needles(store: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(store.join("containers"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let Ok(text) = std::fs::read_to_string(e.path().join("network.json")) else {
+            continue;
+        };
+        out.push(e.file_name().to_string_lossy().into_owned());
+        if let Some(at) = text.find("\"ip\": \"") {
+            let rest = &text[at + "\"ip\": \"".len()..];
+            out.extend(rest.split('"').next().map(String::from));
+        }
+    }
+    out
+}
+
 /// Every iptables rule (filter and nat, `iptables-save` form) with one
 /// of `needles` in it.
 pub fn rules_naming(needles: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     for table in ["filter", "nat"] {
         let o = Command::new("iptables-save").args(["-t", table]).output();
-        let text = o.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        let text = o
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
         out.extend(
             text.lines()
                 .filter(|l| l.starts_with("-A ") && needles.iter().any(|n| contains_word(l, n)))
@@ -62,7 +85,9 @@ fn contains_word(line: &str, needle: &str) -> bool {
 pub fn drop_rules_naming(needles: &[String]) {
     for table in ["filter", "nat"] {
         let o = Command::new("iptables-save").args(["-t", table]).output();
-        let text = o.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        let text = o
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
         let lines: Vec<&str> = text
             .lines()
             .filter(|l| l.starts_with("-A ") && needles.iter().any(|n| contains_word(l, n)))
@@ -72,7 +97,13 @@ pub fn drop_rules_naming(needles: &[String]) {
         }
         let mut chains: Vec<String> = lines
             .iter()
-            .filter_map(|l| l.split(" -j ").nth(1)?.split_whitespace().next().map(String::from))
+            .filter_map(|l| {
+                l.split(" -j ")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()
+                    .map(String::from)
+            })
             .filter(|c| c.starts_with("CNI-") && !SHARED.contains(&c.as_str()))
             .collect();
         chains.sort();
@@ -126,18 +157,33 @@ pub fn network_leaks(store: &Path, state: &Path, needles: &[String]) -> Vec<Stri
         .into_iter()
         .map(|r| format!("iptables rule remains: {r}"))
         .collect();
-    for e in std::fs::read_dir(state.join("netns")).into_iter().flatten().flatten() {
+    for e in std::fs::read_dir(state.join("netns"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         found.push(format!("netns pin remains: {}", e.path().display()));
     }
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let state_text = state.to_string_lossy();
     for l in info.lines() {
-        if l.split(' ').nth(4).is_some_and(|m| m.starts_with(state_text.as_ref())) {
+        if l.split(' ')
+            .nth(4)
+            .is_some_and(|m| m.starts_with(state_text.as_ref()))
+        {
             found.push(format!("mount remains: {l}"));
         }
     }
-    for net in std::fs::read_dir(store.join("networks/ipam")).into_iter().flatten().flatten() {
-        for lease in std::fs::read_dir(net.path()).into_iter().flatten().flatten() {
+    for net in std::fs::read_dir(store.join("networks/ipam"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for lease in std::fs::read_dir(net.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let name = lease.file_name().to_string_lossy().into_owned();
             if !name.starts_with("last_reserved_ip") && name != "lock" {
                 found.push(format!("IPAM lease remains: {}", lease.path().display()));

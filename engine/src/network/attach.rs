@@ -90,12 +90,24 @@ pub fn is_attached_mode(mode: &str) -> bool {
 /// with the bridge gone, they would be rules of nothing.
 pub fn drop_isolation_rules(bridge: &str) {
     // Exactly as firewall 1.1 writes them (`iptables -S` shows them so).
-    let comment = ["-m", "comment", "--comment", "CNI firewall plugin rules (ingressPolicy: same-bridge)"];
+    let comment = [
+        "-m",
+        "comment",
+        "--comment",
+        "CNI firewall plugin rules (ingressPolicy: same-bridge)",
+    ];
     for (chain, rule) in [
-        ("CNI-ISOLATION-STAGE-1", vec!["-i", bridge, "!", "-o", bridge]),
+        (
+            "CNI-ISOLATION-STAGE-1",
+            vec!["-i", bridge, "!", "-o", bridge],
+        ),
         ("CNI-ISOLATION-STAGE-2", vec!["-o", bridge]),
     ] {
-        let target = if chain.ends_with('1') { "CNI-ISOLATION-STAGE-2" } else { "DROP" };
+        let target = if chain.ends_with('1') {
+            "CNI-ISOLATION-STAGE-2"
+        } else {
+            "DROP"
+        };
         let mut args = rule;
         args.extend(comment);
         args.extend(["-j", target]);
@@ -111,6 +123,16 @@ pub fn drop_isolation_rules(bridge: &str) {
                 break;
             }
         }
+    }
+}
+
+/// The plugins' view of `id`'s attachment `a`.
+pub fn invocation<'a>(id: &'a str, a: &'a Attachment) -> Invocation<'a> {
+    Invocation {
+        container_id: id,
+        netns: &a.netns,
+        ifname: IFNAME,
+        runtime_config: &a.runtime_config,
     }
 }
 
@@ -179,7 +201,10 @@ impl Engine {
         let added = cni::add(&att.conflist, &inv).and_then(|result| {
             let mut att = att.clone();
             let (ip, mac) = cni::result_address(&result).ok_or_else(|| {
-                Error::Invalid(format!("network {}: the plugins gave no IPv4 address", net.name))
+                Error::Invalid(format!(
+                    "network {}: the plugins gave no IPv4 address",
+                    net.name
+                ))
             })?;
             att.ip = Some(ip);
             att.mac = mac;
@@ -205,13 +230,7 @@ impl Engine {
         let Some(att) = load(root, id) else {
             return netns::unpin(&pin);
         };
-        let inv = Invocation {
-            container_id: id,
-            netns: &att.netns,
-            ifname: IFNAME,
-            runtime_config: &att.runtime_config,
-        };
-        cni::del(&att.conflist, &inv, att.result.as_ref())?;
+        cni::del(&att.conflist, &invocation(id, &att), att.result.as_ref())?;
         netns::unpin(&att.netns)?;
         let p = file(root, id);
         if let Err(e) = std::fs::remove_file(&p) {
@@ -233,7 +252,9 @@ impl Engine {
         let _lock = super::flock(&super::dir(root).join(".attach.lock"))?;
         let members = attached(root, &net.name);
         for (id, att) in &members {
-            let Ok(rec) = record::load(root, id) else { continue };
+            let Ok(rec) = record::load(root, id) else {
+                continue;
+            };
             let peers: Vec<Entry> = if net.resolves_names() {
                 members
                     .iter()
@@ -262,7 +283,19 @@ impl Engine {
         let dir = record::dir(self.root(), &rec.id);
         let hostname = std::fs::read_to_string(dir.join("hostname")).unwrap_or_default();
         let hostname = hostname.trim();
-        let names = if own.is_some() { vec![rec.name.clone()] } else { Vec::new() };
-        hosts::write_hosts(&dir.join("hosts"), own, gateway, hostname, &names, &rec.options, peers)
+        let names = if own.is_some() {
+            vec![rec.name.clone()]
+        } else {
+            Vec::new()
+        };
+        hosts::write_hosts(
+            &dir.join("hosts"),
+            own,
+            gateway,
+            hostname,
+            &names,
+            &rec.options,
+            peers,
+        )
     }
 }

@@ -162,9 +162,13 @@ fn exec(
                 None => v["msg"].as_str().unwrap_or("").to_string(),
             }
         }
-        _ => String::from_utf8_lossy(if out.stdout.is_empty() { &out.stderr } else { &out.stdout })
-            .trim()
-            .to_string(),
+        _ => String::from_utf8_lossy(if out.stdout.is_empty() {
+            &out.stderr
+        } else {
+            &out.stdout
+        })
+        .trim()
+        .to_string(),
     };
     Err(Error::Invalid(format!("{what} failed: {msg}")))
 }

@@ -33,7 +33,8 @@ pub fn write_hosts(
     opts: &RunOptions,
     peers: &[Entry],
 ) -> Result<()> {
-    let mut text = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    let mut text =
+        String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     let mut mine = vec![hostname.to_string()];
     mine.extend(names.iter().filter(|n| *n != hostname).cloned());
     match own {
@@ -83,12 +84,12 @@ pub fn parse_add_host(s: &str) -> Result<(&str, &str)> {
 pub fn resolv_conf(host_text: &str, host_network: bool, opts: &RunOptions) -> Result<String> {
     for d in &opts.dns {
         if d.parse::<std::net::IpAddr>().is_err() {
-            return Err(Error::Invalid(format!("bad --dns {d:?}: not an IP address")));
+            return Err(Error::Invalid(format!(
+                "bad --dns {d:?}: not an IP address"
+            )));
         }
     }
-    let key = |l: &str, k: &str| -> bool {
-        l.split_whitespace().next() == Some(k)
-    };
+    let key = |l: &str, k: &str| -> bool { l.split_whitespace().next() == Some(k) };
     let mut lines: Vec<String> = host_text
         .lines()
         .filter(|l| {
@@ -125,7 +126,12 @@ mod tests {
         let host = "# generated\nnameserver 127.0.0.53\nsearch lan\noptions edns0\n";
         let o = RunOptions::default();
         let t = resolv_conf(host, false, &o).unwrap();
-        assert!(!t.contains("127.0.0.53") && t.contains("nameserver 8.8.8.8") && t.contains("search lan"), "{t}");
+        assert!(
+            !t.contains("127.0.0.53")
+                && t.contains("nameserver 8.8.8.8")
+                && t.contains("search lan"),
+            "{t}"
+        );
         assert!(resolv_conf(host, true, &o).unwrap().contains("127.0.0.53"));
         let o = RunOptions {
             dns: vec!["10.0.0.2".into()],
@@ -134,8 +140,14 @@ mod tests {
             ..Default::default()
         };
         let t = resolv_conf("nameserver 192.0.2.1\nsearch lan\n", false, &o).unwrap();
-        assert_eq!(t, "nameserver 10.0.0.2\nsearch example.org\noptions ndots:2\n");
-        let bad = RunOptions { dns: vec!["x".into()], ..Default::default() };
+        assert_eq!(
+            t,
+            "nameserver 10.0.0.2\nsearch example.org\noptions ndots:2\n"
+        );
+        let bad = RunOptions {
+            dns: vec!["x".into()],
+            ..Default::default()
+        };
         assert!(resolv_conf("", false, &bad).is_err());
     }
 

@@ -12,12 +12,12 @@
 //! `attach` (one run's ADD and DEL), [`hosts`] (`/etc/hosts` and
 //! `resolv.conf`).
 
+mod attach;
 pub mod cni;
 pub mod hosts;
 pub mod netns;
 pub mod ports;
 pub mod subnet;
-mod attach;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -143,14 +143,17 @@ pub fn find(root: &Path, query: &str) -> Result<Network> {
     match prefixed.as_slice() {
         [one] if !query.is_empty() => Ok((*one).clone()),
         [] | [_] => Err(Error::Invalid(format!("network {query} not found"))),
-        _ => Err(Error::Invalid(format!("{query:?} matches more than one network"))),
+        _ => Err(Error::Invalid(format!(
+            "{query:?} matches more than one network"
+        ))),
     }
 }
 
 fn save(root: &Path, n: &Network) -> Result<()> {
     let p = path(root, &n.name);
     let tmp = p.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(n).expect("json")).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::write(&tmp, serde_json::to_vec_pretty(n).expect("json"))
+        .map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, &p).map_err(|e| Error::io(&p, e))
 }
 
@@ -173,13 +176,23 @@ impl Engine {
     pub fn create_network(&self, req: &CreateNetwork) -> Result<Network> {
         let root = self.root();
         if matches!(req.name.as_str(), "host" | "none" | "default") {
-            return Err(Error::Invalid(format!("{} is a reserved network name", req.name)));
+            return Err(Error::Invalid(format!(
+                "{} is a reserved network name",
+                req.name
+            )));
         }
-        crate::names::validate_name(&req.name)
-            .map_err(|_| Error::Invalid(format!("bad network name {:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*", req.name)))?;
+        crate::names::validate_name(&req.name).map_err(|_| {
+            Error::Invalid(format!(
+                "bad network name {:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*",
+                req.name
+            ))
+        })?;
         let _store = flock(&dir(root).join(".lock"))?;
         if path(root, &req.name).exists() {
-            return Err(Error::Invalid(format!("network with name {} already exists", req.name)));
+            return Err(Error::Invalid(format!(
+                "network with name {} already exists",
+                req.name
+            )));
         }
         let mut labels = BTreeMap::new();
         for l in &req.labels {
@@ -211,7 +224,9 @@ impl Engine {
                     .parse()
                     .map_err(|_| Error::Invalid(format!("bad --gateway {g:?}")))?;
                 if !subnet.contains(&g) || g == subnet.network() || g == subnet.broadcast() {
-                    return Err(Error::Invalid(format!("gateway {g} is not a host address of {subnet}")));
+                    return Err(Error::Invalid(format!(
+                        "gateway {g} is not a host address of {subnet}"
+                    )));
                 }
                 g
             }
@@ -263,7 +278,10 @@ impl Engine {
         if !subnet::link_exists(&n.bridge) {
             let _host = flock(Path::new(HOST_LOCK))?;
             if !subnet::link_exists(&n.bridge) {
-                if let Some(t) = subnet::host_networks().iter().find(|t| subnet::overlaps(t, &n.subnet)) {
+                if let Some(t) = subnet::host_networks()
+                    .iter()
+                    .find(|t| subnet::overlaps(t, &n.subnet))
+                {
                     return Err(Error::Invalid(format!(
                         "network {}: its subnet {} now overlaps {t} on this host",
                         n.name, n.subnet
@@ -333,9 +351,7 @@ impl Engine {
         let recs = self.containers()?;
         let mut out = Vec::new();
         for n in list(self.root())? {
-            let used = recs
-                .iter()
-                .any(|r| r.network_mode() == n.name);
+            let used = recs.iter().any(|r| r.network_mode() == n.name);
             if n.name == DEFAULT || used {
                 continue;
             }
@@ -353,7 +369,17 @@ impl Engine {
         let n = self.network(query)?;
         let mut containers = serde_json::Map::new();
         for (id, a) in attach::attached(self.root(), &n.name) {
-            let name = crate::record::load(self.root(), &id).map(|r| r.name).unwrap_or_default();
+            let name = crate::record::load(self.root(), &id)
+                .map(|r| r.name)
+                .unwrap_or_default();
+            // The plugins' own word on the attachment (CNI CHECK).
+            let check = match &a.result {
+                Some(r) => match cni::check(&a.conflist, &attach::invocation(&id, &a), r) {
+                    Ok(()) => "ok".to_string(),
+                    Err(e) => e.to_string(),
+                },
+                None => "being attached".to_string(),
+            };
             containers.insert(
                 id,
                 json!({
@@ -361,6 +387,7 @@ impl Engine {
                     "MacAddress": a.mac,
                     "IPv4Address": a.ip.map(|ip| format!("{ip}/{}", a.prefix)).unwrap_or_default(),
                     "IPv6Address": "",
+                    "AmphiCheck": check,
                 }),
             );
         }
@@ -393,7 +420,9 @@ pub fn port_bindings(publish: &[String]) -> Value {
     for p in publish {
         let Ok(r) = ports::parse(p) else { continue };
         for (ctr, host) in r.pairs() {
-            let list = map.entry(format!("{ctr}/{}", r.protocol())).or_insert_with(|| json!([]));
+            let list = map
+                .entry(format!("{ctr}/{}", r.protocol()))
+                .or_insert_with(|| json!([]));
             if let Some(a) = list.as_array_mut() {
                 a.push(json!({"HostIp": r.host_ip(), "HostPort": host.map(|h| h.to_string()).unwrap_or_default()}));
             }
@@ -407,9 +436,20 @@ pub fn port_bindings(publish: &[String]) -> Value {
 pub fn settings(root: &Path, rec: &crate::Record) -> Value {
     let mode = rec.network_mode();
     let att = attachment(root, &rec.id);
-    let ip = att.as_ref().and_then(|a| a.ip).map(|i| i.to_string()).unwrap_or_default();
-    let gateway = att.as_ref().filter(|a| a.ip.is_some()).map(|a| a.gateway.to_string()).unwrap_or_default();
-    let prefix = att.as_ref().filter(|a| a.ip.is_some()).map_or(0, |a| a.prefix);
+    let ip = att
+        .as_ref()
+        .and_then(|a| a.ip)
+        .map(|i| i.to_string())
+        .unwrap_or_default();
+    let gateway = att
+        .as_ref()
+        .filter(|a| a.ip.is_some())
+        .map(|a| a.gateway.to_string())
+        .unwrap_or_default();
+    let prefix = att
+        .as_ref()
+        .filter(|a| a.ip.is_some())
+        .map_or(0, |a| a.prefix);
     let mac = att.as_ref().map(|a| a.mac.clone()).unwrap_or_default();
     let mut ports = serde_json::Map::new();
     for p in att.iter().flat_map(|a| a.ports.iter()) {

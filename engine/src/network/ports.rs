@@ -28,14 +28,23 @@ pub struct PortMapping {
 impl PortMapping {
     /// Docker's `ps` form: `0.0.0.0:8080->80/tcp`.
     pub fn display(&self) -> String {
-        let ip = if self.host_ip.is_empty() { "0.0.0.0" } else { &self.host_ip };
-        format!("{ip}:{}->{}/{}", self.host_port, self.container_port, self.protocol)
+        let ip = if self.host_ip.is_empty() {
+            "0.0.0.0"
+        } else {
+            &self.host_ip
+        };
+        format!(
+            "{ip}:{}->{}/{}",
+            self.host_port, self.container_port, self.protocol
+        )
     }
 
     fn clashes(&self, other: &PortMapping) -> bool {
         self.host_port == other.host_port
             && self.protocol == other.protocol
-            && (self.host_ip.is_empty() || other.host_ip.is_empty() || self.host_ip == other.host_ip)
+            && (self.host_ip.is_empty()
+                || other.host_ip.is_empty()
+                || self.host_ip == other.host_ip)
     }
 }
 
@@ -65,7 +74,9 @@ impl Request {
         (self.container.0..=self.container.1)
             .enumerate()
             .map(|(i, c)| {
-                let h = self.host.map(|(a, b)| if a == b { a } else { a + i as u16 });
+                let h = self
+                    .host
+                    .map(|(a, b)| if a == b { a } else { a + i as u16 });
                 (c, h)
             })
             .collect()
@@ -89,7 +100,9 @@ pub fn parse(spec: &str) -> Result<Request> {
         None => (spec, "tcp".to_string()),
     };
     if protocol != "tcp" && protocol != "udp" {
-        return Err(Error::Invalid(format!("bad -p {spec:?}: protocol must be tcp or udp")));
+        return Err(Error::Invalid(format!(
+            "bad -p {spec:?}: protocol must be tcp or udp"
+        )));
     }
     let parts: Vec<&str> = addr.rsplitn(3, ':').collect();
     let (ip, host, ctr) = match parts.as_slice() {
@@ -100,10 +113,16 @@ pub fn parse(spec: &str) -> Result<Request> {
     };
     let ip = ip.trim_start_matches('[').trim_end_matches(']');
     if !ip.is_empty() && ip.parse::<Ipv4Addr>().is_err() {
-        return Err(Error::Invalid(format!("bad -p {spec:?}: {ip:?} is not an IPv4 address")));
+        return Err(Error::Invalid(format!(
+            "bad -p {spec:?}: {ip:?} is not an IPv4 address"
+        )));
     }
     let container = range(ctr, "container", spec)?;
-    let host = if host.is_empty() { None } else { Some(range(host, "host", spec)?) };
+    let host = if host.is_empty() {
+        None
+    } else {
+        Some(range(host, "host", spec)?)
+    };
     if let Some((a, b)) = host {
         if b - a != container.1 - container.0 && a != b {
             return Err(Error::Invalid(format!(
@@ -112,7 +131,11 @@ pub fn parse(spec: &str) -> Result<Request> {
         }
     }
     Ok(Request {
-        host_ip: if ip == "0.0.0.0" { String::new() } else { ip.to_string() },
+        host_ip: if ip == "0.0.0.0" {
+            String::new()
+        } else {
+            ip.to_string()
+        },
         host,
         container,
         protocol,
@@ -122,7 +145,10 @@ pub fn parse(spec: &str) -> Result<Request> {
 /// Chooses host ports (ephemeral ones from the kernel) and checks each is
 /// free: not published by `published` (the store's other containers) and
 /// not bound by anything on the host. One line names a clash.
-pub fn resolve(requests: &[Request], published: &[(String, PortMapping)]) -> Result<Vec<PortMapping>> {
+pub fn resolve(
+    requests: &[Request],
+    published: &[(String, PortMapping)],
+) -> Result<Vec<PortMapping>> {
     let mut out: Vec<PortMapping> = Vec::new();
     for r in requests {
         let count = r.container.1 - r.container.0;
@@ -200,15 +226,31 @@ mod tests {
     #[test]
     fn parses_docker_forms() {
         let r = parse("8080:80").unwrap();
-        assert_eq!((r.host, r.container, r.protocol.as_str()), (Some((8080, 8080)), (80, 80), "tcp"));
+        assert_eq!(
+            (r.host, r.container, r.protocol.as_str()),
+            (Some((8080, 8080)), (80, 80), "tcp")
+        );
         let r = parse("127.0.0.1:53:53/udp").unwrap();
-        assert_eq!((r.host_ip.as_str(), r.protocol.as_str()), ("127.0.0.1", "udp"));
+        assert_eq!(
+            (r.host_ip.as_str(), r.protocol.as_str()),
+            ("127.0.0.1", "udp")
+        );
         let r = parse("80").unwrap();
         assert_eq!(r.host, None);
         let r = parse("127.0.0.1::80").unwrap();
         assert_eq!((r.host_ip.as_str(), r.host), ("127.0.0.1", None));
-        assert_eq!(parse("9000-9002:7000-7002").unwrap().container, (7000, 7002));
-        for bad in ["x", "80/sctp", "1.2.3:80:80", "9000-9002:7000-7001", "70000:80", "8080:0"] {
+        assert_eq!(
+            parse("9000-9002:7000-7002").unwrap().container,
+            (7000, 7002)
+        );
+        for bad in [
+            "x",
+            "80/sctp",
+            "1.2.3:80:80",
+            "9000-9002:7000-7001",
+            "70000:80",
+            "8080:0",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }
@@ -217,7 +259,9 @@ mod tests {
     fn a_port_is_published_once() {
         let one = resolve(&[parse("127.0.0.1:18080:80").unwrap()], &[]).unwrap();
         let theirs = vec![("web".to_string(), one[0].clone())];
-        let e = resolve(&[parse("18080:81").unwrap()], &theirs).unwrap_err().to_string();
+        let e = resolve(&[parse("18080:81").unwrap()], &theirs)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("already published by container web"), "{e}");
         assert!(resolve(&[parse("18080:81/udp").unwrap()], &theirs).is_ok());
         let r = resolve(&[parse("9000-9001:7000-7001").unwrap()], &[]).unwrap();

@@ -41,7 +41,10 @@ pub fn host_networks() -> Vec<Ipv4Net> {
         }
     }
     // Addresses of interfaces that are down have no route.
-    if let Ok(o) = Command::new("ip").args(["-o", "-4", "addr", "show"]).output() {
+    if let Ok(o) = Command::new("ip")
+        .args(["-o", "-4", "addr", "show"])
+        .output()
+    {
         for line in String::from_utf8_lossy(&o.stdout).lines() {
             let mut words = line.split_whitespace();
             if words.any(|w| w == "inet") {
@@ -63,7 +66,9 @@ pub fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
 pub fn choose(taken: &[Ipv4Net]) -> Result<Ipv4Net> {
     let pool = (17..=31)
         .map(|b| Ipv4Net::new(Ipv4Addr::new(172, b, 0, 0), 16).expect("valid"))
-        .chain((0..16).map(|i| Ipv4Net::new(Ipv4Addr::new(192, 168, i * 16, 0), 20).expect("valid")));
+        .chain(
+            (0..16).map(|i| Ipv4Net::new(Ipv4Addr::new(192, 168, i * 16, 0), 20).expect("valid")),
+        );
     for candidate in pool {
         if !taken.iter().any(|t| overlaps(t, &candidate)) {
             return Ok(candidate);
@@ -77,9 +82,11 @@ pub fn choose(taken: &[Ipv4Net]) -> Result<Ipv4Net> {
 /// Parses a user's `--subnet` (an IPv4 CIDR of at most /30, its host bits
 /// zero, as Docker insists).
 pub fn parse(s: &str) -> Result<Ipv4Net> {
-    let n: Ipv4Net = s
-        .parse()
-        .map_err(|_| Error::Invalid(format!("bad --subnet {s:?}: use an IPv4 CIDR like 10.10.0.0/24")))?;
+    let n: Ipv4Net = s.parse().map_err(|_| {
+        Error::Invalid(format!(
+            "bad --subnet {s:?}: use an IPv4 CIDR like 10.10.0.0/24"
+        ))
+    })?;
     if n.trunc() != n {
         return Err(Error::Invalid(format!(
             "bad --subnet {s:?}: host bits set (did you mean {}?)",
@@ -87,7 +94,9 @@ pub fn parse(s: &str) -> Result<Ipv4Net> {
         )));
     }
     if n.prefix_len() > 30 {
-        return Err(Error::Invalid(format!("bad --subnet {s:?}: too small for containers (at most /30)")));
+        return Err(Error::Invalid(format!(
+            "bad --subnet {s:?}: too small for containers (at most /30)"
+        )));
     }
     Ok(n)
 }
@@ -115,7 +124,18 @@ pub fn make_bridge(name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<()> {
         }
         Ok(())
     };
-    run(&["link", "add", name, "type", "bridge"])?;
+    // A set address stays (a bridge's own follows its lowest port's),
+    // so the ADD results the plugins CHECK against stay true. Locally
+    // administered, from the name.
+    let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
+    let b = h.to_be_bytes();
+    let mac = format!(
+        "02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        b[0], b[1], b[2], b[3], b[4]
+    );
+    run(&["link", "add", name, "address", &mac, "type", "bridge"])?;
     let made = run(&["addr", "add", &format!("{gateway}/{prefix}"), "dev", name])
         .and_then(|()| run(&["link", "set", name, "up"]));
     if made.is_err() {

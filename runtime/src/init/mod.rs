@@ -59,7 +59,12 @@ pub trait WasmModule {
     /// binds), preopened too at their container paths (`true`:
     /// read-only), so a guest that looks its directory up by preopen name
     /// finds it.
-    fn settle(&mut self, args: &[String], env: &[(String, String)], preopens: &[(String, bool)]) -> Result<()>;
+    fn settle(
+        &mut self,
+        args: &[String],
+        env: &[(String, String)],
+        preopens: &[(String, bool)],
+    ) -> Result<()>;
 
     /// Runs the module's `_start` with the rootfs as `/`; returns the exit
     /// code (`proc_exit` code, 128+signal when stopped, 134 on a trap).
@@ -312,7 +317,13 @@ fn setup(cfg: &InitConfig, sync: &File) -> Result<Ready> {
     process::setup_console(process, sync)?;
     process::new_session(process)?;
     process::apply_rlimits(process)?;
-    drop_privileges(process, cfg.seccomp.as_ref(), &mut payload, true, &mount_preopens(&cfg.spec))?;
+    drop_privileges(
+        process,
+        cfg.seccomp.as_ref(),
+        &mut payload,
+        true,
+        &mount_preopens(&cfg.spec),
+    )?;
     Ok(Ready {
         fifo,
         payload,
@@ -324,7 +335,11 @@ fn setup(cfg: &InitConfig, sync: &File) -> Result<Ready> {
 /// filesystems (/proc, /sys, /dev), as Wasm preopens (path, read-only).
 /// Looked at after the pivot: a file bind (/etc/hosts) is no preopen.
 fn mount_preopens(spec: &oci_spec::runtime::Spec) -> Vec<(String, bool)> {
-    let system = |d: &str| ["/proc", "/sys", "/dev"].iter().any(|s| d == *s || d.starts_with(&format!("{s}/")));
+    let system = |d: &str| {
+        ["/proc", "/sys", "/dev"]
+            .iter()
+            .any(|s| d == *s || d.starts_with(&format!("{s}/")))
+    };
     spec.mounts()
         .iter()
         .flatten()
@@ -336,7 +351,10 @@ fn mount_preopens(spec: &oci_spec::runtime::Spec) -> Vec<(String, bool)> {
         })
         .filter_map(|m| {
             let d = m.destination().to_string_lossy().into_owned();
-            let ro = m.options().as_ref().is_some_and(|o| o.iter().any(|o| o == "ro"));
+            let ro = m
+                .options()
+                .as_ref()
+                .is_some_and(|o| o.iter().any(|o| o == "ro"));
             (d != "/" && !system(&d) && Path::new(&d).is_dir()).then_some((d, ro))
         })
         .collect()
