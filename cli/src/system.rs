@@ -49,7 +49,11 @@ pub fn run(engine: &Engine, command: SystemCommand) -> Result<u8> {
                 "{:<15}{:<10}{:<10}{:<12}RECLAIMABLE",
                 "TYPE", "TOTAL", "ACTIVE", "SIZE"
             );
-            for (name, u) in [("Images", &du.images), ("Containers", &du.containers)] {
+            for (name, u) in [
+                ("Images", &du.images),
+                ("Containers", &du.containers),
+                ("Local Volumes", &du.volumes),
+            ] {
                 println!(
                     "{:<15}{:<10}{:<10}{:<12}{} ({}%)",
                     name,
@@ -60,7 +64,6 @@ pub fn run(engine: &Engine, command: SystemCommand) -> Result<u8> {
                     pct(u.reclaimable, u.size)
                 );
             }
-            println!("{:<15}{:<10}{:<10}{:<12}0B", "Local Volumes", 0, 0, "0B");
             println!("{:<15}{:<10}{:<10}{:<12}0B", "Build Cache", 0, 0, "0B");
             Ok(0)
         }

@@ -148,7 +148,10 @@ fn published_ports_answer_on_loopback_and_the_bridge_and_are_released() {
 
     // rm -f releases the address and the port: the next one gets it.
     n.ok(&["rm", "-f", "web"]);
-    assert!(rules_naming(&[ip.clone()]).is_empty(), "rules of {ip} left");
+    assert!(
+        rules_naming(std::slice::from_ref(&ip)).is_empty(),
+        "rules of {ip} left"
+    );
     httpd(&n, "web2", &["-p", &publish]);
     assert_eq!(http_get((Ipv4Addr::LOCALHOST, port)), "web2\n");
 
@@ -240,7 +243,7 @@ fn user_networks_resolve_names_and_keep_apart() {
         "bridge {bridge_a} left"
     );
     assert!(
-        rules_naming(&[bridge_a.clone()]).is_empty(),
+        rules_naming(std::slice::from_ref(&bridge_a)).is_empty(),
         "rules of {bridge_a} left"
     );
     assert!(!store_bridges(&n.dirs.store).contains(&bridge_a));

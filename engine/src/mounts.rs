@@ -290,6 +290,32 @@ pub fn spec_mount(root: &Path, m: &MountPoint) -> Value {
     }
 }
 
+/// An entry of `inspect`'s `Mounts`, as Docker shows it.
+pub fn inspect(root: &Path, m: &MountPoint) -> Value {
+    let (kind, source, name) = match &m.source {
+        Source::Bind { path } => ("bind", path.clone(), None),
+        Source::Volume { name, .. } => (
+            "volume",
+            crate::volume::data(root, name).display().to_string(),
+            Some(name.clone()),
+        ),
+        Source::Tmpfs { .. } => ("tmpfs", String::new(), None),
+    };
+    let mut v = json!({
+        "Type": kind,
+        "Source": source,
+        "Destination": m.destination,
+        "Mode": if m.readonly { "ro" } else { "" },
+        "RW": !m.readonly,
+        "Propagation": if kind == "bind" { "rprivate" } else { "" },
+    });
+    if let Some(n) = name {
+        v["Name"] = json!(n);
+        v["Driver"] = json!("local");
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,30 +397,4 @@ mod tests {
         };
         assert!(resolve(&dup, &json!({})).is_err());
     }
-}
-
-/// An entry of `inspect`'s `Mounts`, as Docker shows it.
-pub fn inspect(root: &Path, m: &MountPoint) -> Value {
-    let (kind, source, name) = match &m.source {
-        Source::Bind { path } => ("bind", path.clone(), None),
-        Source::Volume { name, .. } => (
-            "volume",
-            crate::volume::data(root, name).display().to_string(),
-            Some(name.clone()),
-        ),
-        Source::Tmpfs { .. } => ("tmpfs", String::new(), None),
-    };
-    let mut v = json!({
-        "Type": kind,
-        "Source": source,
-        "Destination": m.destination,
-        "Mode": if m.readonly { "ro" } else { "" },
-        "RW": !m.readonly,
-        "Propagation": if kind == "bind" { "rprivate" } else { "" },
-    });
-    if let Some(n) = name {
-        v["Name"] = json!(n);
-        v["Driver"] = json!("local");
-    }
-    v
 }

@@ -31,6 +31,8 @@ pub struct DiskUsage {
     pub images: Usage,
     /// Containers (their writable layers).
     pub containers: Usage,
+    /// Volumes (in use: a container's mounts name them).
+    pub volumes: Usage,
 }
 
 /// What `system prune` removed.
@@ -123,6 +125,17 @@ impl Engine {
                 c.reclaimable += size;
             }
         }
+        let mut v = Usage::default();
+        for vol in self.volumes()? {
+            let size = du(&crate::volume::data(self.root(), &vol.name), &mut du_seen);
+            v.total += 1;
+            v.size += size;
+            if recs.iter().any(|r| r.volume_names().contains(&vol.name)) {
+                v.active += 1;
+            } else {
+                v.reclaimable += size;
+            }
+        }
         Ok(DiskUsage {
             images: Usage {
                 total: images.len(),
@@ -131,6 +144,7 @@ impl Engine {
                 reclaimable: all - in_use,
             },
             containers: c,
+            volumes: v,
         })
     }
 
