@@ -224,6 +224,29 @@ const PODMAN_LIMITS: [&str; 4] = [
     "nproc=1000:1000",
 ];
 
+/// Median, p10 and p90 of each case that ran.
+fn table(names: &[&str], samples: &[Vec<f64>]) {
+    println!("{:<36} {:>8} {:>8} {:>8}", "case", "median", "p10", "p90");
+    for (n, v) in names.iter().zip(samples) {
+        if !v.is_empty() {
+            println!(
+                "{n:<36} {:>8.1} {:>8.1} {:>8.1}",
+                stat(v, 0.5),
+                stat(v, 0.1),
+                stat(v, 0.9)
+            );
+        }
+    }
+}
+
+/// The ratio of case `a`'s median to case `b`'s ("n/a" if one did not run).
+fn median_ratio(samples: &[Vec<f64>], a: usize, b: usize) -> String {
+    if samples[a].is_empty() || samples[b].is_empty() {
+        return "n/a".into();
+    }
+    format!("{:.3}", stat(&samples[a], 0.5) / stat(&samples[b], 0.5))
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind(("127.0.0.1", 0))
         .unwrap()
@@ -357,23 +380,8 @@ fn main() {
         }
     }
     println!("\nrun --rm IMAGE true: {runs} rounds, interleaved; ms\n");
-    println!("{:<36} {:>8} {:>8} {:>8}", "case", "median", "p10", "p90");
-    for (n, v) in names.iter().zip(&samples) {
-        if !v.is_empty() {
-            println!(
-                "{n:<36} {:>8.1} {:>8.1} {:>8.1}",
-                stat(v, 0.5),
-                stat(v, 0.1),
-                stat(v, 0.9)
-            );
-        }
-    }
-    let ratio = |a: usize, b: usize| -> String {
-        if samples[a].is_empty() || samples[b].is_empty() {
-            return "n/a".into();
-        }
-        format!("{:.3}", stat(&samples[a], 0.5) / stat(&samples[b], 0.5))
-    };
+    table(&names, &samples);
+    let ratio = |a: usize, b: usize| median_ratio(&samples, a, b);
     println!();
     println!(
         "amphi / docker, --network none: {}  (target <= 0.1)",
@@ -431,22 +439,8 @@ fn main() {
         }
     }
     println!("\nrun -d -p H:80 httpd to its first answered request: ms\n");
-    for (n, v) in web_names.iter().zip(&web) {
-        if !v.is_empty() {
-            println!(
-                "{n:<36} {:>8.1} {:>8.1} {:>8.1}",
-                stat(v, 0.5),
-                stat(v, 0.1),
-                stat(v, 0.9)
-            );
-        }
-    }
-    let wratio = |a: usize, b: usize| -> String {
-        if web[a].is_empty() || web[b].is_empty() {
-            return "n/a".into();
-        }
-        format!("{:.3}", stat(&web[a], 0.5) / stat(&web[b], 0.5))
-    };
+    table(&web_names, &web);
+    let wratio = |a: usize, b: usize| median_ratio(&web, a, b);
     println!(
         "amphi / docker, first answer: {}  (target <= 0.5)",
         wratio(0, 1)

@@ -161,9 +161,9 @@ pub fn run(engine: &Engine, command: Command) -> Result<u8> {
     }
 }
 
-/// Runs `f` on each container; errors are printed and the command fails
+/// Runs `f` on each item (container, network, volume); errors are printed and the command fails
 /// at the end (as Docker's multi-container verbs do).
-fn each(ids: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<u8> {
+pub(crate) fn each(ids: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<u8> {
     let mut failed = false;
     for q in ids {
         if let Err(e) = f(q) {

@@ -6,6 +6,8 @@ use amphi_engine::Engine;
 use anyhow::Result;
 use clap::Subcommand;
 
+use crate::containers::each;
+
 /// Network subcommands.
 #[derive(Subcommand)]
 pub enum NetworkCommand {
@@ -94,18 +96,6 @@ pub enum VolumeCommand {
         #[arg(short, long)]
         force: bool,
     },
-}
-
-/// Runs each, reporting failures one line each; exit 1 if any failed.
-fn each(items: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<u8> {
-    let mut failed = false;
-    for i in items {
-        if let Err(e) = f(i) {
-            eprintln!("amphi: {}", format!("{e:#}").replace('\n', " "));
-            failed = true;
-        }
-    }
-    Ok(u8::from(failed))
 }
 
 fn confirm(force: bool, what: &str) -> Result<bool> {

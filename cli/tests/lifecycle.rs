@@ -23,12 +23,9 @@ struct Box_ {
 
 impl Box_ {
     fn new() -> Box_ {
-        let dirs = TestDirs::new();
-        let tar = dirs.tmp.path().join("bb.tar");
-        amphi_examples::write_busybox_image(&tar, "bb:1").unwrap();
-        let b = Box_ { dirs };
-        b.ok(&["image", "load", "-i", tar.to_str().unwrap()]);
-        b
+        Box_ {
+            dirs: common::busybox_store(),
+        }
     }
 
     fn amphi(&self, args: &[&str]) -> std::process::Output {

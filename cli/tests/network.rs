@@ -25,12 +25,9 @@ struct Net {
 
 impl Net {
     fn new() -> Net {
-        let dirs = TestDirs::new();
-        let tar = dirs.tmp.path().join("bb.tar");
-        amphi_examples::write_busybox_image(&tar, "bb:1").unwrap();
-        let n = Net { dirs };
-        n.ok(&["image", "load", "-i", tar.to_str().unwrap()]);
-        n
+        Net {
+            dirs: common::busybox_store(),
+        }
     }
 
     fn amphi(&self, args: &[&str]) -> std::process::Output {

@@ -69,3 +69,13 @@ pub fn container_dirs(dirs: &TestDirs) -> Vec<std::ffi::OsString> {
         .filter(|n| !n.to_string_lossy().starts_with('.'))
         .collect()
 }
+
+/// A test's own store holding the busybox image `bb:1`.
+pub fn busybox_store() -> TestDirs {
+    let dirs = TestDirs::new();
+    let tar = dirs.tmp.path().join("bb.tar");
+    amphi_examples::write_busybox_image(&tar, "bb:1").unwrap();
+    let args = ["image", "load", "-i", tar.to_str().unwrap()];
+    succeeded(&args, amphi(&dirs, &args));
+    dirs
+}
