@@ -11,37 +11,15 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use amphi_testkit::{assert_no_leaks, cgroup_dirs_named, unique_id, TestDirs};
+use amphi_testkit::{assert_no_leaks, cgroup_dirs_named, unique_id};
 use common::{amphi, amphi_cmd, text};
 use serde_json::Value;
 
 /// A test's store with the busybox image `bb:1`; on drop every container
 /// is removed and every watcher of this store killed, pass or fail.
-struct Box_ {
-    dirs: TestDirs,
-}
+use common::Bb as Box_;
 
 impl Box_ {
-    fn new() -> Box_ {
-        Box_ {
-            dirs: common::busybox_store(),
-        }
-    }
-
-    fn amphi(&self, args: &[&str]) -> std::process::Output {
-        amphi(&self.dirs, args)
-    }
-
-    /// Runs amphi, asserting success; its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        common::succeeded(args, self.amphi(args))
-    }
-
-    /// `inspect -f FORMAT NAME`, trimmed.
-    fn get(&self, name: &str, format: &str) -> String {
-        self.ok(&["inspect", "-f", format, name]).trim().to_string()
-    }
-
     fn inspect(&self, name: &str) -> Value {
         let v: Value = serde_json::from_str(&self.ok(&["inspect", name])).unwrap();
         v[0].clone()

@@ -15,46 +15,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use amphi_testkit::net::{network_leaks, rules_naming, store_bridges};
-use amphi_testkit::TestDirs;
-use common::{amphi, text};
+use common::text;
 
-/// A test's store with busybox as `bb:1`.
-struct Net {
-    dirs: TestDirs,
-}
+use common::Bb as Net;
 
 impl Net {
-    fn new() -> Net {
-        Net {
-            dirs: common::busybox_store(),
-        }
-    }
-
-    fn amphi(&self, args: &[&str]) -> std::process::Output {
-        amphi(&self.dirs, args)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        common::succeeded(args, self.amphi(args))
-    }
-
-    /// The one line amphi printed to stderr for a command that must fail.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.amphi(args);
-        assert!(
-            !out.status.success(),
-            "amphi {args:?} succeeded: {}",
-            text(&out.stdout)
-        );
-        let err = text(&out.stderr);
-        assert_eq!(err.trim().lines().count(), 1, "not one line: {err}");
-        err
-    }
-
-    fn get(&self, name: &str, format: &str) -> String {
-        self.ok(&["inspect", "-f", format, name]).trim().to_string()
-    }
-
     /// Removes every container and checks nothing of them or of `needles`
     /// (their addresses) is left.
     fn assert_clean(&self, mut needles: Vec<String>) {

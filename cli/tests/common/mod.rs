@@ -70,12 +70,49 @@ pub fn container_dirs(dirs: &TestDirs) -> Vec<std::ffi::OsString> {
         .collect()
 }
 
-/// A test's own store holding the busybox image `bb:1`.
-pub fn busybox_store() -> TestDirs {
-    let dirs = TestDirs::new();
-    let tar = dirs.tmp.path().join("bb.tar");
-    amphi_examples::write_busybox_image(&tar, "bb:1").unwrap();
-    let args = ["image", "load", "-i", tar.to_str().unwrap()];
-    succeeded(&args, amphi(&dirs, &args));
-    dirs
+/// A test's own store holding the busybox image `bb:1`, and the calls
+/// the tests make of amphi on it. (Each test file adds its own.)
+pub struct Bb {
+    /// The store, state and temp dirs.
+    pub dirs: TestDirs,
+}
+
+impl Bb {
+    /// A fresh store with `bb:1` loaded.
+    pub fn new() -> Bb {
+        let dirs = TestDirs::new();
+        let tar = dirs.tmp.path().join("bb.tar");
+        amphi_examples::write_busybox_image(&tar, "bb:1").unwrap();
+        let args = ["image", "load", "-i", tar.to_str().unwrap()];
+        succeeded(&args, amphi(&dirs, &args));
+        Bb { dirs }
+    }
+
+    /// `amphi ARGS` on this store.
+    pub fn amphi(&self, args: &[&str]) -> Output {
+        amphi(&self.dirs, args)
+    }
+
+    /// Runs amphi, asserting success; its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        succeeded(args, self.amphi(args))
+    }
+
+    /// `inspect -f FORMAT NAME`, trimmed.
+    pub fn get(&self, name: &str, format: &str) -> String {
+        self.ok(&["inspect", "-f", format, name]).trim().to_string()
+    }
+
+    /// The one line amphi printed to stderr for a command that must fail.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.amphi(args);
+        assert!(
+            !out.status.success(),
+            "amphi {args:?} succeeded: {}",
+            text(&out.stdout)
+        );
+        let err = text(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "not one line: {err}");
+        err
+    }
 }
