@@ -40,21 +40,6 @@ impl Box_ {
         self.get(name, "{{.State.Status}}")
     }
 
-    /// Pids of this store's detached watchers.
-    fn watchers(&self) -> Vec<i32> {
-        let root = self.dirs.store.to_string_lossy().into_owned();
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|pid| {
-                let c = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                let c = String::from_utf8_lossy(&c);
-                c.contains("container-watch") && c.contains(&root)
-            })
-            .collect()
-    }
-
     /// Every container's id (for the leak check after they are gone).
     fn ids(&self) -> Vec<String> {
         self.ok(&["ps", "-aq", "--no-trunc"])

@@ -360,16 +360,7 @@ fn after_a_reboot_the_bridge_and_restarted_containers_work_again() {
             nix::sys::signal::Signal::SIGKILL,
         );
     }
-    let watchers: Vec<i32> = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let c = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let c = String::from_utf8_lossy(&c);
-            c.contains("container-watch") && c.contains(&*n.dirs.store.to_string_lossy())
-        })
-        .collect();
+    let watchers = n.watchers();
     for w in watchers {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(w),

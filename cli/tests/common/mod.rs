@@ -115,4 +115,19 @@ impl Bb {
         assert_eq!(err.trim().lines().count(), 1, "not one line: {err}");
         err
     }
+
+    /// Pids of this store's detached watchers.
+    pub fn watchers(&self) -> Vec<i32> {
+        let root = self.dirs.store.to_string_lossy().into_owned();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                let c = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let c = String::from_utf8_lossy(&c);
+                c.contains("container-watch") && c.contains(&root)
+            })
+            .collect()
+    }
 }
