@@ -129,6 +129,7 @@ fn exec(
         })?;
     let stdin = serde_json::to_vec(&plugin_config(conf, plugin, prev, inv)).expect("json");
     let what = format!("CNI {command} of {kind} for {}", inv.container_id);
+    let began = std::time::Instant::now();
     let mut child = Command::new(&bin)
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
@@ -146,6 +147,13 @@ fn exec(
         let _ = i.write_all(&stdin);
     }
     let out = child.wait_with_output().map_err(|e| Error::io(&bin, e))?;
+    // What each plugin costs a run (AMPHI_LOG=amphi_engine=debug).
+    tracing::debug!(
+        plugin = kind,
+        command,
+        ms = began.elapsed().as_millis() as u64,
+        "CNI plugin ran"
+    );
     if out.status.success() {
         if out.stdout.iter().all(u8::is_ascii_whitespace) {
             return Ok(prev.cloned().unwrap_or(Value::Null));
