@@ -117,6 +117,18 @@ fn published_ports_answer_on_loopback_and_the_bridge_and_are_released() {
     httpd(&n, "web2", &["-p", &publish]);
     assert_eq!(http_get((Ipv4Addr::LOCALHOST, port)), "web2\n");
 
+    // -P: the image's EXPOSE 80 on an ephemeral host port.
+    httpd(&n, "all", &["-P"]);
+    let ports: serde_json::Value =
+        serde_json::from_str(&n.get("all", "{{json .NetworkSettings.Ports}}")).unwrap();
+    let all_port: u16 = ports["80/tcp"][0]["HostPort"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_ne!(all_port, port);
+    assert_eq!(http_get((Ipv4Addr::LOCALHOST, all_port)), "all\n");
+
     // UDP, on an ephemeral port of -p's own choosing.
     n.ok(&[
         "run",

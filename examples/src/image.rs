@@ -71,7 +71,8 @@ pub fn write_archive(
 
 /// An image archive of busybox-static with its applets linked, /etc/passwd
 /// and /etc/group (users `app` 1234:5678 and `nobody`), and the native
-/// examples under /examples; Cmd `sh`, as the busybox image users know.
+/// examples under /examples; Cmd `sh`, as the busybox image users know;
+/// EXPOSE 80 for its httpd.
 pub fn write_busybox_image(out: &Path, name: &str) -> Result<()> {
     let bin = std::fs::read("/bin/busybox")
         .context("reading /bin/busybox (busybox-static; scripts/install-deps installs it)")?;
@@ -107,7 +108,9 @@ pub fn write_busybox_image(out: &Path, name: &str) -> Result<()> {
         &[layer.build()?],
         serde_json::json!({
             "architecture": "amd64", "os": "linux",
-            "config": {"Cmd": ["sh"], "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
+            // EXPOSE 80: its httpd's port, for `run -P`.
+            "config": {"Cmd": ["sh"], "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                       "ExposedPorts": {"80/tcp": {}}},
         }),
         name,
     )
