@@ -100,6 +100,19 @@ impl Drop for TestDirs {
                 unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
             }
         }
+        // Their cgroups, which only the next amphi command of this store
+        // would have removed (and none comes): every process left in one
+        // killed, then the directory, then an `amphi` parent left empty.
+        let ids: Vec<String> = std::fs::read_dir(self.store.join("containers"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        for id in &ids {
+            remove_cgroups_named(id);
+        }
         // A failed test's containers died with their watchers, before any
         // CNI DEL: their rules go (by id, and by the address of each
         // attachment), and the store's bridges (its default one included,
@@ -150,6 +163,28 @@ pub fn assert_no_leaks(id: &str, state_root: &Path, rootfs: &Path) {
         "container {id} leaked:\n{}",
         found.join("\n")
     );
+}
+
+/// Kills what is left in the cgroups named `id` and removes them (and
+/// their parent, when that is left empty and is amphi's).
+pub fn remove_cgroups_named(id: &str) {
+    for dir in cgroup_dirs_named(id) {
+        for _ in 0..100 {
+            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            for pid in procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
+                // SAFETY: plain kill.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            if std::fs::remove_dir(&dir).is_ok() || !dir.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        if let Some(parent) = dir.parent().filter(|p| p.ends_with("amphi")) {
+            // Fails (as it should) while another container's cgroup is in it.
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
 }
 
 /// Cgroup directories named `id` anywhere under /sys/fs/cgroup (two levels
