@@ -82,10 +82,8 @@ pub fn prepare(root: &Path, id: &str, image: &str, cmd: &[String]) -> Result<Pre
         let hostname = &id[..id.len().min(12)];
         // Which image the container runs on: `image rm` and GC honour it.
         write(&dir.join("image"), &manifest_digest)?;
-        // Their content is the container's options' (`create` writes it).
-        for f in ["hostname", "hosts", "resolv.conf"] {
-            write(&dir.join(f), "")?;
-        }
+        // /etc/hostname, hosts and resolv.conf follow the container's
+        // options: `create` writes them.
         let spec = spec::image_spec(&config, &manifest, cmd, hostname, &dir)?;
         write(
             &dir.join("config.json"),
