@@ -191,19 +191,26 @@ impl Runtime {
             .linux()
             .as_ref()
             .and_then(|l| l.resources().clone());
-        if let Some(res) = &resources {
-            cgroup.apply(res)?;
+        let limit = |cgroup: &Cgroup| -> Result<()> {
+            if let Some(res) = &resources {
+                cgroup.apply(res)?;
+            }
+            let linux = bundle.spec.linux().as_ref();
+            cgroup.limit_devices(
+                resources
+                    .as_ref()
+                    .and_then(|r| r.devices().as_deref())
+                    .unwrap_or_default(),
+                linux
+                    .and_then(|l| l.devices().as_deref())
+                    .unwrap_or_default(),
+            )
+        };
+        // A systemd scope exists only with a process in it: it is limited
+        // once systemd has made it around the init, below.
+        if !cgroup.is_systemd() {
+            limit(&cgroup)?;
         }
-        let linux = bundle.spec.linux().as_ref();
-        cgroup.limit_devices(
-            resources
-                .as_ref()
-                .and_then(|r| r.devices().as_deref())
-                .unwrap_or_default(),
-            linux
-                .and_then(|l| l.devices().as_deref())
-                .unwrap_or_default(),
-        )?;
         if let Some(prog) = &seccomp {
             // Exec'd processes get the same filter (see `Container::exec`).
             let file = dir.join(SECCOMP_FILE);
@@ -257,7 +264,16 @@ impl Runtime {
         // a compile on a cache miss is then not charged to, or OOM-killed
         // by, the container's memory limit. It runs nothing of the
         // container's before `start` either way.
-        let mut joined = (ep.kind == PayloadKind::Native).then(|| cgroup.add_pid(pid));
+        // systemd's scope takes the init at once, whatever its payload.
+        let mut joined = if cgroup.is_systemd() {
+            Some(
+                cgroup
+                    .start_scope(pid, resources.as_ref())
+                    .and_then(|()| limit(&cgroup)),
+            )
+        } else {
+            (ep.kind == PayloadKind::Native).then(|| cgroup.add_pid(pid))
+        };
         let mut console = None;
         let line = loop {
             let (line, fd) =

@@ -9,6 +9,7 @@
 //! is understood too. Unknown keys and types are noted in the log, never
 //! an error: containerd configs are often copied from runc's.
 
+use amphi_runtime::cgroup::systemd;
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::protobuf::CodedInputStream;
 use serde::Deserialize;
@@ -130,10 +131,10 @@ fn proto_fields(bytes: &[u8]) -> Result<Vec<(u32, Field)>, String> {
 /// The cgroup of a container whose spec says `cgroups_path`.
 ///
 /// systemd's `slice:prefix:name` (what containerd writes with the systemd
-/// driver, e.g. `kubepods-burstable-pod1.slice:cri-containerd:abc`) is
-/// placed where systemd puts that scope: the slice expanded by its dashes
-/// (`kubepods.slice/kubepods-burstable.slice/...`), then
-/// `prefix-name.scope`. Other paths pass through.
+/// driver, e.g. `kubepods-burstable-pod1.slice:cri-containerd:abc`) goes to
+/// the runtime as it is: systemd makes the scope (the runtime's systemd
+/// driver). With `SystemdCgroup` set, any other path is an error, as runc
+/// has it; without it, cgroupfs paths pass through.
 pub fn cgroup_path(
     cgroups_path: Option<&str>,
     opts: &RuntimeOptions,
@@ -141,53 +142,16 @@ pub fn cgroup_path(
     let Some(p) = cgroups_path.filter(|p| !p.is_empty()) else {
         return Ok(None);
     };
-    let parts: Vec<&str> = p.split(':').collect();
-    match parts.as_slice() {
-        [slice, prefix, name] => {
-            let slice = expand_slice(if slice.is_empty() {
-                "system.slice"
-            } else {
-                slice
-            })?;
-            let unit = if name.ends_with(".slice") || prefix.is_empty() {
-                name.to_string()
-            } else {
-                format!("{prefix}-{name}.scope")
-            };
-            Ok(Some(format!("{slice}/{unit}")))
-        }
-        _ if opts.systemd_cgroup => Err(format!(
+    if systemd::is_systemd_path(p) {
+        systemd::Scope::parse(p).map_err(|e| e.to_string())?;
+        return Ok(Some(p.to_string()));
+    }
+    if opts.systemd_cgroup {
+        return Err(format!(
             "SystemdCgroup is set but cgroupsPath {p:?} is not of the form slice:prefix:name"
-        )),
-        _ => Ok(Some(p.to_string())),
+        ));
     }
-}
-
-/// `a-b-c.slice` -> `a.slice/a-b.slice/a-b-c.slice` (systemd's nesting).
-fn expand_slice(slice: &str) -> Result<String, String> {
-    let bad = || format!("invalid systemd slice name {slice:?}");
-    if slice == "-.slice" {
-        return Ok(String::new());
-    }
-    let base = slice.strip_suffix(".slice").ok_or_else(bad)?;
-    if base.is_empty()
-        || base.contains('/')
-        || base.starts_with('-')
-        || base.ends_with('-')
-        || base.contains("--")
-    {
-        return Err(bad());
-    }
-    let mut out = Vec::new();
-    let mut prefix = String::new();
-    for part in base.split('-') {
-        if !prefix.is_empty() {
-            prefix.push('-');
-        }
-        prefix.push_str(part);
-        out.push(format!("{prefix}.slice"));
-    }
-    Ok(out.join("/"))
+    Ok(Some(p.to_string()))
 }
 
 #[cfg(test)]
@@ -252,12 +216,10 @@ mod tests {
     }
 
     #[test]
-    fn systemd_paths_nest_like_systemd() {
+    fn systemd_paths_go_to_the_systemd_driver() {
         let o = RuntimeOptions::default();
-        assert_eq!(
-            cgroup_path(Some("kubepods-burstable-pod12.slice:cri-containerd:abc"), &o).unwrap(),
-            Some("kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod12.slice/cri-containerd-abc.scope".into())
-        );
+        let sd_path = "kubepods-burstable-pod12.slice:cri-containerd:abc";
+        assert_eq!(cgroup_path(Some(sd_path), &o).unwrap(), Some(sd_path.into()));
         assert_eq!(
             cgroup_path(Some("/kubepods/burstable/pod12/abc"), &o).unwrap(),
             Some("/kubepods/burstable/pod12/abc".into())

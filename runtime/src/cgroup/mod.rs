@@ -7,6 +7,7 @@
 
 mod device_bpf;
 mod devices;
+pub mod systemd;
 mod v1;
 mod v2;
 
@@ -26,6 +27,9 @@ pub enum Cgroup {
     V1(v1::CgroupV1),
     /// The unified v2 hierarchy.
     V2(v2::CgroupV2),
+    /// A systemd scope unit (v2): made by systemd, with the container's
+    /// init in it, by [`Cgroup::start_scope`].
+    Systemd(systemd::Scope),
 }
 
 /// The parent of the cgroups the runtime names itself (`amphi/<id>`).
@@ -66,8 +70,12 @@ pub fn prime_migration() {
 }
 
 impl Cgroup {
-    /// The cgroup at `path` (relative to each hierarchy's root), not created.
+    /// The cgroup at `path` (relative to each hierarchy's root, or
+    /// systemd's `slice:prefix:name`), not created.
     pub fn open(path: &str) -> Result<Cgroup> {
+        if systemd::is_systemd_path(path) {
+            return Ok(Cgroup::Systemd(systemd::Scope::parse(path)?));
+        }
         let path = path.trim_start_matches('/');
         if path.is_empty() || path.split('/').any(|c| c == ".." || c == ".") {
             return Err(Error::Spec(format!("bad cgroup path {path:?}")));
@@ -79,11 +87,46 @@ impl Cgroup {
         })
     }
 
-    /// Creates the cgroup (and its parents) in every hierarchy.
+    /// Whether systemd makes this cgroup, around a first process
+    /// ([`Cgroup::start_scope`]), rather than [`Cgroup::create`].
+    pub fn is_systemd(&self) -> bool {
+        matches!(self, Cgroup::Systemd(_))
+    }
+
+    /// The unified-hierarchy cgroup under this one (v2 or a systemd scope).
+    fn unified(&self) -> Option<&v2::CgroupV2> {
+        match self {
+            Cgroup::V1(_) => None,
+            Cgroup::V2(c) => Some(c),
+            Cgroup::Systemd(s) => Some(&s.v2),
+        }
+    }
+
+    /// Creates the cgroup (and its parents) in every hierarchy. A systemd
+    /// scope needs a process: see [`Cgroup::start_scope`].
     pub fn create(&self) -> Result<()> {
         match self {
             Cgroup::V1(c) => c.create(),
             Cgroup::V2(c) => c.create(),
+            Cgroup::Systemd(_) => Ok(()),
+        }
+    }
+
+    /// Has systemd start the scope unit with `pid` in it (limits from `res`
+    /// as unit properties too). Other cgroups: moves `pid` in.
+    pub fn start_scope(&self, pid: i32, res: Option<&LinuxResources>) -> Result<()> {
+        match self {
+            Cgroup::Systemd(s) => {
+                if !host_is_v2() {
+                    return Err(Error::Cgroup {
+                        path: s.unit.clone().into(),
+                        msg: "the systemd cgroup driver needs the unified hierarchy (cgroup v2)"
+                            .into(),
+                    });
+                }
+                s.start(pid, res)
+            }
+            _ => self.add_pid(pid),
         }
     }
 
@@ -92,6 +135,10 @@ impl Cgroup {
         match self {
             Cgroup::V1(c) => c.apply(res),
             Cgroup::V2(c) => c.apply(res),
+            Cgroup::Systemd(s) => {
+                s.set_properties(res)?;
+                s.v2.apply(res)
+            }
         }
     }
 
@@ -101,26 +148,29 @@ impl Cgroup {
     /// an Update's device rules are not applied.
     pub fn limit_devices(&self, spec: &[LinuxDeviceCgroup], listed: &[LinuxDevice]) -> Result<()> {
         let rules = devices::rules(spec, listed);
-        match self {
-            Cgroup::V1(c) => c.limit_devices(&rules),
+        match (self, self.unified()) {
             // v2 has no devices controller: an eBPF program enforces them.
-            Cgroup::V2(c) => device_bpf::attach(&c.dir(), &rules),
+            (_, Some(c)) => device_bpf::attach(&c.dir(), &rules),
+            (Cgroup::V1(c), None) => c.limit_devices(&rules),
+            _ => unreachable!("only v1 has no unified cgroup"),
         }
     }
 
     /// Moves a process into the cgroup.
     pub fn add_pid(&self, pid: i32) -> Result<()> {
-        match self {
-            Cgroup::V1(c) => c.add_pid(pid),
-            Cgroup::V2(c) => c.add_pid(pid),
+        match (self, self.unified()) {
+            (_, Some(c)) => c.add_pid(pid),
+            (Cgroup::V1(c), None) => c.add_pid(pid),
+            _ => unreachable!("only v1 has no unified cgroup"),
         }
     }
 
     /// Pids of every process in the cgroup.
     pub fn procs(&self) -> Result<Vec<i32>> {
-        let file = match self {
-            Cgroup::V1(c) => c.procs_file(),
-            Cgroup::V2(c) => c.dir().join("cgroup.procs"),
+        let file = match (self, self.unified()) {
+            (_, Some(c)) => c.dir().join("cgroup.procs"),
+            (Cgroup::V1(c), None) => c.procs_file(),
+            _ => unreachable!("only v1 has no unified cgroup"),
         };
         match std::fs::read_to_string(&file) {
             Ok(s) => Ok(s.lines().filter_map(|l| l.trim().parse().ok()).collect()),
@@ -131,33 +181,37 @@ impl Cgroup {
 
     /// Freezes (pauses) every process of the cgroup.
     pub fn freeze(&self) -> Result<()> {
-        match self {
-            Cgroup::V1(c) => c.set_frozen(true),
-            Cgroup::V2(c) => c.set_frozen(true),
+        match (self, self.unified()) {
+            (_, Some(c)) => c.set_frozen(true),
+            (Cgroup::V1(c), None) => c.set_frozen(true),
+            _ => unreachable!("only v1 has no unified cgroup"),
         }
     }
 
     /// Thaws (resumes) the cgroup.
     pub fn thaw(&self) -> Result<()> {
-        match self {
-            Cgroup::V1(c) => c.set_frozen(false),
-            Cgroup::V2(c) => c.set_frozen(false),
+        match (self, self.unified()) {
+            (_, Some(c)) => c.set_frozen(false),
+            (Cgroup::V1(c), None) => c.set_frozen(false),
+            _ => unreachable!("only v1 has no unified cgroup"),
         }
     }
 
     /// Resource figures.
     pub fn stats(&self) -> Result<Stats> {
-        match self {
-            Cgroup::V1(c) => c.stats(),
-            Cgroup::V2(c) => c.stats(),
+        match (self, self.unified()) {
+            (_, Some(c)) => c.stats(),
+            (Cgroup::V1(c), None) => c.stats(),
+            _ => unreachable!("only v1 has no unified cgroup"),
         }
     }
 
     /// How many processes the OOM killer has killed in this cgroup.
     pub fn oom_kills(&self) -> u64 {
-        match self {
-            Cgroup::V1(c) => c.oom_kills(),
-            Cgroup::V2(c) => c.oom_kills(),
+        match (self, self.unified()) {
+            (_, Some(c)) => c.oom_kills(),
+            (Cgroup::V1(c), None) => c.oom_kills(),
+            _ => unreachable!("only v1 has no unified cgroup"),
         }
     }
 
@@ -167,8 +221,8 @@ impl Cgroup {
     /// `memory.oom_control`; v2: an inotify watch on `memory.events`.
     /// Non-blocking; drain it with [`drain_notifier`] after each wake-up.
     pub fn oom_notifier(&self) -> Result<OwnedFd> {
-        match self {
-            Cgroup::V1(c) => {
+        match (self, self.unified()) {
+            (Cgroup::V1(c), None) => {
                 let dir = c.memory_dir();
                 let efd = nix::sys::eventfd::EventFd::from_value_and_flags(
                     0,
@@ -186,7 +240,7 @@ impl Cgroup {
                 )?;
                 Ok(efd.into())
             }
-            Cgroup::V2(c) => {
+            (_, Some(c)) => {
                 let events = c.dir().join("memory.events");
                 let ino = nix::sys::inotify::Inotify::init(
                     nix::sys::inotify::InitFlags::IN_CLOEXEC
@@ -197,6 +251,7 @@ impl Cgroup {
                     .map_err(|e| Error::sys(format!("inotify {}", events.display()), e))?;
                 Ok(ino.into())
             }
+            _ => unreachable!("only v1 has no unified cgroup"),
         }
     }
 
@@ -219,11 +274,16 @@ impl Cgroup {
         }
         // The kernel refuses rmdir (EBUSY) until the last task has fully
         // exited, which can trail the kill by a few milliseconds.
+        if let Cgroup::Systemd(s) = self {
+            // systemd removes the scope's cgroup when the unit stops.
+            s.stop()?;
+        }
         let mut last = Ok(());
         for attempt in 0..200 {
-            last = match self {
-                Cgroup::V1(c) => c.remove(),
-                Cgroup::V2(c) => c.remove(),
+            last = match (self, self.unified()) {
+                (_, Some(c)) => c.remove(),
+                (Cgroup::V1(c), None) => c.remove(),
+                _ => unreachable!("only v1 has no unified cgroup"),
             };
             if last.is_ok() {
                 self.remove_own_parents();
@@ -239,9 +299,10 @@ impl Cgroup {
 
     /// The file holding the cgroup's current memory usage in bytes.
     pub fn memory_usage_file(&self) -> PathBuf {
-        match self {
-            Cgroup::V1(c) => c.memory_dir().join("memory.usage_in_bytes"),
-            Cgroup::V2(c) => c.dir().join("memory.current"),
+        match (self, self.unified()) {
+            (_, Some(c)) => c.dir().join("memory.current"),
+            (Cgroup::V1(c), None) => c.memory_dir().join("memory.usage_in_bytes"),
+            _ => unreachable!("only v1 has no unified cgroup"),
         }
     }
 
@@ -249,9 +310,10 @@ impl Cgroup {
     /// mount: one per v1 hierarchy (named like its mount), or the v2 one
     /// with an empty name.
     pub fn mount_dirs(&self) -> Vec<(String, PathBuf)> {
-        match self {
-            Cgroup::V1(c) => c.named_dirs(),
-            Cgroup::V2(c) => vec![(String::new(), c.dir())],
+        match (self, self.unified()) {
+            (_, Some(c)) => vec![(String::new(), c.dir())],
+            (Cgroup::V1(c), None) => c.named_dirs(),
+            _ => unreachable!("only v1 has no unified cgroup"),
         }
     }
 
@@ -262,6 +324,8 @@ impl Cgroup {
         let path = match self {
             Cgroup::V1(c) => c.path().to_string(),
             Cgroup::V2(c) => c.path().to_string(),
+            // systemd prunes its own slices.
+            Cgroup::Systemd(_) => return,
         };
         if !path.starts_with(&format!("{OWN_PARENT}/")) {
             return;
@@ -270,14 +334,16 @@ impl Cgroup {
         match self {
             Cgroup::V1(c) => c.remove_parent(OWN_PARENT),
             Cgroup::V2(c) => c.remove_parent(OWN_PARENT),
+            Cgroup::Systemd(_) => {}
         }
     }
 
     /// Whether the cgroup exists in any hierarchy.
     pub fn exists(&self) -> bool {
-        match self {
-            Cgroup::V1(c) => c.dirs().any(|d| d.exists()),
-            Cgroup::V2(c) => c.dir().exists(),
+        match (self, self.unified()) {
+            (_, Some(c)) => c.dir().exists(),
+            (Cgroup::V1(c), None) => c.dirs().any(|d| d.exists()),
+            _ => unreachable!("only v1 has no unified cgroup"),
         }
     }
 }
