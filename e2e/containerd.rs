@@ -84,7 +84,9 @@ fn detached_task_exec_pause_metrics_kill_delete() {
     assert_eq!(cd.task_status(&id).as_deref(), Some("RUNNING"));
     let metrics = cd.ctr_ok(&["task", "metrics", &id]);
     assert!(
-        metrics.contains("pids.current") && metrics.contains("memory.usage_in_bytes"),
+        // cgroup v1's names, or v2's (containerd's cgroups v2 Metrics).
+        metrics.contains("pids.current")
+            && (metrics.contains("memory.usage_in_bytes") || metrics.contains("memory.usage ")),
         "{metrics}"
     );
     let pids = cd.ctr_ok(&["task", "ps", &id]);

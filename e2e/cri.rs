@@ -921,56 +921,24 @@ fn streaming_exec_with_and_without_tty_attach_and_log_reopen() {
     node.remove_pod_clean(&pod, &cfg);
 }
 
-#[test]
-fn systemd_cgroup_paths_are_placed_as_systemd_nests_slices() {
-    let mut node = Node::start();
-    let mut cfg = node.pod_config("sd");
-    // kubelet's systemd driver names the pod's slice; containerd then
-    // writes cgroupsPath as `slice:cri-containerd:<id>`.
-    let uid = cfg.metadata.as_ref().unwrap().uid.replace('-', "_");
-    let top = format!(
-        "amphicri{}",
-        node.cgroup_root.trim_start_matches("/amphi-cri-")
-    );
-    let slice = format!("{top}-pod{uid}.slice");
-    cfg.linux.as_mut().unwrap().cgroup_parent = slice.clone();
-    // The handler whose options say SystemdCgroup = true (ConfigBody).
-    let pod = node
-        .run_pod_with(&cfg, "amphi-systemd")
-        .unwrap_or_else(|e| panic!("RunPodSandbox: {}", e.message()));
-    let mut c = Node::container_config("app", BUSYBOX, &["sleep", "3600"]);
-    c.linux.as_mut().unwrap().resources = Some(LinuxContainerResources {
-        memory_limit_in_bytes: 48 << 20,
-        ..Default::default()
-    });
-    let id = node.run_container(&pod, &cfg, &c);
-    let scope = format!("/{top}.slice/{slice}/cri-containerd-{id}.scope");
-    let dirs = cgroup_dirs(&scope);
-    assert!(!dirs.is_empty(), "no cgroup at {scope}");
-    let mem = dirs
-        .iter()
-        .find_map(|d| std::fs::read_to_string(d.join("memory.limit_in_bytes")).ok())
-        .or_else(|| {
-            dirs.iter()
-                .find_map(|d| std::fs::read_to_string(d.join("memory.max")).ok())
-        })
-        .expect("a memory controller file");
-    assert_eq!(mem.trim(), (48u64 << 20).to_string());
-    let procs: String = dirs
-        .iter()
-        .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
-        .collect();
-    assert!(procs.contains(&container_pid(&node, &id).to_string()));
-    // Pod removal leaves the slices kubelet made, and nothing below them.
-    node.stop_pod(&pod).unwrap();
-    node.remove_pod(&pod).unwrap();
-    let pod_slice = format!("/{top}.slice/{slice}");
-    wait_for("the scopes to be removed", 10, || {
-        cgroup_children(&pod_slice).is_empty()
-    });
-    remove_cgroup(&format!("/{top}.slice"));
-    // The handler's unknown option was noted, not fatal (containerd copies
-    // the shim's log FIFO to its own log as it comes).
+/// Whether systemd is this host's init (its private bus answers).
+fn systemd_runs() -> bool {
+    std::fs::read_to_string("/proc/1/comm").is_ok_and(|c| c.trim() == "systemd")
+        && std::os::unix::net::UnixStream::connect("/run/systemd/private").is_ok()
+}
+
+/// `systemctl show -p P --value UNIT`.
+fn unit_property(unit: &str, prop: &str) -> String {
+    let out = std::process::Command::new("systemctl")
+        .args(["show", "-p", prop, "--value", unit])
+        .output()
+        .expect("systemctl");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The handler's unknown option was noted, not fatal (containerd copies
+/// the shim's log FIFO to its own log as it comes).
+fn noted_unknown_option(node: &Node) {
     let log = node.dir.path().join("containerd.log");
     wait_for(
         "a note of the unknown option in containerd's log",
@@ -982,6 +950,78 @@ fn systemd_cgroup_paths_are_placed_as_systemd_nests_slices() {
             })
         },
     );
+}
+
+#[test]
+fn systemd_cgroup_driver_makes_scope_units_in_the_pod_slice() {
+    let mut node = Node::start();
+    let mut cfg = node.pod_config("sd");
+    // kubelet's systemd driver names the pod's slice; containerd then
+    // writes cgroupsPath as `slice:cri-containerd:<id>`.
+    let uid = cfg.metadata.as_ref().unwrap().uid.replace('-', "_");
+    let top = format!(
+        "amphicri{}",
+        node.cgroup_root.trim_start_matches("/amphi-cri-")
+    );
+    let slice = format!("{top}-pod{uid}.slice");
+    cfg.linux.as_mut().unwrap().cgroup_parent = slice.clone();
+    if !systemd_runs() {
+        // No systemd to make the units: one clear line, nothing made.
+        let err = node.run_pod_with(&cfg, "amphi-systemd").unwrap_err();
+        assert!(
+            err.message().contains("systemd is not reachable"),
+            "{}",
+            err.message()
+        );
+        assert!(cgroup_dirs(&format!("/{top}.slice")).is_empty());
+        noted_unknown_option(&node);
+        return;
+    }
+    // The handler whose options say SystemdCgroup = true (ConfigBody).
+    let pod = node
+        .run_pod_with(&cfg, "amphi-systemd")
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {}", e.message()));
+    let mut c = Node::container_config("app", BUSYBOX, &["sleep", "3600"]);
+    c.linux.as_mut().unwrap().resources = Some(LinuxContainerResources {
+        memory_limit_in_bytes: 48 << 20,
+        cpu_quota: 50_000,
+        cpu_period: 100_000,
+        ..Default::default()
+    });
+    let id = node.run_container(&pod, &cfg, &c);
+    let unit = format!("cri-containerd-{id}.scope");
+    // A transient scope of systemd's, delegated, in the pod's slice, with
+    // the limits as unit properties and in the cgroup's files.
+    assert_eq!(unit_property(&unit, "ActiveState"), "active");
+    assert_eq!(unit_property(&unit, "Slice"), slice);
+    assert_eq!(unit_property(&unit, "Delegate"), "yes");
+    assert_eq!(unit_property(&unit, "MemoryMax"), (48u64 << 20).to_string());
+    let scope = format!("/{top}.slice/{slice}/{unit}");
+    assert_eq!(unit_property(&unit, "ControlGroup"), scope);
+    let dir = std::path::Path::new("/sys/fs/cgroup").join(scope.trim_start_matches('/'));
+    assert_eq!(read(&dir.join("memory.max")).trim(), (48u64 << 20).to_string());
+    assert_eq!(read(&dir.join("cpu.max")).trim(), "50000 100000");
+    let procs = read(&dir.join("cgroup.procs"));
+    assert!(procs.contains(&container_pid(&node, &id).to_string()));
+    // The pod's own (pause) container has its scope there too.
+    let pause_unit = format!("cri-containerd-{pod}.scope");
+    assert_eq!(unit_property(&pause_unit, "ActiveState"), "active");
+    node.stop_pod(&pod).unwrap();
+    node.remove_pod(&pod).unwrap();
+    // Deleted with their containers: no scope unit, no cgroup.
+    wait_for("the scopes to be gone", 20, || {
+        unit_property(&unit, "LoadState") == "not-found"
+            && unit_property(&pause_unit, "LoadState") == "not-found"
+            && !dir.exists()
+    });
+    // The slices were kubelet's to make (systemd made them on demand).
+    let _ = std::process::Command::new("systemctl")
+        .args(["stop", &format!("{top}.slice")])
+        .status();
+    wait_for("the pod slice to be gone", 20, || {
+        cgroup_dirs(&format!("/{top}.slice")).is_empty()
+    });
+    noted_unknown_option(&node);
     // With SystemdCgroup, a cgroupfs parent is a clear error.
     let plain = node.pod_config("sdplain");
     let err = node.run_pod_with(&plain, "amphi-systemd").unwrap_err();

@@ -52,6 +52,8 @@ impl OomWatch {
                 path: "epoll".into(),
                 msg: e.to_string(),
             })?;
+        // A new container of this id starts from no kills.
+        self.published.lock().unwrap().insert(id.to_string(), 0);
         self.watched.lock().unwrap().insert(
             token,
             Watched {
@@ -76,7 +78,13 @@ impl OomWatch {
                 let _ = self.epoll.delete(&w.fd);
             }
         }
-        self.published.lock().unwrap().remove(id);
+        // A tombstone, not a removal: a watcher thread woken just before
+        // (still waiting for the count in `report_woken`) must not publish
+        // the deleted container's kill a second time.
+        self.published
+            .lock()
+            .unwrap()
+            .insert(id.to_string(), u64::MAX);
     }
 
     /// Publishes `/tasks/oom` for `id` if its cgroup counts an OOM kill

@@ -239,11 +239,23 @@ pub fn noise(len: usize, seed: &mut u64) -> Vec<u8> {
 /// A block device of this host as (major, minor), for tests that try to
 /// reach it from inside a container.
 pub fn host_block_device() -> (String, String) {
-    let name = std::fs::read_dir("/sys/dev/block")
+    // Not an empty removable drive (a VM's CD drive opens with ENOMEDIUM).
+    let sized = |n: &String| {
+        let read = |f: &str| std::fs::read_to_string(format!("/sys/dev/block/{n}/{f}"));
+        let empty = read("size").is_ok_and(|s| s.trim() == "0");
+        !(empty && read("removable").is_ok_and(|s| s.trim() == "1"))
+    };
+    let names: Vec<String> = std::fs::read_dir("/sys/dev/block")
         .expect("/sys/dev/block")
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let name = names
+        .iter()
+        .filter(|n| sized(n))
         .min()
+        .or(names.iter().min())
+        .cloned()
         .expect("this host has a block device");
     let (major, minor) = name.split_once(':').expect("major:minor");
     (major.to_string(), minor.to_string())

@@ -116,16 +116,7 @@ impl Cgroup {
     /// as unit properties too). Other cgroups: moves `pid` in.
     pub fn start_scope(&self, pid: i32, res: Option<&LinuxResources>) -> Result<()> {
         match self {
-            Cgroup::Systemd(s) => {
-                if !host_is_v2() {
-                    return Err(Error::Cgroup {
-                        path: s.unit.clone().into(),
-                        msg: "the systemd cgroup driver needs the unified hierarchy (cgroup v2)"
-                            .into(),
-                    });
-                }
-                s.start(pid, res)
-            }
+            Cgroup::Systemd(s) => s.start(pid, res),
             _ => self.add_pid(pid),
         }
     }

@@ -96,6 +96,13 @@ impl Scope {
             return Err(self.err("a container's cgroup must be a scope, not a slice"));
         }
         let bus = connect().map_err(|e| self.err(e))?;
+        if !super::host_is_v2() {
+            // systemd on a v1 host splits a scope over every hierarchy;
+            // this driver places it in the unified one only.
+            return Err(self.err(
+                "the systemd cgroup driver needs the unified hierarchy (cgroup v2)",
+            ));
+        }
         let mut props: Vec<(&str, Value)> = vec![
             ("Description", Value::from(format!("amphi container {}", self.unit))),
             ("Slice", Value::from(self.slice.as_str())),
