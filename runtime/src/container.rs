@@ -250,6 +250,12 @@ impl Runtime {
             id: id.to_string(),
             msg,
         };
+        if cgroup.is_systemd() {
+            // systemd's scope takes the init at once, whatever its payload,
+            // and before the init sets up (it mounts the scope's cgroup).
+            cgroup.start_scope(pid, resources.as_ref())?;
+            limit(&cgroup)?;
+        }
         (&sock)
             .write_all(
                 &serde_json::to_vec(&InitMessage::Create(Box::new(cfg)))
@@ -264,13 +270,8 @@ impl Runtime {
         // a compile on a cache miss is then not charged to, or OOM-killed
         // by, the container's memory limit. It runs nothing of the
         // container's before `start` either way.
-        // systemd's scope takes the init at once, whatever its payload.
         let mut joined = if cgroup.is_systemd() {
-            Some(
-                cgroup
-                    .start_scope(pid, resources.as_ref())
-                    .and_then(|()| limit(&cgroup)),
-            )
+            Some(Ok(()))
         } else {
             (ep.kind == PayloadKind::Native).then(|| cgroup.add_pid(pid))
         };

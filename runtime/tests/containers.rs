@@ -173,6 +173,112 @@ fn kill_busy_loop(example: &str, signal: Signal, code: i32) -> TestResult {
     Ok(())
 }
 
+/// A cpu quota and weight land in the cgroup, and the quota throttles a
+/// busy loop (the kernel counts the throttled periods).
+fn cpu_quota_throttles_a_busy_loop() -> TestResult {
+    let fx = Fx::new("native/busy");
+    fx.edit(|v| {
+        v["linux"]["resources"]["cpu"] = json!({"quota": 10000, "period": 100000, "shares": 512})
+    });
+    let mut c = fx.create().unwrap();
+    let dirs = c.cgroup().mount_dirs();
+    let file = |names: &[&str]| -> String {
+        dirs.iter()
+            .flat_map(|(_, d)| names.iter().map(move |n| d.join(n)))
+            .find_map(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    if amphi_runtime::cgroup::host_is_v2() {
+        assert_eq!(file(&["cpu.max"]), "10000 100000");
+        // runc's shares -> weight conversion.
+        assert_eq!(file(&["cpu.weight"]), "20");
+    } else {
+        assert_eq!(file(&["cpu.cfs_quota_us"]), "10000");
+        assert_eq!(file(&["cpu.shares"]), "512");
+    }
+    c.start().unwrap();
+    wait_for_output(&fx, "spinning");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while c.stats().unwrap().cpu.nr_throttled == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(c.stats().unwrap().cpu.nr_throttled > 0, "never throttled");
+    c.kill(Signal::SIGKILL, false).unwrap();
+    assert_eq!(c.wait().unwrap().code, 137);
+    c.delete(false).unwrap();
+    fx.assert_clean();
+    Ok(())
+}
+
+/// Whether systemd is this host's init (its private bus answers).
+fn systemd_runs() -> bool {
+    std::fs::read_to_string("/proc/1/comm").is_ok_and(|c| c.trim() == "systemd")
+        && std::os::unix::net::UnixStream::connect("/run/systemd/private").is_ok()
+}
+
+fn unit_property(unit: &str, prop: &str) -> String {
+    let out = std::process::Command::new("systemctl")
+        .args(["show", "-p", prop, "--value", unit])
+        .output()
+        .expect("systemctl");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A `slice:prefix:name` cgroups path: with systemd, a transient scope unit
+/// in that slice holds the container, limited, and goes with the delete;
+/// without systemd, one clear error and nothing made.
+fn systemd_cgroup_driver() -> TestResult {
+    let fx = Fx::new("native/sleep");
+    let slice = "amphitest.slice";
+    let path = format!("{slice}:amphi:{}", fx.id);
+    fx.edit(|v| {
+        v["linux"]["cgroupsPath"] = json!(path);
+        v["linux"]["resources"]["memory"] = json!({"limit": 64 << 20});
+        v["linux"]["resources"]["pids"] = json!({"limit": 20});
+    });
+    let unit = format!("amphi-{}.scope", fx.id);
+    if !systemd_runs() {
+        let err = fx.create().err().expect("create without systemd");
+        assert!(err.to_string().contains("systemd is not reachable"), "{err}");
+        assert!(err.to_string().contains(&unit), "{err}");
+        fx.assert_clean();
+        return Ok(());
+    }
+    let mut c = fx.create().unwrap();
+    let cg = format!("0::/{slice}/{unit}");
+    let own = std::fs::read_to_string(format!("/proc/{}/cgroup", c.pid())).unwrap();
+    assert_eq!(own.trim(), cg);
+    assert_eq!(unit_property(&unit, "ActiveState"), "active");
+    assert_eq!(unit_property(&unit, "Delegate"), "yes");
+    assert_eq!(unit_property(&unit, "TasksMax"), "20");
+    assert_eq!(unit_property(&unit, "MemoryMax"), (64u64 << 20).to_string());
+    let dir = std::path::PathBuf::from(format!("/sys/fs/cgroup/{slice}/{unit}"));
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap().trim().to_string();
+    assert_eq!(read("memory.max"), (64u64 << 20).to_string());
+    assert_eq!(read("pids.max"), "20");
+    c.start().unwrap();
+    c.pause().unwrap();
+    assert!(read("cgroup.events").contains("frozen 1"));
+    c.resume().unwrap();
+    let res: amphi_runtime::oci_spec::runtime::LinuxResources =
+        serde_json::from_value(json!({"pids": {"limit": 30}})).unwrap();
+    c.update(&res).unwrap();
+    assert_eq!(unit_property(&unit, "TasksMax"), "30");
+    assert_eq!(read("pids.max"), "30");
+    c.kill(Signal::SIGKILL, false).unwrap();
+    assert_eq!(c.wait().unwrap().code, 137);
+    c.delete(false).unwrap();
+    assert_eq!(unit_property(&unit, "LoadState"), "not-found");
+    assert!(!dir.exists());
+    let _ = std::process::Command::new("systemctl")
+        .args(["stop", slice])
+        .status();
+    fx.assert_clean();
+    Ok(())
+}
+
 fn limit_memory(fx: &Fx, bytes: i64) {
     fx.edit(|v| v["linux"]["resources"]["memory"] = json!({"limit": bytes, "swap": bytes}));
 }
@@ -631,6 +737,8 @@ fn main() {
         t("native_memory_hog_is_oom_killed", native_oom),
         t("wasm_memory_growth_stops_at_limit", wasm_memory_bounded),
         t("pids_limit_holds_fork_bomb", pids_limit_holds_fork_bomb),
+        t("cpu_quota_throttles_a_busy_loop", cpu_quota_throttles_a_busy_loop),
+        t("systemd_cgroup_driver_scope_units", systemd_cgroup_driver),
         t("readonly_rootfs_rejects_writes", readonly_rootfs),
         t("hostname_and_user_from_spec", hostname_and_user),
         t("devices_cgroup_refuses_host_disk", || devices_cgroup(false)),

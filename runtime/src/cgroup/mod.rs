@@ -108,7 +108,8 @@ impl Cgroup {
         match self {
             Cgroup::V1(c) => c.create(),
             Cgroup::V2(c) => c.create(),
-            Cgroup::Systemd(_) => Ok(()),
+            // Fails early, before any process exists, without systemd.
+            Cgroup::Systemd(s) => s.check_reachable(),
         }
     }
 

@@ -89,6 +89,11 @@ impl Scope {
         }
     }
 
+    /// Whether systemd answers (the driver's precondition).
+    pub(super) fn check_reachable(&self) -> Result<()> {
+        connect().map(drop).map_err(|e| self.err(e))
+    }
+
     /// Starts the scope with `pid` in it and waits until systemd has moved
     /// the process into the scope's cgroup.
     pub(super) fn start(&self, pid: i32, res: Option<&LinuxResources>) -> Result<()> {
@@ -250,7 +255,8 @@ fn connect() -> std::result::Result<zbus::blocking::Connection, String> {
         return zbus::blocking::connection::Builder::address(
             format!("unix:path={PRIVATE_SOCKET}").as_str(),
         )
-        .and_then(|b| b.p2p().build())
+        // A systemd that stops answering is an error, not a hang.
+        .and_then(|b| b.p2p().method_timeout(Duration::from_secs(30)).build())
         .map_err(|e| format!("{PRIVATE_SOCKET}: {e}"));
     }
     if Path::new(SYSTEM_BUS).exists() {
