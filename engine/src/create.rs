@@ -108,7 +108,7 @@ impl Engine {
             }
         };
         let loaded = Bundle::load(dir)?;
-        let final_bundle = flags::apply(loaded, opts, args.as_deref())?;
+        let final_bundle = flags::apply(loaded, id, opts, args.as_deref())?;
         let mut opts = opts.clone();
         self.network_options(&mut opts, &image_config)?;
         let mut made_volumes = Vec::new();

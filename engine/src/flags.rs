@@ -66,7 +66,12 @@ fn apply_security(v: &mut Value, a: &RunOptions) -> Result<()> {
 
 /// Applies the options over the bundle's spec; `args`, when given,
 /// replaces the process's arguments.
-pub fn apply(bundle: Bundle, a: &RunOptions, args: Option<&[String]>) -> Result<Bundle> {
+pub fn apply(
+    bundle: Bundle,
+    id: &str,
+    a: &RunOptions,
+    args: Option<&[String]>,
+) -> Result<Bundle> {
     let mut v = serde_json::to_value(&bundle.spec).expect("a spec serialises");
     let obj = |v: &mut Value, key: &str| -> () {
         if !v.get(key).is_some_and(Value::is_object) {
@@ -133,6 +138,26 @@ pub fn apply(bundle: Bundle, a: &RunOptions, args: Option<&[String]>) -> Result<
         }
         res["pids"] = json!({ "limit": p });
     }
+    if let Some(parent) = a.cgroup_parent.as_deref() {
+        v["linux"]["cgroupsPath"] = json!(cgroups_path(parent, id)?);
+    }
     let spec: Spec = serde_json::from_value(v).context("applying flags to the spec")?;
     Ok(Bundle::from_spec(bundle.dir, spec)?)
+}
+
+/// The cgroups path of `--cgroup-parent`: a slice means systemd's
+/// `slice:amphi:<id>` (the scope `amphi-<id>.scope`), anything else a
+/// cgroupfs directory holding `<id>`.
+pub(crate) fn cgroups_path(parent: &str, id: &str) -> Result<String> {
+    if parent.ends_with(".slice") {
+        if let Err(e) = amphi_runtime::cgroup::systemd::expand_slice(parent) {
+            bail!("bad --cgroup-parent: {e}");
+        }
+        return Ok(format!("{parent}:amphi:{id}"));
+    }
+    let rel = parent.trim_matches('/');
+    if rel.is_empty() || rel.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+        bail!("bad --cgroup-parent {parent:?}: a slice name or a cgroup path");
+    }
+    Ok(format!("{rel}/{id}"))
 }

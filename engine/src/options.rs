@@ -83,6 +83,12 @@ pub struct RunOptions {
     /// Maximum number of processes.
     #[cfg_attr(feature = "clap", arg(long))]
     pub pids_limit: Option<i64>,
+    /// The container's cgroup parent: a systemd slice (`NAME.slice`: the
+    /// container is the transient scope `amphi-<id>.scope` in it, through
+    /// systemd, as Docker's systemd driver does) or a cgroupfs path (the
+    /// container is `<path>/<id>`). Default: `amphi/<id>`.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub cgroup_parent: Option<String>,
     /// Mount the rootfs read-only.
     #[cfg_attr(feature = "clap", arg(long))]
     pub read_only: bool,

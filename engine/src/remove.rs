@@ -58,14 +58,22 @@ impl Engine {
 
     /// Removes what the runtime holds of `id`: its state and cgroup (and
     /// any process left in it). Without state (lost with `/run` in a
-    /// reboot, or never made), the cgroup of its default path.
+    /// reboot, or never made), the cgroup of its path (`--cgroup-parent`'s
+    /// or the default).
     pub(crate) fn clear_runtime(&self, id: &str) -> Result<()> {
         // Its network first: DEL finds the interface in the pinned netns.
         self.disconnect(id)?;
         match self.runtime().load(id) {
             Ok(c) => c.delete(true)?,
             Err(_) => {
-                let cg = amphi_runtime::cgroup::Cgroup::open(&format!("amphi/{id}"))?;
+                let parent = crate::record::load(self.root(), id)
+                    .ok()
+                    .and_then(|r| r.options.cgroup_parent);
+                let path = match parent {
+                    Some(p) => crate::flags::cgroups_path(&p, id)?,
+                    None => format!("amphi/{id}"),
+                };
+                let cg = amphi_runtime::cgroup::Cgroup::open(&path)?;
                 if cg.exists() {
                     cg.destroy()?;
                 }

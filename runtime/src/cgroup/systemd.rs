@@ -5,10 +5,11 @@
 //! daemon-reload) and in the scope's v2 files (which hold what systemd has
 //! no property for).
 //!
-//! systemd is reached on its private socket (root, no D-Bus daemon needed)
-//! or, failing that, on the system bus.
+//! systemd is reached on the system bus, as runc reaches it. Not on
+//! systemd's private socket: its replies there name the sender by its
+//! well-known name, which zbus refuses (it wants a unique name).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use oci_spec::runtime::LinuxResources;
@@ -17,7 +18,6 @@ use zbus::zvariant::{OwnedObjectPath, Value};
 use super::v2::CgroupV2;
 use crate::{Error, Result};
 
-const PRIVATE_SOCKET: &str = "/run/systemd/private";
 const SYSTEM_BUS: &str = "/run/dbus/system_bus_socket";
 const DEST: &str = "org.freedesktop.systemd1";
 const PATH: &str = "/org/freedesktop/systemd1";
@@ -243,26 +243,18 @@ fn properties(res: &LinuxResources) -> Vec<(&'static str, Value<'static>)> {
     p
 }
 
-/// A connection to systemd: its private socket (root), else the system bus.
+/// A connection to systemd, on the system bus.
 fn connect() -> std::result::Result<zbus::blocking::Connection, String> {
-    let unreachable = || {
-        format!(
-            "systemd is not reachable ({PRIVATE_SOCKET} and {SYSTEM_BUS} do not answer): \
-             the systemd cgroup driver needs systemd as the host's init"
-        )
-    };
-    if std::os::unix::net::UnixStream::connect(PRIVATE_SOCKET).is_ok() {
-        return zbus::blocking::connection::Builder::address(
-            format!("unix:path={PRIVATE_SOCKET}").as_str(),
-        )
+    if std::os::unix::net::UnixStream::connect(SYSTEM_BUS).is_err() {
+        return Err(format!(
+            "systemd is not reachable (no D-Bus system bus at {SYSTEM_BUS}): \
+             the systemd cgroup driver needs systemd and its bus"
+        ));
+    }
+    zbus::blocking::connection::Builder::system()
         // A systemd that stops answering is an error, not a hang.
-        .and_then(|b| b.p2p().method_timeout(Duration::from_secs(30)).build())
-        .map_err(|e| format!("{PRIVATE_SOCKET}: {e}"));
-    }
-    if Path::new(SYSTEM_BUS).exists() {
-        return zbus::blocking::Connection::system().map_err(|e| format!("{SYSTEM_BUS}: {e}"));
-    }
-    Err(unreachable())
+        .and_then(|b| b.method_timeout(Duration::from_secs(30)).build())
+        .map_err(|e| format!("{SYSTEM_BUS}: {e}"))
 }
 
 fn is_no_such_unit(e: &zbus::Error) -> bool {
