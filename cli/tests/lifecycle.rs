@@ -666,3 +666,48 @@ fn logs_follow_attach_init_and_wasm_containers() {
     let ids = b.ids();
     b.assert_clean(&ids);
 }
+
+/// `--cgroup-parent`: a cgroupfs path holds the container as `<path>/<id>`;
+/// a slice makes it the systemd scope `amphi-<id>.scope` there (with
+/// systemd on a system bus), or fails in one line without one.
+#[test]
+fn cgroup_parent_places_the_container_as_asked() {
+    let b = Box_::new();
+    let parent = unique_id("amphi-cgp");
+    let name = unique_id("cgp");
+    b.ok(&[
+        "run", "-d", "--network", "none", "--name", &name, "--cgroup-parent", &parent, "bb:1",
+        "sleep", "600",
+    ]);
+    let id = b.get(&name, "{{.Id}}");
+    let pid = b.get(&name, "{{.State.Pid}}");
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(own.contains(&format!(":/{parent}/{id}\n")), "{own}");
+    b.ok(&["rm", "-f", &name]);
+    assert!(cgroup_dirs_named(&id).is_empty());
+    for d in cgroup_dirs_named(&parent) {
+        let _ = std::fs::remove_dir(d);
+    }
+    let systemd = std::fs::read_to_string("/proc/1/comm").is_ok_and(|c| c.trim() == "systemd")
+        && std::os::unix::net::UnixStream::connect("/run/dbus/system_bus_socket").is_ok();
+    let slice = "amphiclitest.slice";
+    if !systemd {
+        let err = b.fails(&["run", "--rm", "--cgroup-parent", slice, "bb:1", "true"]);
+        assert!(err.contains("systemd is not reachable"), "{err}");
+        assert_eq!(b.ok(&["ps", "-aq"]).trim(), "");
+        return;
+    }
+    b.ok(&[
+        "run", "-d", "--network", "none", "--name", &name, "--cgroup-parent", slice,
+        "--pids-limit", "40", "bb:1", "sleep", "600",
+    ]);
+    let id = b.get(&name, "{{.Id}}");
+    let pid = b.get(&name, "{{.State.Pid}}");
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert_eq!(own.trim(), format!("0::/{slice}/amphi-{id}.scope"));
+    let scope = Path::new("/sys/fs/cgroup").join(slice).join(format!("amphi-{id}.scope"));
+    assert_eq!(std::fs::read_to_string(scope.join("pids.max")).unwrap().trim(), "40");
+    b.ok(&["rm", "-f", &name]);
+    assert!(!scope.exists());
+    let _ = std::process::Command::new("systemctl").args(["stop", slice]).status();
+}
