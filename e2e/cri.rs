@@ -999,7 +999,10 @@ fn systemd_cgroup_driver_makes_scope_units_in_the_pod_slice() {
     let scope = format!("/{top}.slice/{slice}/{unit}");
     assert_eq!(unit_property(&unit, "ControlGroup"), scope);
     let dir = std::path::Path::new("/sys/fs/cgroup").join(scope.trim_start_matches('/'));
-    assert_eq!(read(&dir.join("memory.max")).trim(), (48u64 << 20).to_string());
+    assert_eq!(
+        read(&dir.join("memory.max")).trim(),
+        (48u64 << 20).to_string()
+    );
     assert_eq!(read(&dir.join("cpu.max")).trim(), "50000 100000");
     let procs = read(&dir.join("cgroup.procs"));
     assert!(procs.contains(&container_pid(&node, &id).to_string()));

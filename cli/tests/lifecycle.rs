@@ -676,8 +676,17 @@ fn cgroup_parent_places_the_container_as_asked() {
     let parent = unique_id("amphi-cgp");
     let name = unique_id("cgp");
     b.ok(&[
-        "run", "-d", "--network", "none", "--name", &name, "--cgroup-parent", &parent, "bb:1",
-        "sleep", "600",
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        &name,
+        "--cgroup-parent",
+        &parent,
+        "bb:1",
+        "sleep",
+        "600",
     ]);
     let id = b.get(&name, "{{.Id}}");
     let pid = b.get(&name, "{{.State.Pid}}");
@@ -698,16 +707,36 @@ fn cgroup_parent_places_the_container_as_asked() {
         return;
     }
     b.ok(&[
-        "run", "-d", "--network", "none", "--name", &name, "--cgroup-parent", slice,
-        "--pids-limit", "40", "bb:1", "sleep", "600",
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        &name,
+        "--cgroup-parent",
+        slice,
+        "--pids-limit",
+        "40",
+        "bb:1",
+        "sleep",
+        "600",
     ]);
     let id = b.get(&name, "{{.Id}}");
     let pid = b.get(&name, "{{.State.Pid}}");
     let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     assert_eq!(own.trim(), format!("0::/{slice}/amphi-{id}.scope"));
-    let scope = Path::new("/sys/fs/cgroup").join(slice).join(format!("amphi-{id}.scope"));
-    assert_eq!(std::fs::read_to_string(scope.join("pids.max")).unwrap().trim(), "40");
+    let scope = Path::new("/sys/fs/cgroup")
+        .join(slice)
+        .join(format!("amphi-{id}.scope"));
+    assert_eq!(
+        std::fs::read_to_string(scope.join("pids.max"))
+            .unwrap()
+            .trim(),
+        "40"
+    );
     b.ok(&["rm", "-f", &name]);
     assert!(!scope.exists());
-    let _ = std::process::Command::new("systemctl").args(["stop", slice]).status();
+    let _ = std::process::Command::new("systemctl")
+        .args(["stop", slice])
+        .status();
 }

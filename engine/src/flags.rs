@@ -66,12 +66,7 @@ fn apply_security(v: &mut Value, a: &RunOptions) -> Result<()> {
 
 /// Applies the options over the bundle's spec; `args`, when given,
 /// replaces the process's arguments.
-pub fn apply(
-    bundle: Bundle,
-    id: &str,
-    a: &RunOptions,
-    args: Option<&[String]>,
-) -> Result<Bundle> {
+pub fn apply(bundle: Bundle, id: &str, a: &RunOptions, args: Option<&[String]>) -> Result<Bundle> {
     let mut v = serde_json::to_value(&bundle.spec).expect("a spec serialises");
     let obj = |v: &mut Value, key: &str| -> () {
         if !v.get(key).is_some_and(Value::is_object) {
@@ -156,7 +151,11 @@ pub(crate) fn cgroups_path(parent: &str, id: &str) -> Result<String> {
         return Ok(format!("{parent}:amphi:{id}"));
     }
     let rel = parent.trim_matches('/');
-    if rel.is_empty() || rel.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+    if rel.is_empty()
+        || rel
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+    {
         bail!("bad --cgroup-parent {parent:?}: a slice name or a cgroup path");
     }
     Ok(format!("{rel}/{id}"))

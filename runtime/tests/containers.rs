@@ -240,8 +240,13 @@ fn systemd_cgroup_driver() -> TestResult {
     });
     let unit = format!("amphi-{}.scope", fx.id);
     if !systemd_runs() {
-        let err = fx.create().err().expect("create without systemd");
-        assert!(err.to_string().contains("systemd is not reachable"), "{err}");
+        let Err(err) = fx.create() else {
+            panic!("create succeeded without systemd")
+        };
+        assert!(
+            err.to_string().contains("systemd is not reachable"),
+            "{err}"
+        );
         assert!(err.to_string().contains(&unit), "{err}");
         fx.assert_clean();
         return Ok(());
@@ -255,7 +260,12 @@ fn systemd_cgroup_driver() -> TestResult {
     assert_eq!(unit_property(&unit, "TasksMax"), "20");
     assert_eq!(unit_property(&unit, "MemoryMax"), (64u64 << 20).to_string());
     let dir = std::path::PathBuf::from(format!("/sys/fs/cgroup/{slice}/{unit}"));
-    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap().trim().to_string();
+    let read = |f: &str| {
+        std::fs::read_to_string(dir.join(f))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
     assert_eq!(read("memory.max"), (64u64 << 20).to_string());
     assert_eq!(read("pids.max"), "20");
     c.start().unwrap();
@@ -737,7 +747,10 @@ fn main() {
         t("native_memory_hog_is_oom_killed", native_oom),
         t("wasm_memory_growth_stops_at_limit", wasm_memory_bounded),
         t("pids_limit_holds_fork_bomb", pids_limit_holds_fork_bomb),
-        t("cpu_quota_throttles_a_busy_loop", cpu_quota_throttles_a_busy_loop),
+        t(
+            "cpu_quota_throttles_a_busy_loop",
+            cpu_quota_throttles_a_busy_loop,
+        ),
         t("systemd_cgroup_driver_scope_units", systemd_cgroup_driver),
         t("readonly_rootfs_rejects_writes", readonly_rootfs),
         t("hostname_and_user_from_spec", hostname_and_user),

@@ -219,7 +219,10 @@ mod tests {
     fn systemd_paths_go_to_the_systemd_driver() {
         let o = RuntimeOptions::default();
         let sd_path = "kubepods-burstable-pod12.slice:cri-containerd:abc";
-        assert_eq!(cgroup_path(Some(sd_path), &o).unwrap(), Some(sd_path.into()));
+        assert_eq!(
+            cgroup_path(Some(sd_path), &o).unwrap(),
+            Some(sd_path.into())
+        );
         assert_eq!(
             cgroup_path(Some("/kubepods/burstable/pod12/abc"), &o).unwrap(),
             Some("/kubepods/burstable/pod12/abc".into())

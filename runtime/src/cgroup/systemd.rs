@@ -104,12 +104,15 @@ impl Scope {
         if !super::host_is_v2() {
             // systemd on a v1 host splits a scope over every hierarchy;
             // this driver places it in the unified one only.
-            return Err(self.err(
-                "the systemd cgroup driver needs the unified hierarchy (cgroup v2)",
-            ));
+            return Err(
+                self.err("the systemd cgroup driver needs the unified hierarchy (cgroup v2)")
+            );
         }
         let mut props: Vec<(&str, Value)> = vec![
-            ("Description", Value::from(format!("amphi container {}", self.unit))),
+            (
+                "Description",
+                Value::from(format!("amphi container {}", self.unit)),
+            ),
             ("Slice", Value::from(self.slice.as_str())),
             ("PIDs", Value::from(vec![pid as u32])),
             ("Delegate", Value::from(true)),
@@ -216,7 +219,10 @@ impl Scope {
 fn properties(res: &LinuxResources) -> Vec<(&'static str, Value<'static>)> {
     let mut p = Vec::new();
     if let Some(l) = res.memory().as_ref().and_then(|m| m.limit()) {
-        p.push(("MemoryMax", Value::from(if l < 0 { u64::MAX } else { l as u64 })));
+        p.push((
+            "MemoryMax",
+            Value::from(if l < 0 { u64::MAX } else { l as u64 }),
+        ));
     }
     if let Some(cpu) = res.cpu() {
         if let Some(s) = cpu.shares().filter(|s| *s > 0) {
