@@ -694,9 +694,13 @@ fn cgroup_parent_places_the_container_as_asked() {
     assert!(own.contains(&format!(":/{parent}/{id}\n")), "{own}");
     b.ok(&["rm", "-f", &name]);
     assert!(cgroup_dirs_named(&id).is_empty());
+    // The parent is the user's to remove, as with Docker.
     for d in cgroup_dirs_named(&parent) {
         let _ = std::fs::remove_dir(d);
     }
+    let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(&parent));
+    assert!(cgroup_dirs_named(&parent).is_empty());
+    assert!(!Path::new("/sys/fs/cgroup").join(&parent).exists());
     let systemd = std::fs::read_to_string("/proc/1/comm").is_ok_and(|c| c.trim() == "systemd")
         && std::os::unix::net::UnixStream::connect("/run/dbus/system_bus_socket").is_ok();
     let slice = "amphiclitest.slice";
