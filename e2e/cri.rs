@@ -921,21 +921,6 @@ fn streaming_exec_with_and_without_tty_attach_and_log_reopen() {
     node.remove_pod_clean(&pod, &cfg);
 }
 
-/// Whether systemd is this host's init, on a system bus.
-fn systemd_runs() -> bool {
-    std::fs::read_to_string("/proc/1/comm").is_ok_and(|c| c.trim() == "systemd")
-        && std::os::unix::net::UnixStream::connect("/run/dbus/system_bus_socket").is_ok()
-}
-
-/// `systemctl show -p P --value UNIT`.
-fn unit_property(unit: &str, prop: &str) -> String {
-    let out = std::process::Command::new("systemctl")
-        .args(["show", "-p", prop, "--value", unit])
-        .output()
-        .expect("systemctl");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 /// The handler's unknown option was noted, not fatal (containerd copies
 /// the shim's log FIFO to its own log as it comes).
 fn noted_unknown_option(node: &Node) {
@@ -965,7 +950,7 @@ fn systemd_cgroup_driver_makes_scope_units_in_the_pod_slice() {
     );
     let slice = format!("{top}-pod{uid}.slice");
     cfg.linux.as_mut().unwrap().cgroup_parent = slice.clone();
-    if !systemd_runs() {
+    if !amphi_testkit::systemd_runs() {
         // No systemd to make the units: one clear line, nothing made.
         let err = node.run_pod_with(&cfg, "amphi-systemd").unwrap_err();
         assert!(
@@ -992,12 +977,15 @@ fn systemd_cgroup_driver_makes_scope_units_in_the_pod_slice() {
     let unit = format!("cri-containerd-{id}.scope");
     // A transient scope of systemd's, delegated, in the pod's slice, with
     // the limits as unit properties and in the cgroup's files.
-    assert_eq!(unit_property(&unit, "ActiveState"), "active");
-    assert_eq!(unit_property(&unit, "Slice"), slice);
-    assert_eq!(unit_property(&unit, "Delegate"), "yes");
-    assert_eq!(unit_property(&unit, "MemoryMax"), (48u64 << 20).to_string());
+    assert_eq!(amphi_testkit::unit_property(&unit, "ActiveState"), "active");
+    assert_eq!(amphi_testkit::unit_property(&unit, "Slice"), slice);
+    assert_eq!(amphi_testkit::unit_property(&unit, "Delegate"), "yes");
+    assert_eq!(
+        amphi_testkit::unit_property(&unit, "MemoryMax"),
+        (48u64 << 20).to_string()
+    );
     let scope = format!("/{top}.slice/{slice}/{unit}");
-    assert_eq!(unit_property(&unit, "ControlGroup"), scope);
+    assert_eq!(amphi_testkit::unit_property(&unit, "ControlGroup"), scope);
     let dir = std::path::Path::new("/sys/fs/cgroup").join(scope.trim_start_matches('/'));
     assert_eq!(
         read(&dir.join("memory.max")).trim(),
@@ -1008,13 +996,16 @@ fn systemd_cgroup_driver_makes_scope_units_in_the_pod_slice() {
     assert!(procs.contains(&container_pid(&node, &id).to_string()));
     // The pod's own (pause) container has its scope there too.
     let pause_unit = format!("cri-containerd-{pod}.scope");
-    assert_eq!(unit_property(&pause_unit, "ActiveState"), "active");
+    assert_eq!(
+        amphi_testkit::unit_property(&pause_unit, "ActiveState"),
+        "active"
+    );
     node.stop_pod(&pod).unwrap();
     node.remove_pod(&pod).unwrap();
     // Deleted with their containers: no scope unit, no cgroup.
     wait_for("the scopes to be gone", 20, || {
-        unit_property(&unit, "LoadState") == "not-found"
-            && unit_property(&pause_unit, "LoadState") == "not-found"
+        amphi_testkit::unit_property(&unit, "LoadState") == "not-found"
+            && amphi_testkit::unit_property(&pause_unit, "LoadState") == "not-found"
             && !dir.exists()
     });
     // The slices were kubelet's to make (systemd made them on demand).

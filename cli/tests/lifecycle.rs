@@ -675,22 +675,17 @@ fn cgroup_parent_places_the_container_as_asked() {
     let b = Box_::new();
     let parent = unique_id("amphi-cgp");
     let name = unique_id("cgp");
-    b.ok(&[
-        "run",
-        "-d",
-        "--network",
-        "none",
-        "--name",
-        &name,
-        "--cgroup-parent",
-        &parent,
-        "bb:1",
-        "sleep",
-        "600",
-    ]);
-    let id = b.get(&name, "{{.Id}}");
-    let pid = b.get(&name, "{{.State.Pid}}");
-    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    // A detached sleeper with `extra` flags: its id and its init's cgroup.
+    let sleeper = |extra: &[&str]| -> (String, String) {
+        let mut args = vec!["run", "-d", "--network", "none", "--name", &name];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["bb:1", "sleep", "600"]);
+        b.ok(&args);
+        let pid = b.get(&name, "{{.State.Pid}}");
+        let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        (b.get(&name, "{{.Id}}"), own)
+    };
+    let (id, own) = sleeper(&["--cgroup-parent", &parent]);
     assert!(own.contains(&format!(":/{parent}/{id}\n")), "{own}");
     b.ok(&["rm", "-f", &name]);
     assert!(cgroup_dirs_named(&id).is_empty());
@@ -701,33 +696,14 @@ fn cgroup_parent_places_the_container_as_asked() {
     let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(&parent));
     assert!(cgroup_dirs_named(&parent).is_empty());
     assert!(!Path::new("/sys/fs/cgroup").join(&parent).exists());
-    let systemd = std::fs::read_to_string("/proc/1/comm").is_ok_and(|c| c.trim() == "systemd")
-        && std::os::unix::net::UnixStream::connect("/run/dbus/system_bus_socket").is_ok();
     let slice = "amphiclitest.slice";
-    if !systemd {
+    if !amphi_testkit::systemd_runs() {
         let err = b.fails(&["run", "--rm", "--cgroup-parent", slice, "bb:1", "true"]);
         assert!(err.contains("systemd is not reachable"), "{err}");
         assert_eq!(b.ok(&["ps", "-aq"]).trim(), "");
         return;
     }
-    b.ok(&[
-        "run",
-        "-d",
-        "--network",
-        "none",
-        "--name",
-        &name,
-        "--cgroup-parent",
-        slice,
-        "--pids-limit",
-        "40",
-        "bb:1",
-        "sleep",
-        "600",
-    ]);
-    let id = b.get(&name, "{{.Id}}");
-    let pid = b.get(&name, "{{.State.Pid}}");
-    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let (id, own) = sleeper(&["--cgroup-parent", slice, "--pids-limit", "40"]);
     assert_eq!(own.trim(), format!("0::/{slice}/amphi-{id}.scope"));
     let scope = Path::new("/sys/fs/cgroup")
         .join(slice)

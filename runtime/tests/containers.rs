@@ -212,20 +212,6 @@ fn cpu_quota_throttles_a_busy_loop() -> TestResult {
     Ok(())
 }
 
-/// Whether systemd is this host's init, on a system bus.
-fn systemd_runs() -> bool {
-    std::fs::read_to_string("/proc/1/comm").is_ok_and(|c| c.trim() == "systemd")
-        && std::os::unix::net::UnixStream::connect("/run/dbus/system_bus_socket").is_ok()
-}
-
-fn unit_property(unit: &str, prop: &str) -> String {
-    let out = std::process::Command::new("systemctl")
-        .args(["show", "-p", prop, "--value", unit])
-        .output()
-        .expect("systemctl");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 /// A `slice:prefix:name` cgroups path: with systemd, a transient scope unit
 /// in that slice holds the container, limited, and goes with the delete;
 /// without systemd, one clear error and nothing made.
@@ -239,7 +225,7 @@ fn systemd_cgroup_driver() -> TestResult {
         v["linux"]["resources"]["pids"] = json!({"limit": 20});
     });
     let unit = format!("amphi-{}.scope", fx.id);
-    if !systemd_runs() {
+    if !amphi_testkit::systemd_runs() {
         let Err(err) = fx.create() else {
             panic!("create succeeded without systemd")
         };
@@ -255,10 +241,13 @@ fn systemd_cgroup_driver() -> TestResult {
     let cg = format!("0::/{slice}/{unit}");
     let own = std::fs::read_to_string(format!("/proc/{}/cgroup", c.pid())).unwrap();
     assert_eq!(own.trim(), cg);
-    assert_eq!(unit_property(&unit, "ActiveState"), "active");
-    assert_eq!(unit_property(&unit, "Delegate"), "yes");
-    assert_eq!(unit_property(&unit, "TasksMax"), "20");
-    assert_eq!(unit_property(&unit, "MemoryMax"), (64u64 << 20).to_string());
+    assert_eq!(amphi_testkit::unit_property(&unit, "ActiveState"), "active");
+    assert_eq!(amphi_testkit::unit_property(&unit, "Delegate"), "yes");
+    assert_eq!(amphi_testkit::unit_property(&unit, "TasksMax"), "20");
+    assert_eq!(
+        amphi_testkit::unit_property(&unit, "MemoryMax"),
+        (64u64 << 20).to_string()
+    );
     let dir = std::path::PathBuf::from(format!("/sys/fs/cgroup/{slice}/{unit}"));
     let read = |f: &str| {
         std::fs::read_to_string(dir.join(f))
@@ -275,12 +264,15 @@ fn systemd_cgroup_driver() -> TestResult {
     let res: amphi_runtime::oci_spec::runtime::LinuxResources =
         serde_json::from_value(json!({"pids": {"limit": 30}})).unwrap();
     c.update(&res).unwrap();
-    assert_eq!(unit_property(&unit, "TasksMax"), "30");
+    assert_eq!(amphi_testkit::unit_property(&unit, "TasksMax"), "30");
     assert_eq!(read("pids.max"), "30");
     c.kill(Signal::SIGKILL, false).unwrap();
     assert_eq!(c.wait().unwrap().code, 137);
     c.delete(false).unwrap();
-    assert_eq!(unit_property(&unit, "LoadState"), "not-found");
+    assert_eq!(
+        amphi_testkit::unit_property(&unit, "LoadState"),
+        "not-found"
+    );
     assert!(!dir.exists());
     let _ = std::process::Command::new("systemctl")
         .args(["stop", slice])

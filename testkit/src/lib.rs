@@ -260,3 +260,19 @@ pub fn host_block_device() -> (String, String) {
     let (major, minor) = name.split_once(':').expect("major:minor");
     (major.to_string(), minor.to_string())
 }
+
+/// Whether systemd is this host's init, on a D-Bus system bus (what the
+/// systemd cgroup driver needs).
+pub fn systemd_runs() -> bool {
+    std::fs::read_to_string("/proc/1/comm").is_ok_and(|c| c.trim() == "systemd")
+        && std::os::unix::net::UnixStream::connect("/run/dbus/system_bus_socket").is_ok()
+}
+
+/// A systemd unit's property: `systemctl show -p PROP --value UNIT`.
+pub fn unit_property(unit: &str, prop: &str) -> String {
+    let out = std::process::Command::new("systemctl")
+        .args(["show", "-p", prop, "--value", unit])
+        .output()
+        .expect("systemctl");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
