@@ -995,6 +995,11 @@ fn systemd_cgroup_driver_makes_scope_units_in_the_pod_slice() {
     let procs = read(&dir.join("cgroup.procs"));
     assert!(procs.contains(&container_pid(&node, &id).to_string()));
     // The pod's own (pause) container has its scope there too.
+    // The pod's slice is a unit of systemd's too.
+    assert_eq!(
+        amphi_testkit::unit_property(&slice, "ActiveState"),
+        "active"
+    );
     let pause_unit = format!("cri-containerd-{pod}.scope");
     assert_eq!(
         amphi_testkit::unit_property(&pause_unit, "ActiveState"),

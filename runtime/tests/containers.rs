@@ -212,6 +212,48 @@ fn cpu_quota_throttles_a_busy_loop() -> TestResult {
     Ok(())
 }
 
+/// A memory reservation and swap limit and a cpuset land in the cgroup's
+/// files (v2: memory.low, memory.swap.max as swap alone, cpuset.cpus/mems;
+/// v1: the soft limit, memsw as memory+swap, cpuset), and the container runs.
+fn memory_low_swap_and_cpuset() -> TestResult {
+    let fx = Fx::new("native/sleep");
+    fx.edit(|v| {
+        v["linux"]["resources"]["memory"] =
+            json!({"limit": 64 << 20, "reservation": 32 << 20, "swap": 96 << 20});
+        v["linux"]["resources"]["cpu"] = json!({"cpus": "0", "mems": "0"});
+    });
+    let mut c = fx.create().unwrap();
+    let dirs = c.cgroup().mount_dirs();
+    let file = |name: &str| -> Option<String> {
+        dirs.iter()
+            .find_map(|(_, d)| std::fs::read_to_string(d.join(name)).ok())
+            .map(|s| s.trim().to_string())
+    };
+    let mib = |n: u64| (n << 20).to_string();
+    if amphi_runtime::cgroup::host_is_v2() {
+        assert_eq!(file("memory.max").unwrap(), mib(64));
+        assert_eq!(file("memory.low").unwrap(), mib(32));
+        if let Some(swap) = file("memory.swap.max") {
+            assert_eq!(swap, mib(32));
+        }
+    } else {
+        assert_eq!(file("memory.limit_in_bytes").unwrap(), mib(64));
+        assert_eq!(file("memory.soft_limit_in_bytes").unwrap(), mib(32));
+        if let Some(memsw) = file("memory.memsw.limit_in_bytes") {
+            assert_eq!(memsw, mib(96));
+        }
+    }
+    assert_eq!(file("cpuset.cpus").unwrap(), "0");
+    assert_eq!(file("cpuset.mems").unwrap(), "0");
+    c.start().unwrap();
+    assert_eq!(c.state().status, Status::Running);
+    c.kill(Signal::SIGKILL, false).unwrap();
+    assert_eq!(c.wait().unwrap().code, 137);
+    c.delete(false).unwrap();
+    fx.assert_clean();
+    Ok(())
+}
+
 /// A `slice:prefix:name` cgroups path: with systemd, a transient scope unit
 /// in that slice holds the container, limited, and goes with the delete;
 /// without systemd, one clear error and nothing made.
@@ -742,6 +784,10 @@ fn main() {
         t(
             "cpu_quota_throttles_a_busy_loop",
             cpu_quota_throttles_a_busy_loop,
+        ),
+        t(
+            "memory_low_swap_and_cpuset_applied",
+            memory_low_swap_and_cpuset,
         ),
         t("systemd_cgroup_driver_scope_units", systemd_cgroup_driver),
         t("readonly_rootfs_rejects_writes", readonly_rootfs),
