@@ -191,10 +191,7 @@ impl Runtime {
             .linux()
             .as_ref()
             .and_then(|l| l.resources().clone());
-        let limit = |cgroup: &Cgroup| -> Result<()> {
-            if let Some(res) = &resources {
-                cgroup.apply(res)?;
-            }
+        let limit_devices = |cgroup: &Cgroup| -> Result<()> {
             let linux = bundle.spec.linux().as_ref();
             cgroup.limit_devices(
                 resources
@@ -209,7 +206,10 @@ impl Runtime {
         // A systemd scope exists only with a process in it: it is limited
         // once systemd has made it around the init, below.
         if !cgroup.is_systemd() {
-            limit(&cgroup)?;
+            if let Some(res) = &resources {
+                cgroup.apply(res)?;
+            }
+            limit_devices(&cgroup)?;
         }
         if let Some(prog) = &seccomp {
             // Exec'd processes get the same filter (see `Container::exec`).
@@ -254,7 +254,7 @@ impl Runtime {
             // systemd's scope takes the init at once, whatever its payload,
             // and before the init sets up (it mounts the scope's cgroup).
             cgroup.start_scope(pid, resources.as_ref())?;
-            limit(&cgroup)?;
+            limit_devices(&cgroup)?;
         }
         (&sock)
             .write_all(

@@ -173,6 +173,16 @@ fn kill_busy_loop(example: &str, signal: Signal, code: i32) -> TestResult {
     Ok(())
 }
 
+/// The trimmed content of file `name` in the container's cgroup (whichever
+/// v1 hierarchy has it, or the v2 directory).
+fn cgroup_file(c: &Container, name: &str) -> Option<String> {
+    c.cgroup()
+        .mount_dirs()
+        .iter()
+        .find_map(|(_, d)| std::fs::read_to_string(d.join(name)).ok())
+        .map(|s| s.trim().to_string())
+}
+
 /// A cpu quota and weight land in the cgroup, and the quota throttles a
 /// busy loop (the kernel counts the throttled periods).
 fn cpu_quota_throttles_a_busy_loop() -> TestResult {
@@ -181,22 +191,14 @@ fn cpu_quota_throttles_a_busy_loop() -> TestResult {
         v["linux"]["resources"]["cpu"] = json!({"quota": 10000, "period": 100000, "shares": 512})
     });
     let mut c = fx.create().unwrap();
-    let dirs = c.cgroup().mount_dirs();
-    let file = |names: &[&str]| -> String {
-        dirs.iter()
-            .flat_map(|(_, d)| names.iter().map(move |n| d.join(n)))
-            .find_map(|p| std::fs::read_to_string(p).ok())
-            .unwrap_or_default()
-            .trim()
-            .to_string()
-    };
+    let file = |name: &str| cgroup_file(&c, name).unwrap_or_default();
     if amphi_runtime::cgroup::host_is_v2() {
-        assert_eq!(file(&["cpu.max"]), "10000 100000");
+        assert_eq!(file("cpu.max"), "10000 100000");
         // runc's shares -> weight conversion.
-        assert_eq!(file(&["cpu.weight"]), "20");
+        assert_eq!(file("cpu.weight"), "20");
     } else {
-        assert_eq!(file(&["cpu.cfs_quota_us"]), "10000");
-        assert_eq!(file(&["cpu.shares"]), "512");
+        assert_eq!(file("cpu.cfs_quota_us"), "10000");
+        assert_eq!(file("cpu.shares"), "512");
     }
     c.start().unwrap();
     wait_for_output(&fx, "spinning");
@@ -223,12 +225,7 @@ fn memory_low_swap_and_cpuset() -> TestResult {
         v["linux"]["resources"]["cpu"] = json!({"cpus": "0", "mems": "0"});
     });
     let mut c = fx.create().unwrap();
-    let dirs = c.cgroup().mount_dirs();
-    let file = |name: &str| -> Option<String> {
-        dirs.iter()
-            .find_map(|(_, d)| std::fs::read_to_string(d.join(name)).ok())
-            .map(|s| s.trim().to_string())
-    };
+    let file = |name: &str| cgroup_file(&c, name);
     let mib = |n: u64| (n << 20).to_string();
     if amphi_runtime::cgroup::host_is_v2() {
         assert_eq!(file("memory.max").unwrap(), mib(64));

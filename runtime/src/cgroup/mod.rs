@@ -32,6 +32,13 @@ pub enum Cgroup {
     Systemd(systemd::Scope),
 }
 
+/// Where a cgroup's files are: the per-controller v1 hierarchies or the
+/// unified one.
+enum Tree<'a> {
+    V1(&'a v1::CgroupV1),
+    V2(&'a v2::CgroupV2),
+}
+
 /// The parent of the cgroups the runtime names itself (`amphi/<id>`).
 pub const OWN_PARENT: &str = "amphi";
 
@@ -93,12 +100,12 @@ impl Cgroup {
         matches!(self, Cgroup::Systemd(_))
     }
 
-    /// The unified-hierarchy cgroup under this one (v2 or a systemd scope).
-    fn unified(&self) -> Option<&v2::CgroupV2> {
+    /// The hierarchy the cgroup's files are in (a systemd scope's are v2).
+    fn tree(&self) -> Tree<'_> {
         match self {
-            Cgroup::V1(_) => None,
-            Cgroup::V2(c) => Some(c),
-            Cgroup::Systemd(s) => Some(&s.v2),
+            Cgroup::V1(c) => Tree::V1(c),
+            Cgroup::V2(c) => Tree::V2(c),
+            Cgroup::Systemd(s) => Tree::V2(&s.v2),
         }
     }
 
@@ -113,11 +120,15 @@ impl Cgroup {
         }
     }
 
-    /// Has systemd start the scope unit with `pid` in it (limits from `res`
-    /// as unit properties too). Other cgroups: moves `pid` in.
+    /// Has systemd start the scope unit with `pid` in it, limited by `res`
+    /// (as unit properties and in the scope's files). Other cgroups: moves
+    /// `pid` in.
     pub fn start_scope(&self, pid: i32, res: Option<&LinuxResources>) -> Result<()> {
         match self {
-            Cgroup::Systemd(s) => s.start(pid, res),
+            Cgroup::Systemd(s) => {
+                s.start(pid, res)?;
+                res.map_or(Ok(()), |r| s.v2.apply(r))
+            }
             _ => self.add_pid(pid),
         }
     }
@@ -140,29 +151,26 @@ impl Cgroup {
     /// an Update's device rules are not applied.
     pub fn limit_devices(&self, spec: &[LinuxDeviceCgroup], listed: &[LinuxDevice]) -> Result<()> {
         let rules = devices::rules(spec, listed);
-        match (self, self.unified()) {
+        match self.tree() {
             // v2 has no devices controller: an eBPF program enforces them.
-            (_, Some(c)) => device_bpf::attach(&c.dir(), &rules),
-            (Cgroup::V1(c), None) => c.limit_devices(&rules),
-            _ => unreachable!("only v1 has no unified cgroup"),
+            Tree::V2(c) => device_bpf::attach(&c.dir(), &rules),
+            Tree::V1(c) => c.limit_devices(&rules),
         }
     }
 
     /// Moves a process into the cgroup.
     pub fn add_pid(&self, pid: i32) -> Result<()> {
-        match (self, self.unified()) {
-            (_, Some(c)) => c.add_pid(pid),
-            (Cgroup::V1(c), None) => c.add_pid(pid),
-            _ => unreachable!("only v1 has no unified cgroup"),
+        match self.tree() {
+            Tree::V2(c) => c.add_pid(pid),
+            Tree::V1(c) => c.add_pid(pid),
         }
     }
 
     /// Pids of every process in the cgroup.
     pub fn procs(&self) -> Result<Vec<i32>> {
-        let file = match (self, self.unified()) {
-            (_, Some(c)) => c.dir().join("cgroup.procs"),
-            (Cgroup::V1(c), None) => c.procs_file(),
-            _ => unreachable!("only v1 has no unified cgroup"),
+        let file = match self.tree() {
+            Tree::V2(c) => c.dir().join("cgroup.procs"),
+            Tree::V1(c) => c.procs_file(),
         };
         match std::fs::read_to_string(&file) {
             Ok(s) => Ok(s.lines().filter_map(|l| l.trim().parse().ok()).collect()),
@@ -173,37 +181,33 @@ impl Cgroup {
 
     /// Freezes (pauses) every process of the cgroup.
     pub fn freeze(&self) -> Result<()> {
-        match (self, self.unified()) {
-            (_, Some(c)) => c.set_frozen(true),
-            (Cgroup::V1(c), None) => c.set_frozen(true),
-            _ => unreachable!("only v1 has no unified cgroup"),
+        match self.tree() {
+            Tree::V2(c) => c.set_frozen(true),
+            Tree::V1(c) => c.set_frozen(true),
         }
     }
 
     /// Thaws (resumes) the cgroup.
     pub fn thaw(&self) -> Result<()> {
-        match (self, self.unified()) {
-            (_, Some(c)) => c.set_frozen(false),
-            (Cgroup::V1(c), None) => c.set_frozen(false),
-            _ => unreachable!("only v1 has no unified cgroup"),
+        match self.tree() {
+            Tree::V2(c) => c.set_frozen(false),
+            Tree::V1(c) => c.set_frozen(false),
         }
     }
 
     /// Resource figures.
     pub fn stats(&self) -> Result<Stats> {
-        match (self, self.unified()) {
-            (_, Some(c)) => c.stats(),
-            (Cgroup::V1(c), None) => c.stats(),
-            _ => unreachable!("only v1 has no unified cgroup"),
+        match self.tree() {
+            Tree::V2(c) => c.stats(),
+            Tree::V1(c) => c.stats(),
         }
     }
 
     /// How many processes the OOM killer has killed in this cgroup.
     pub fn oom_kills(&self) -> u64 {
-        match (self, self.unified()) {
-            (_, Some(c)) => c.oom_kills(),
-            (Cgroup::V1(c), None) => c.oom_kills(),
-            _ => unreachable!("only v1 has no unified cgroup"),
+        match self.tree() {
+            Tree::V2(c) => c.oom_kills(),
+            Tree::V1(c) => c.oom_kills(),
         }
     }
 
@@ -213,8 +217,8 @@ impl Cgroup {
     /// `memory.oom_control`; v2: an inotify watch on `memory.events`.
     /// Non-blocking; drain it with [`drain_notifier`] after each wake-up.
     pub fn oom_notifier(&self) -> Result<OwnedFd> {
-        match (self, self.unified()) {
-            (Cgroup::V1(c), None) => {
+        match self.tree() {
+            Tree::V1(c) => {
                 let dir = c.memory_dir();
                 let efd = nix::sys::eventfd::EventFd::from_value_and_flags(
                     0,
@@ -232,7 +236,7 @@ impl Cgroup {
                 )?;
                 Ok(efd.into())
             }
-            (_, Some(c)) => {
+            Tree::V2(c) => {
                 let events = c.dir().join("memory.events");
                 let ino = nix::sys::inotify::Inotify::init(
                     nix::sys::inotify::InitFlags::IN_CLOEXEC
@@ -243,7 +247,6 @@ impl Cgroup {
                     .map_err(|e| Error::sys(format!("inotify {}", events.display()), e))?;
                 Ok(ino.into())
             }
-            _ => unreachable!("only v1 has no unified cgroup"),
         }
     }
 
@@ -272,10 +275,9 @@ impl Cgroup {
         }
         let mut last = Ok(());
         for attempt in 0..200 {
-            last = match (self, self.unified()) {
-                (_, Some(c)) => c.remove(),
-                (Cgroup::V1(c), None) => c.remove(),
-                _ => unreachable!("only v1 has no unified cgroup"),
+            last = match self.tree() {
+                Tree::V2(c) => c.remove(),
+                Tree::V1(c) => c.remove(),
             };
             if last.is_ok() {
                 self.remove_own_parents();
@@ -291,10 +293,9 @@ impl Cgroup {
 
     /// The file holding the cgroup's current memory usage in bytes.
     pub fn memory_usage_file(&self) -> PathBuf {
-        match (self, self.unified()) {
-            (_, Some(c)) => c.dir().join("memory.current"),
-            (Cgroup::V1(c), None) => c.memory_dir().join("memory.usage_in_bytes"),
-            _ => unreachable!("only v1 has no unified cgroup"),
+        match self.tree() {
+            Tree::V2(c) => c.dir().join("memory.current"),
+            Tree::V1(c) => c.memory_dir().join("memory.usage_in_bytes"),
         }
     }
 
@@ -302,10 +303,9 @@ impl Cgroup {
     /// mount: one per v1 hierarchy (named like its mount), or the v2 one
     /// with an empty name.
     pub fn mount_dirs(&self) -> Vec<(String, PathBuf)> {
-        match (self, self.unified()) {
-            (_, Some(c)) => vec![(String::new(), c.dir())],
-            (Cgroup::V1(c), None) => c.named_dirs(),
-            _ => unreachable!("only v1 has no unified cgroup"),
+        match self.tree() {
+            Tree::V2(c) => vec![(String::new(), c.dir())],
+            Tree::V1(c) => c.named_dirs(),
         }
     }
 
@@ -332,10 +332,9 @@ impl Cgroup {
 
     /// Whether the cgroup exists in any hierarchy.
     pub fn exists(&self) -> bool {
-        match (self, self.unified()) {
-            (_, Some(c)) => c.dir().exists(),
-            (Cgroup::V1(c), None) => c.dirs().any(|d| d.exists()),
-            _ => unreachable!("only v1 has no unified cgroup"),
+        match self.tree() {
+            Tree::V2(c) => c.dir().exists(),
+            Tree::V1(c) => c.dirs().any(|d| d.exists()),
         }
     }
 }

@@ -89,9 +89,10 @@ impl Scope {
         }
     }
 
-    /// Whether systemd answers (the driver's precondition).
+    /// Whether the system bus answers (the driver's precondition): a socket
+    /// connect, not a whole D-Bus session, which `start` opens anyway.
     pub(super) fn check_reachable(&self) -> Result<()> {
-        connect().map(drop).map_err(|e| self.err(e))
+        bus_reachable().map_err(|e| self.err(e))
     }
 
     /// Starts the scope with `pid` in it and waits until systemd has moved
@@ -249,14 +250,19 @@ fn properties(res: &LinuxResources) -> Vec<(&'static str, Value<'static>)> {
     p
 }
 
-/// A connection to systemd, on the system bus.
-fn connect() -> std::result::Result<zbus::blocking::Connection, String> {
-    if std::os::unix::net::UnixStream::connect(SYSTEM_BUS).is_err() {
-        return Err(format!(
+fn bus_reachable() -> std::result::Result<(), String> {
+    match std::os::unix::net::UnixStream::connect(SYSTEM_BUS) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(format!(
             "systemd is not reachable (no D-Bus system bus at {SYSTEM_BUS}): \
              the systemd cgroup driver needs systemd and its bus"
-        ));
+        )),
     }
+}
+
+/// A connection to systemd, on the system bus.
+fn connect() -> std::result::Result<zbus::blocking::Connection, String> {
+    bus_reachable()?;
     zbus::blocking::connection::Builder::system()
         // A systemd that stops answering is an error, not a hang.
         .and_then(|b| b.method_timeout(Duration::from_secs(30)).build())
