@@ -64,6 +64,32 @@ fn apply_security(v: &mut Value, a: &RunOptions) -> Result<()> {
     Ok(())
 }
 
+/// `--annotation K=V` and `--wasm-preopen` (the preopens annotation, its
+/// value checked now so a typo fails before anything is made).
+fn apply_annotations(v: &mut Value, a: &RunOptions) -> Result<()> {
+    use amphi_runtime::preopens::{parse, PREOPENS_ANNOTATION};
+    if !v.get("annotations").is_some_and(Value::is_object) {
+        v["annotations"] = json!({});
+    }
+    for kv in &a.annotations {
+        let Some((k, val)) = kv.split_once('=').filter(|(k, _)| !k.is_empty()) else {
+            bail!("bad --annotation {kv:?}: use KEY=VALUE")
+        };
+        v["annotations"][k] = json!(val);
+    }
+    if !a.wasm_preopens.is_empty() {
+        let value = a.wasm_preopens.join(",");
+        if a.wasm_preopens.len() > 1 && a.wasm_preopens.iter().any(|p| p == "none") {
+            bail!("bad --wasm-preopen: none cannot be given with directories");
+        }
+        v["annotations"][PREOPENS_ANNOTATION] = json!(value);
+    }
+    if let Some(value) = v["annotations"][PREOPENS_ANNOTATION].as_str() {
+        parse(value)?;
+    }
+    Ok(())
+}
+
 /// Applies the options over the bundle's spec; `args`, when given,
 /// replaces the process's arguments.
 pub fn apply(bundle: Bundle, id: &str, a: &RunOptions, args: Option<&[String]>) -> Result<Bundle> {
@@ -100,6 +126,7 @@ pub fn apply(bundle: Bundle, id: &str, a: &RunOptions, args: Option<&[String]>) 
     if let Some(h) = &a.hostname {
         v["hostname"] = json!(h);
     }
+    apply_annotations(&mut v, a)?;
     apply_security(&mut v, a)?;
     crate::process_opts::apply(
         &mut v,

@@ -120,6 +120,14 @@ pub struct RunOptions {
     /// Drop a capability (e.g. CHOWN, or ALL).
     #[cfg_attr(feature = "clap", arg(long = "cap-drop"))]
     pub cap_drop: Vec<String>,
+    /// A spec annotation: KEY=VALUE (as podman's --annotation).
+    #[cfg_attr(feature = "clap", arg(long = "annotation"))]
+    pub annotations: Vec<String>,
+    /// Wasm: a directory the guest gets as a preopen, PATH[:ro|:rw]
+    /// (repeatable; replaces the rootfs as /), or `none` for no preopen.
+    /// Sets the io.amphi.wasm.preopens annotation.
+    #[cfg_attr(feature = "clap", arg(long = "wasm-preopen"))]
+    pub wasm_preopens: Vec<String>,
     /// seccomp=unconfined|PROFILE.json, no-new-privileges.
     #[cfg_attr(feature = "clap", arg(long = "security-opt"))]
     pub security_opt: Vec<String>,

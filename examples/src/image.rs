@@ -4,7 +4,8 @@
 //! The native image holds every native example under /bin (Cmd
 //! /bin/hello); the Wasm image is shaped as the Wasm ecosystem ships them:
 //! platform wasip1/wasm, the module at /app.wasm (hello) as Entrypoint, and
-//! the other example modules beside it.
+//! the other example modules beside it; the component image likewise, with
+//! platform wasip2/wasm.
 
 use std::path::Path;
 
@@ -13,7 +14,7 @@ use amphi_images::{archive, pack, Store};
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use crate::{Kind, MESSAGE, NATIVE, WASM};
+use crate::{Kind, MESSAGE, NATIVE};
 
 /// Writes an OCI image archive of the `kind` examples to `out`, named `name`
 /// (e.g. `docker.io/library/amphi-wasm:latest`).
@@ -27,13 +28,14 @@ pub fn write_image(out: &Path, kind: Kind, name: &str) -> Result<()> {
             }
             ("linux", "amd64", "")
         }
-        Kind::Wasm => {
-            for (n, b) in WASM {
+        Kind::Wasm | Kind::Component => {
+            for (n, b) in kind.wasm() {
                 layer.file(&format!("{n}.wasm"), 0o644, b)?;
             }
-            let hello = WASM.iter().find(|(n, _)| *n == "hello").unwrap().1;
+            let hello = kind.wasm().iter().find(|(n, _)| *n == "hello").unwrap().1;
             layer.file("app.wasm", 0o644, hello)?;
-            ("wasip1", "wasm", "/app.wasm")
+            let os = if kind == Kind::Wasm { "wasip1" } else { "wasip2" };
+            (os, "wasm", "/app.wasm")
         }
     };
     let config = json!({

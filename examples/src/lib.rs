@@ -1,12 +1,15 @@
 //! amphi's example workloads and the OCI bundles made of them.
 //!
-//! Wasm examples are WASI preview 1 modules written in WAT; native examples
-//! are small static C programs. Both are built by this crate's build script,
-//! so a fresh machine needs only the Rust toolchain (and its C compiler).
+//! Wasm examples are WASI preview 1 modules written in WAT; the command
+//! modules are also WASI 0.2 components (`component/NAME`), and
+//! `component/http-hello` is a `wasi:http/proxy` handler; native examples
+//! are small static C programs. All are built by this crate's build
+//! script, so a fresh machine needs only the Rust toolchain (and its C
+//! compiler).
 //!
 //! A bundle's rootfs holds every example of its kind (`/bin/NAME` for
-//! native, `/NAME.wasm` for Wasm) plus `/etc/message`, so one bundle can run
-//! any of them by its args.
+//! native, `/NAME.wasm` for Wasm modules and components) plus
+//! `/etc/message`, so one bundle can run any of them by its args.
 
 use std::path::{Path, PathBuf};
 
@@ -28,6 +31,19 @@ pub enum Kind {
     Native,
     /// WASI modules at /NAME.wasm.
     Wasm,
+    /// WASI 0.2 components at /NAME.wasm.
+    Component,
+}
+
+impl Kind {
+    /// The Wasm binaries of this kind (none for native).
+    fn wasm(self) -> &'static [(&'static str, &'static [u8])] {
+        match self {
+            Kind::Native => &[],
+            Kind::Wasm => WASM,
+            Kind::Component => COMPONENT,
+        }
+    }
 }
 
 /// Looks up an example by `kind/name` (e.g. `wasm/hello`, `native/exit42`)
@@ -38,8 +54,9 @@ pub fn example(spec: &str) -> Result<(Kind, Vec<String>)> {
         .with_context(|| format!("example {spec:?}: use KIND/NAME"))?;
     let (kind, table, path) = match kind {
         "wasm" => (Kind::Wasm, WASM, format!("/{name}.wasm")),
+        "component" => (Kind::Component, COMPONENT, format!("/{name}.wasm")),
         "native" => (Kind::Native, NATIVE, format!("/bin/{name}")),
-        _ => bail!("example {spec:?}: kind must be wasm or native"),
+        _ => bail!("example {spec:?}: kind must be wasm, component or native"),
     };
     if !table.iter().any(|(n, _)| *n == name) {
         bail!("no example {spec:?}; try: {}", names().join(", "));
@@ -55,6 +72,7 @@ pub fn example(spec: &str) -> Result<(Kind, Vec<String>)> {
 pub fn names() -> Vec<String> {
     WASM.iter()
         .map(|(n, _)| format!("wasm/{n}"))
+        .chain(COMPONENT.iter().map(|(n, _)| format!("component/{n}")))
         .chain(NATIVE.iter().map(|(n, _)| format!("native/{n}")))
         .collect()
 }
@@ -74,8 +92,8 @@ pub fn write_bundle(dir: &Path, kind: Kind, args: &[String]) -> Result<PathBuf> 
                 write_exe(&rootfs.join("bin").join(name), bytes)?;
             }
         }
-        Kind::Wasm => {
-            for (name, bytes) in WASM {
+        Kind::Wasm | Kind::Component => {
+            for (name, bytes) in kind.wasm() {
                 std::fs::write(rootfs.join(format!("{name}.wasm")), bytes)?;
             }
         }

@@ -3,8 +3,8 @@
 //! ```text
 //! amphi-examples list
 //! amphi-examples bundle wasm/hello DIR [-- ARGS...]   # ARGS replace the default args
-//! amphi-examples image wasm|native|busybox OUT.tar NAME  # OCI image archive
-//! amphi-examples wasm NAME FILE                       # write one module to FILE
+//! amphi-examples image wasm|component|native|busybox OUT.tar NAME  # OCI image archive
+//! amphi-examples wasm|component NAME FILE             # write one module/component to FILE
 //! ```
 
 use std::path::Path;
@@ -39,20 +39,26 @@ fn main() -> Result<()> {
         ["image", kind, out, name] => {
             let kind = match *kind {
                 "wasm" => amphi_examples::Kind::Wasm,
+                "component" => amphi_examples::Kind::Component,
                 "native" => amphi_examples::Kind::Native,
-                _ => bail!("image kind must be wasm or native"),
+                _ => bail!("image kind must be wasm, component or native"),
             };
             amphi_examples::write_image(Path::new(out), kind, name)?;
         }
-        ["wasm", name, file] => {
-            let (_, bytes) = amphi_examples::WASM
+        [kind @ ("wasm" | "component"), name, file] => {
+            let table = if *kind == "wasm" {
+                amphi_examples::WASM
+            } else {
+                amphi_examples::COMPONENT
+            };
+            let (_, bytes) = table
                 .iter()
                 .find(|(n, _)| n == name)
-                .with_context(|| format!("no wasm example {name:?}"))?;
+                .with_context(|| format!("no {kind} example {name:?}"))?;
             std::fs::write(file, bytes).with_context(|| format!("writing {file}"))?;
         }
         _ => {
-            bail!("usage: amphi-examples list | bundle KIND/NAME DIR [-- ARGS...] | image KIND OUT.tar NAME | wasm NAME FILE")
+            bail!("usage: amphi-examples list | bundle KIND/NAME DIR [-- ARGS...] | image KIND OUT.tar NAME | wasm|component NAME FILE")
         }
     }
     Ok(())

@@ -13,9 +13,20 @@ pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
 /// The OCI ref name (the tag part).
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 
-/// Whether a layer media type marks a Wasm OCI artifact (DESIGN.md rule 3).
+/// Whether a layer media type marks a Wasm OCI artifact (DESIGN.md rule
+/// 3): the CNCF artifact's `application/wasm` (module or component),
+/// `application/vnd.wasm.*`, and runwasi's component layer
+/// (`application/vnd.bytecodealliance.wasm.component.layer.v0+wasm`).
 pub fn is_wasm_layer(media_type: &str) -> bool {
-    media_type == "application/wasm" || media_type.starts_with("application/vnd.wasm.")
+    media_type == "application/wasm"
+        || media_type.starts_with("application/vnd.wasm.")
+        || media_type.starts_with("application/vnd.bytecodealliance.wasm.")
+}
+
+/// Whether a Wasm binary is a component (the component model's layer
+/// 1 in its header) rather than a core module.
+pub fn is_wasm_component(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[6..8] == [1, 0]
 }
 
 /// The layer annotation naming a file (OCI's `org.opencontainers.image.title`).

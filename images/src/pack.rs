@@ -69,9 +69,10 @@ pub fn write_image(
     })
 }
 
-/// Packs a WASI module into a runnable image tagged `reference`: one layer
-/// holding `/app.wasm`, platform wasi/wasm, Entrypoint `/app.wasm`, the way
-/// Wasm images are shipped for Kubernetes.
+/// Packs a WASI module or component into a runnable image tagged
+/// `reference`: one layer holding `/app.wasm`, platform wasi/wasm (wasip2/
+/// wasm for a component), Entrypoint `/app.wasm`, the way Wasm images are
+/// shipped for Kubernetes.
 pub fn pack_wasm(store: &Store, module: &[u8], reference: &str) -> Result<ImageIds> {
     if module.len() < 8 || module[..4] != *b"\0asm" {
         return Err(Error::Invalid(
@@ -84,7 +85,7 @@ pub fn pack_wasm(store: &Store, module: &[u8], reference: &str) -> Result<ImageI
         .build()?;
     let config = json!({
         "architecture": "wasm",
-        "os": "wasi",
+        "os": if media::is_wasm_component(module) { "wasip2" } else { "wasi" },
         "config": {"Entrypoint": ["/app.wasm"]},
         "history": [{"created_by": "amphi image pack --wasm", "comment": digest::of(module)}],
     });

@@ -142,6 +142,13 @@ impl Runtime {
             None => None,
         };
         let ep = resolve_entrypoint(&bundle)?;
+        // Checked here, so a bad annotation fails before anything exists;
+        // kept for execs, which may run Wasm in a native container too.
+        let preopens = match crate::preopens::of_spec(&bundle.spec) {
+            Ok(p) => p,
+            Err(e) if ep.kind == PayloadKind::Wasm => return Err(e),
+            Err(_) => Vec::new(),
+        };
         let payload = match ep.kind {
             PayloadKind::Native => Payload::Native,
             PayloadKind::Wasm => Payload::Wasm {
@@ -237,6 +244,7 @@ impl Runtime {
             seccomp,
             parent_death_signal: opts.parent_death_signal.map(|s| s as i32),
             reaper: opts.reaper,
+            preopens: preopens.clone(),
         };
         let stdio = ChildStdio {
             stdin: opts.stdio.stdin.as_ref(),
@@ -323,6 +331,7 @@ impl Runtime {
             exited_at: None,
             oom_killed: false,
             annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+            wasm_preopens: preopens,
         };
         state.save(&self.config.state_root)?;
         undo.disarm();
@@ -706,6 +715,7 @@ impl Container {
             entrypoint: ep.inside,
             payload,
             seccomp,
+            preopens: self.state.wasm_preopens.clone(),
         };
         let child_stdio = ChildStdio {
             stdin: stdio.stdin.as_ref(),

@@ -21,6 +21,7 @@ pub mod init_layer;
 pub mod mount;
 pub mod netdev;
 pub mod paths;
+pub mod preopens;
 mod seccomp;
 mod spawn;
 pub mod state;

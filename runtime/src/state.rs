@@ -98,6 +98,9 @@ pub struct State {
     /// The spec's annotations.
     #[serde(default)]
     pub annotations: std::collections::HashMap<String, String>,
+    /// What a Wasm payload (the init's or an exec's) is given to preopen.
+    #[serde(default)]
+    pub wasm_preopens: Vec<crate::preopens::Preopen>,
 }
 
 impl State {

@@ -93,6 +93,13 @@ fn setup(cfg: &ExecConfig, mut payload: Loaded, sync: &File) -> Result<Loaded> {
     process::setup_console(&cfg.process, sync)?;
     process::new_session(&cfg.process)?;
     process::apply_rlimits(&cfg.process)?;
-    super::drop_privileges(&cfg.process, cfg.seccomp.as_ref(), &mut payload, false, &[])?;
+    let preopens = super::present_preopens(&cfg.preopens)?;
+    super::drop_privileges(
+        &cfg.process,
+        cfg.seccomp.as_ref(),
+        &mut payload,
+        false,
+        &preopens,
+    )?;
     Ok(payload)
 }

@@ -49,16 +49,14 @@ pub trait WasmModule {
     /// did. A failure after ready shows when the module would run.
     fn load(&mut self) -> Result<()>;
 
-    /// Readies the run: the guest's `args` and `env`, its preopened `/`
-    /// and whatever may start threads. Called once the init has dropped its
+    /// Readies the run: the guest's `args` and `env`, its preopened
+    /// directories and whatever may start threads. Called once the init has dropped its
     /// privileges (a thread started earlier would keep them) and before it
     /// reports ready, so it is off `start`'s path, and before the seccomp
     /// filter when that goes last: what the runtime itself opens is not the
     /// guest's to be refused.
-    /// `preopens`: directories mounted into the container (volumes and
-    /// binds), preopened too at their container paths (`true`:
-    /// read-only), so a guest that looks its directory up by preopen name
-    /// finds it.
+    /// `preopens`: the directories to preopen, at their container paths
+    /// (`true`: read-only), from [`crate::preopens::of_spec`].
     fn settle(
         &mut self,
         args: &[String],
@@ -66,8 +64,9 @@ pub trait WasmModule {
         preopens: &[(String, bool)],
     ) -> Result<()>;
 
-    /// Runs the module's `_start` with the rootfs as `/`; returns the exit
-    /// code (`proc_exit` code, 128+signal when stopped, 134 on a trap).
+    /// Runs the payload (a module's `_start`, a command's `wasi:cli/run`,
+    /// or serves a `wasi:http/proxy` until stopped); returns the exit code
+    /// (the guest's own, 128+signal when stopped, 134 on a trap).
     /// Linear memory may not grow past `max_memory` bytes.
     fn run(self: Box<Self>, max_memory: Option<u64>) -> i32;
 }
@@ -112,6 +111,9 @@ pub(crate) struct InitConfig {
     /// Stay pid 1 as a reaper of a forked native payload.
     #[serde(default)]
     pub reaper: bool,
+    /// A Wasm payload's preopened directories.
+    #[serde(default)]
+    pub preopens: Vec<crate::preopens::Preopen>,
 }
 
 /// What the init is asked to do.
@@ -134,6 +136,9 @@ pub(crate) struct ExecConfig {
     pub payload: Payload,
     /// The container's seccomp profile, compiled.
     pub seccomp: Option<crate::seccomp::Program>,
+    /// A Wasm payload's preopened directories (the container's).
+    #[serde(default)]
+    pub preopens: Vec<crate::preopens::Preopen>,
 }
 
 /// Call first thing in `main` of every binary that creates containers: when
@@ -322,7 +327,7 @@ fn setup(cfg: &InitConfig, sync: &File) -> Result<Ready> {
         cfg.seccomp.as_ref(),
         &mut payload,
         true,
-        &mount_preopens(&cfg.spec),
+        &present_preopens(&cfg.preopens)?,
     )?;
     Ok(Ready {
         fifo,
@@ -331,33 +336,21 @@ fn setup(cfg: &InitConfig, sync: &File) -> Result<Ready> {
     })
 }
 
-/// The spec's bind and tmpfs mounts of directories outside the kernel's
-/// filesystems (/proc, /sys, /dev), as Wasm preopens (path, read-only).
-/// Looked at after the pivot: a file bind (/etc/hosts) is no preopen.
-fn mount_preopens(spec: &oci_spec::runtime::Spec) -> Vec<(String, bool)> {
-    let system = |d: &str| {
-        ["/proc", "/sys", "/dev"]
-            .iter()
-            .any(|s| d == *s || d.starts_with(&format!("{s}/")))
-    };
-    spec.mounts()
-        .iter()
-        .flatten()
-        .filter(|m| {
-            let opts = m.options().clone().unwrap_or_default();
-            m.typ().as_deref() == Some("tmpfs")
-                || m.typ().as_deref() == Some("bind")
-                || opts.iter().any(|o| o == "bind" || o == "rbind")
-        })
-        .filter_map(|m| {
-            let d = m.destination().to_string_lossy().into_owned();
-            let ro = m
-                .options()
-                .as_ref()
-                .is_some_and(|o| o.iter().any(|o| o == "ro"));
-            (d != "/" && !system(&d) && Path::new(&d).is_dir()).then_some((d, ro))
-        })
-        .collect()
+/// The preopens that are there to give, after the pivot: one asked for
+/// by name must be a directory, a mount of a file (/etc/hosts) is none.
+pub(crate) fn present_preopens(list: &[crate::preopens::Preopen]) -> Result<Vec<(String, bool)>> {
+    let mut out = Vec::new();
+    for p in list {
+        if Path::new(&p.path).is_dir() {
+            out.push((p.path.clone(), p.read_only));
+        } else if p.required {
+            return Err(Error::Spec(format!(
+                "Wasm preopen {}: no such directory in the container",
+                p.path
+            )));
+        }
+    }
+    Ok(out)
 }
 
 /// Switches user and capabilities, enters the cwd and readies a Wasm
