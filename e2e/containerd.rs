@@ -122,6 +122,73 @@ fn wasm_exec_and_sigterm_stop_a_busy_module() {
 }
 
 #[test]
+fn components_print_read_exit_stop_grow_and_serve_http() {
+    let mut cd = Containerd::start();
+    cd.import_components();
+    let cases: [(&[&str], i32, &str); 4] = [
+        (&[], 0, "Hello from Wasm!\n"),
+        (&["/cat.wasm", "/etc/message"], 0, amphi_examples::MESSAGE),
+        (&["/cli-exit42.wasm"], 42, ""),
+        (&["/trap.wasm"], 134, "about to trap\n"),
+    ];
+    for (args, code, stdout) in cases {
+        let id = cd.new_id("comp");
+        let out = cd.run(Kind::Component, &["--rm"], &id, args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), stdout, "{args:?}");
+        cd.assert_clean(&id);
+    }
+    // Held to the memory limit by the engine, not the OOM killer.
+    let id = cd.new_id("cgrow");
+    let out = cd.run(Kind::Component, &["--rm", "--memory-limit", "33554432"], &id, &["/grow.wasm"]);
+    assert!(
+        out.status.success() && text(&out.stdout).starts_with("memory.grow refused at "),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    cd.assert_clean(&id);
+    // SIGTERM stops a busy component.
+    let id = cd.new_id("cbusy");
+    cd.run_ok(Kind::Component, &["-d"], &id, &["/busy.wasm"]);
+    cd.ctr_ok(&["task", "kill", "-s", "SIGTERM", &id]);
+    wait_until("the component to stop", || {
+        cd.task_status(&id).as_deref() == Some("STOPPED")
+    });
+    let rm = cd.ctr(&["task", "rm", &id]);
+    assert!(text(&rm.stderr).contains("143"), "{}", text(&rm.stderr));
+    cd.ctr_ok(&["containers", "rm", &id]);
+    cd.assert_clean(&id);
+    // A wasi:http component on the host's network, on a port of ours.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let id = cd.new_id("chttp");
+    let env = format!("WASMTIME_HTTP_PROXY_SOCKET_ADDR={addr}");
+    cd.run_ok(Kind::Component, &["-d", "--net-host", "--env", &env], &id, &["/http-hello.wasm"]);
+    let mut body = String::new();
+    wait_until("the component to answer", || {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "5", &format!("http://{addr}/ctr")])
+            .output()
+            .unwrap();
+        body = text(&out.stdout);
+        !body.is_empty()
+    });
+    assert_eq!(body, "Hello from a wasi:http component! You asked for /ctr\n");
+    cd.ctr_ok(&["task", "kill", "-s", "SIGTERM", &id]);
+    wait_until("the server to stop", || {
+        cd.task_status(&id).as_deref() == Some("STOPPED")
+    });
+    cd.ctr_ok(&["task", "rm", &id]);
+    cd.ctr_ok(&["containers", "rm", &id]);
+    cd.assert_clean(&id);
+}
+
+#[test]
 fn oom_kill_exits_137_and_publishes_oom_event() {
     let mut cd = Containerd::start();
     let mut events = cd.watch_events();

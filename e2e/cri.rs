@@ -79,6 +79,15 @@ fn pods_of_native_and_of_wasm_containers_exit_codes_reasons_and_logs() {
     let id = node.run_container(&pod, &cfg, &w);
     let s = node.wait_exited(&id);
     assert_eq!((s.exit_code, s.reason.as_str()), (42, "Error"));
+    // WASI 0.2 command components: output, a file of the rootfs, an exit code.
+    for (name, args, code, stdout) in [
+        ("comp", &["/c/hello.wasm"][..], 0, "Hello from Wasm!\n".to_string()),
+        ("compcat", &["/c/cat.wasm", "/etc/message"], 0, amphi_examples::MESSAGE.to_string()),
+        ("comp42", &["/c/cli-exit42.wasm"], 42, String::new()),
+    ] {
+        let c = Node::container_config(name, WASM_LINUX, args);
+        assert_eq!(run_to_exit(&node, &pod, &cfg, &c), (code, stdout), "{name}");
+    }
     node.remove_pod_clean(&pod, &cfg);
 }
 
@@ -187,6 +196,41 @@ fn pod_network_shared_pids_loopback_exec_sync_and_wasm_in_the_pod() {
     let s = node.status(&busy);
     assert_eq!(s.state, ContainerState::ContainerExited as i32);
     assert_eq!(s.exit_code, 128 + 15, "{s:?}");
+
+    // A wasi:http component serves on the pod's address (8081: the
+    // busybox httpd has 8080), reached by the pod's other containers and
+    // by the node through the pod IP; a busy command component stops on
+    // SIGTERM.
+    let mut web = Node::container_config("web", WASM_LINUX, &["/c/http-hello.wasm"]);
+    web.envs = vec![KeyValue {
+        key: "WASMTIME_HTTP_PROXY_SOCKET_ADDR".into(),
+        value: "0.0.0.0:8081".into(),
+    }];
+    let web = node.run_container(&pod, &cfg, &web);
+    let want = "Hello from a wasi:http component! You asked for /cri\n";
+    wait_for_ok(|| {
+        got = node
+            .exec_sync(&client, &["wget", "-qO-", "http://127.0.0.1:8081/cri"], 5)
+            .map(|r| String::from_utf8_lossy(&r.stdout).into_owned())
+            .unwrap_or_default();
+        got == want
+    });
+    assert_eq!(got, want);
+    let answer = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10", &format!("http://{ip}:8081/cri")])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&answer.stdout), want, "through the pod IP");
+    let busy = node.run_container(
+        &pod,
+        &cfg,
+        &Node::container_config("cbusy", WASM_LINUX, &["/c/busy.wasm"]),
+    );
+    for c in [&web, &busy] {
+        node.stop_container(c, 30).unwrap();
+        let s = node.status(c);
+        assert_eq!(s.exit_code, 128 + 15, "{s:?}");
+    }
     node.remove_pod_clean(&pod, &cfg);
 }
 
@@ -588,6 +632,11 @@ fn resources_update_stats_stop_grace_restart_and_oom() {
         .parse()
         .unwrap();
     assert!(code == 0 && pages * 65536 <= 32 << 20, "{code}: {out}");
+    // The same for a component.
+    wasm_hog.metadata.as_mut().unwrap().name = "comphog".into();
+    wasm_hog.command = vec!["/c/grow.wasm".into()];
+    let (code, out) = run_to_exit(&node, &pod, &cfg, &wasm_hog);
+    assert!(code == 0 && out.starts_with("memory.grow refused at "), "{code}: {out}");
     node.remove_pod_clean(&pod, &cfg);
 }
 

@@ -646,6 +646,10 @@ fn write_wasm_linux(out: &Path) {
     for (n, b) in amphi_examples::WASM {
         layer.file(&format!("{n}.wasm"), 0o755, b).unwrap();
     }
+    // The WASI 0.2 components, under /c.
+    for (n, b) in amphi_examples::COMPONENT {
+        layer.file(&format!("c/{n}.wasm"), 0o755, b).unwrap();
+    }
     layer
         .file("etc/message", 0o644, amphi_examples::MESSAGE.as_bytes())
         .unwrap();

@@ -14,6 +14,8 @@ use amphi_testkit::{cgroup_dirs_named, unique_id};
 pub const RUNTIME: &str = "io.containerd.amphi.v1";
 pub const NATIVE: &str = "docker.io/library/amphi-native:latest";
 pub const WASM: &str = "docker.io/library/amphi-wasm:latest";
+/// The WASI 0.2 component examples (wasip2/wasm), imported on demand.
+pub const COMPONENT: &str = "docker.io/library/amphi-component:latest";
 
 pub fn shim_dir() -> PathBuf {
     Path::new(env!("CARGO_BIN_EXE_containerd-shim-amphi-v1"))
@@ -223,10 +225,19 @@ impl Containerd {
     }
 
     pub fn import(&self) {
-        for (kind, name, extra) in [
+        self.import_images(&[
             (Kind::Native, NATIVE, None),
             (Kind::Wasm, WASM, Some("--all-platforms")),
-        ] {
+        ]);
+    }
+
+    /// Imports the component image too.
+    pub fn import_components(&self) {
+        self.import_images(&[(Kind::Component, COMPONENT, Some("--all-platforms"))]);
+    }
+
+    fn import_images(&self, images: &[(Kind, &str, Option<&str>)]) {
+        for &(kind, name, extra) in images {
             let tar = self.dir.path().join(format!("{kind:?}.tar"));
             amphi_examples::write_image(&tar, kind, name).unwrap();
             let mut args = vec!["images", "import"];
@@ -277,6 +288,10 @@ impl Containerd {
             Kind::Wasm => {
                 flags.extend(["--platform", "wasip1/wasm"]);
                 WASM
+            }
+            Kind::Component => {
+                flags.extend(["--platform", "wasip2/wasm"]);
+                COMPONENT
             }
         };
         Self::run_image_args(&flags, image, id, args)

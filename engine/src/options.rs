@@ -75,7 +75,7 @@ pub struct RunOptions {
     #[cfg_attr(feature = "clap", arg(long = "add-host"))]
     pub add_hosts: Vec<String>,
     /// Memory limit, e.g. 64m.
-    #[cfg_attr(feature = "clap", arg(long))]
+    #[cfg_attr(feature = "clap", arg(short = 'm', long))]
     pub memory: Option<String>,
     /// CPU limit in CPUs, e.g. 0.5.
     #[cfg_attr(feature = "clap", arg(long))]

@@ -130,7 +130,7 @@ fn args_and_env(kind: Kind, program: &str) -> TestResult {
             "{out}"
         ),
         // ... a Wasm guest exactly the spec's environment, as `wasmtime run`.
-        Kind::Wasm => assert_eq!(&lines[3..], &["GREETING=hi there", "EMPTY="], "{out}"),
+        Kind::Wasm | Kind::Component => assert_eq!(&lines[3..], &["GREETING=hi there", "EMPTY="], "{out}"),
     }
     fx.assert_clean();
     Ok(())
@@ -334,8 +334,8 @@ fn native_oom() -> TestResult {
     Ok(())
 }
 
-fn wasm_memory_bounded() -> TestResult {
-    let fx = Fx::new("wasm/grow");
+fn wasm_memory_bounded(example: &str) -> TestResult {
+    let fx = Fx::new(example);
     limit_memory(&fx, 32 << 20);
     let (status, out, err) = fx.run();
     // Refused by the engine before the kernel had to kill anything.
@@ -349,6 +349,121 @@ fn wasm_memory_bounded() -> TestResult {
         .unwrap_or_else(|| panic!("unexpected output {out:?}"));
     assert!(pages * 65536 <= 32 << 20, "{pages} pages exceed the limit");
     assert!(pages > 16, "only {pages} pages: the budget is too small");
+    fx.assert_clean();
+    Ok(())
+}
+
+/// The adapter's proc_exit knows success and failure only (as under
+/// `wasmtime run`); a component's own exit-with-code is its status.
+fn component_exit_codes() -> TestResult {
+    for (example, code) in [("component/cli-exit42", 42), ("component/exit42", 1)] {
+        let fx = Fx::new(example);
+        let (status, out, err) = fx.run();
+        assert_eq!(status.code, code, "{example}: {out} {err}");
+        fx.assert_clean();
+    }
+    Ok(())
+}
+
+fn component_trap() -> TestResult {
+    let fx = Fx::new("component/trap");
+    let (status, out, err) = fx.run();
+    assert_eq!(status.code, 134, "{out} {err}");
+    assert_eq!(out, "about to trap\n");
+    assert!(err.contains("unreachable"), "stderr: {err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    fx.assert_clean();
+    Ok(())
+}
+
+/// A command component importing an interface no host provides: create
+/// fails in one line naming it, and nothing is left.
+fn component_missing_import() -> TestResult {
+    let fx = Fx::new("component/hello");
+    let component = wat::parse_str(
+        r#"(component
+            (import "example:missing/thing@1.0.0" (instance (export "f" (func))))
+            (core module $m (func (export "run") (result i32) (i32.const 0)))
+            (core instance $i (instantiate $m))
+            (func $run (result (result)) (canon lift (core func $i "run")))
+            (instance $run (export "run" (func $run)))
+            (export "wasi:cli/run@0.2.0" (instance $run)))"#,
+    )
+    .unwrap();
+    std::fs::write(fx.dirs.bundle.join("rootfs/missing.wasm"), component).unwrap();
+    fx.edit(|v| v["process"]["args"] = json!(["/missing.wasm"]));
+    let err = fx.create().expect_err("created").to_string();
+    assert!(
+        err.contains("imports example:missing/thing@1.0.0, which amphi does not provide"),
+        "{err}"
+    );
+    assert!(!err.contains('\n'), "{err}");
+    fx.assert_clean();
+    Ok(())
+}
+
+/// The preopens annotation: a read-only directory is readable and refuses
+/// writes; a path out of it is refused; a read-write one takes a file;
+/// `none` leaves no preopen; a bad value fails create in one line.
+fn preopens_narrowed(kind: Kind) -> TestResult {
+    let run = |args: &[&str], preopens: &str| {
+        let fx = Fx::with_args(kind, args);
+        fx.edit(|v| v["annotations"] = json!({ "io.amphi.wasm.preopens": preopens }));
+        let (status, out, err) = fx.run();
+        fx.assert_clean();
+        let written = std::fs::read_to_string(fx.dirs.bundle.join("rootfs/tmp/out.txt")).ok();
+        (status.code, out, err, written)
+    };
+    let (code, out, err, _) = run(&["/cat.wasm", "message"], "/etc:ro");
+    assert_eq!((code, out.as_str()), (0, amphi_examples::MESSAGE), "{err}");
+    let (code, out, ..) = run(&["/cat.wasm", "../hello.wasm"], "/etc:ro");
+    assert_eq!((code, out.as_str()), (1, ""), "read outside the preopen");
+    let (code, ..) = run(&["/write.wasm", "new.txt", "hi"], "/etc:ro");
+    assert_ne!(code, 0, "a write to a read-only preopen");
+    let (code, _, err, written) = run(&["/write.wasm", "out.txt", "hi"], "/tmp");
+    assert_eq!((code, written.as_deref()), (0, Some("hi\n")), "{err}");
+    // The preopens a guest finds, by name.
+    let (_, out, ..) = run(&["/preopens.wasm"], "/tmp,/etc:ro");
+    assert_eq!(out, "/tmp\n/etc\n");
+    let (code, out, ..) = run(&["/preopens.wasm"], "none");
+    assert_eq!((code, out.as_str()), (0, ""));
+    // Bad values: create fails naming the annotation.
+    for bad in ["etc", "/etc:rx", "/no/such/dir"] {
+        let fx = Fx::with_args(kind, &["/hello.wasm"]);
+        fx.edit(|v| v["annotations"] = json!({ "io.amphi.wasm.preopens": bad }));
+        let err = fx.create().expect_err(bad).to_string();
+        assert!(
+            err.contains("io.amphi.wasm.preopens") || err.contains("no such directory"),
+            "{bad}: {err}"
+        );
+        assert!(!err.contains('\n'), "{err}");
+        fx.assert_clean();
+    }
+    Ok(())
+}
+
+/// An exec'd Wasm module gets the container's preopens, narrowed too.
+fn exec_gets_the_preopens() -> TestResult {
+    let fx = Fx::new("wasm/busy");
+    fx.edit(|v| v["annotations"] = json!({ "io.amphi.wasm.preopens": "/etc:ro,/tmp" }));
+    let mut c = fx.create().unwrap();
+    c.start().unwrap();
+    let out = fx.out_path("exec-out");
+    let spec: amphi_runtime::oci_spec::runtime::Process = serde_json::from_value(
+        json!({"args": ["/preopens.wasm"], "cwd": "/", "user": {"uid": 0, "gid": 0}}),
+    )
+    .unwrap();
+    let stdio = Stdio {
+        stdin: None,
+        stdout: Some(std::fs::File::create(&out).unwrap().into()),
+        stderr: None,
+    };
+    let pid = c.exec(fx.rt.config(), &spec, stdio).unwrap().pid;
+    nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).unwrap();
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "/etc\n/tmp\n");
+    c.kill(Signal::SIGKILL, true).unwrap();
+    c.wait().unwrap();
+    c.delete(false).unwrap();
     fx.assert_clean();
     Ok(())
 }
@@ -776,7 +891,34 @@ fn main() {
             kill_busy_loop("native/busy", Signal::SIGKILL, 137)
         }),
         t("native_memory_hog_is_oom_killed", native_oom),
-        t("wasm_memory_growth_stops_at_limit", wasm_memory_bounded),
+        t("wasm_memory_growth_stops_at_limit", || {
+            wasm_memory_bounded("wasm/grow")
+        }),
+        // WASI 0.2 components: preview 1 commands through the adapter,
+        // and one written against WASI 0.2 (cli-exit42).
+        t("component_hello", || {
+            runs("component/hello", 0, "Hello from Wasm!")
+        }),
+        t("component_args_env", || {
+            args_and_env(Kind::Component, "/args_env.wasm")
+        }),
+        t("component_reads_preopened_file", || {
+            runs("component/cat", 0, amphi_examples::MESSAGE)
+        }),
+        t("component_exit_codes", component_exit_codes),
+        t("component_busy_loop_stops_on_sigterm", || {
+            kill_busy_loop("component/busy", Signal::SIGTERM, 143)
+        }),
+        t("component_memory_growth_stops_at_limit", || {
+            wasm_memory_bounded("component/grow")
+        }),
+        t("component_trap_exits_nonzero", component_trap),
+        t("component_missing_import_named", component_missing_import),
+        t("wasm_preopens_narrowed", || preopens_narrowed(Kind::Wasm)),
+        t("component_preopens_narrowed", || {
+            preopens_narrowed(Kind::Component)
+        }),
+        t("wasm_exec_gets_the_preopens", exec_gets_the_preopens),
         t("pids_limit_holds_fork_bomb", pids_limit_holds_fork_bomb),
         t(
             "cpu_quota_throttles_a_busy_loop",

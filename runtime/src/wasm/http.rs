@@ -34,6 +34,16 @@ struct Server {
     limits: Limits,
 }
 
+/// An HTTP/1.0 request may come without a Host header, which wasi:http
+/// needs (the request's authority): the address it came to stands in.
+fn ensure_host<B>(req: &mut hyper::Request<B>, local: SocketAddr) {
+    if req.uri().authority().is_none() && !req.headers().contains_key(hyper::header::HOST) {
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&local.to_string()) {
+            req.headers_mut().insert(hyper::header::HOST, v);
+        }
+    }
+}
+
 /// Serves until a signal stops the container; returns 128+signal then.
 /// Fails when the address is bad or taken.
 pub(super) fn serve(
@@ -88,10 +98,12 @@ async fn accept_loop(server: Arc<Server>, addr: SocketAddr) -> wasmtime::Result<
                 // that connection, not the server.
                 let Ok((conn, _)) = conn else { continue };
                 let _ = conn.set_nodelay(true);
+                let Ok(local) = conn.local_addr() else { continue };
                 let server = server.clone();
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
+                    let service = hyper::service::service_fn(move |mut req| {
                         let server = server.clone();
+                        ensure_host(&mut req, local);
                         async move { server.handle(req).await }
                     });
                     let _ = http1::Builder::new()

@@ -1,0 +1,143 @@
+//! WASI 0.2 components through `amphi run`, as a user runs them: a
+//! component image (`amphi image pack --wasm` and a wasip2 image archive),
+//! its output, a preopened file, exit codes and the memory limit; a
+//! wasi:http component published with `-p` and reached by name from a
+//! native container on the same user network; `--wasm-preopen`.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use amphi_testkit::net::network_leaks;
+use common::Bb;
+
+/// The example component `name`, written to the test's temp dir.
+fn component_file(bb: &Bb, name: &str) -> String {
+    let (_, bytes) = amphi_examples::COMPONENT
+        .iter()
+        .find(|(n, _)| *n == name)
+        .unwrap();
+    let path = bb.dirs.tmp.path().join(format!("{name}.wasm"));
+    std::fs::write(&path, bytes).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// Loads the wasip2 image of every example component as `comp:1`.
+fn load_components(bb: &Bb) {
+    let tar = bb.dirs.tmp.path().join("comp.tar");
+    amphi_examples::write_image(&tar, amphi_examples::Kind::Component, "comp:1").unwrap();
+    bb.ok(&["image", "load", "-i", tar.to_str().unwrap()]);
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET `path` from 127.0.0.1:`port`, retried while the server comes up.
+fn http_get(port: u16, path: &str) -> String {
+    for _ in 0..250 {
+        if let Ok(mut s) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)) {
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let _ = write!(s, "GET {path} HTTP/1.0\r\n\r\n");
+            let mut out = String::new();
+            if s.read_to_string(&mut out).is_ok() && out.starts_with("HTTP/1.") {
+                return out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    panic!("no HTTP answer on port {port}");
+}
+
+#[test]
+fn command_components_print_read_exit_and_keep_to_their_limits() {
+    let bb = Bb::new();
+    load_components(&bb);
+    assert_eq!(bb.get("comp:1", "{{.Os}}"), "wasip2");
+    assert_eq!(bb.ok(&["run", "--rm", "comp:1"]), "Hello from Wasm!\n");
+    let out = bb.ok(&["run", "--rm", "--entrypoint", "/cat.wasm", "comp:1", "/etc/message"]);
+    assert_eq!(out, amphi_examples::MESSAGE);
+    let code = |args: &[&str]| bb.amphi(args).status.code();
+    assert_eq!(code(&["run", "--rm", "--entrypoint", "/cli-exit42.wasm", "comp:1"]), Some(42));
+    let out = bb.ok(&["run", "--rm", "-m", "32m", "--entrypoint", "/grow.wasm", "comp:1"]);
+    assert!(out.starts_with("memory.grow refused at "), "{out}");
+    // A packed component is a wasip2 image too.
+    let hello = component_file(&bb, "hello");
+    bb.ok(&["image", "pack", "--wasm", &hello, "-t", "hello-comp"]);
+    assert_eq!(bb.get("hello-comp", "{{.Os}}"), "wasip2");
+    assert_eq!(bb.ok(&["run", "--rm", "hello-comp"]), "Hello from Wasm!\n");
+    assert!(common::container_dirs(&bb.dirs).is_empty());
+}
+
+#[test]
+fn wasm_preopen_narrows_what_the_guest_sees() {
+    let bb = Bb::new();
+    load_components(&bb);
+    // args: the module (the image's entrypoint is /app.wasm), then its own.
+    let run = |extra: &[&str], args: &[&str]| {
+        let mut v = vec!["run", "--rm", "--entrypoint", args[0]];
+        v.extend_from_slice(extra);
+        v.push("comp:1");
+        v.extend_from_slice(&args[1..]);
+        bb.amphi(&v)
+    };
+    let out = run(&[], &["/preopens.wasm"]);
+    assert_eq!(common::text(&out.stdout), "/\n", "the default: the rootfs");
+    let out = run(&["--wasm-preopen", "/etc:ro"], &["/preopens.wasm"]);
+    assert_eq!(common::text(&out.stdout), "/etc\n");
+    let out = run(&["--wasm-preopen", "/etc:ro"], &["/cat.wasm", "message"]);
+    assert_eq!(common::text(&out.stdout), amphi_examples::MESSAGE);
+    let out = run(&["--wasm-preopen", "/etc:ro"], &["/cat.wasm", "../hello.wasm"]);
+    assert_eq!(out.status.code(), Some(1), "a read out of the preopen");
+    let out = run(&["--wasm-preopen", "/etc:ro"], &["/write.wasm", "x", "hi"]);
+    assert_ne!(out.status.code(), Some(0), "a write to a read-only preopen");
+    let out = run(&["--wasm-preopen", "none"], &["/preopens.wasm"]);
+    assert_eq!(common::text(&out.stdout), "");
+    // A volume is a preopen at its path, also when the rootfs is left out.
+    let out = run(
+        &["--wasm-preopen", "/etc:ro", "-v", "data:/data"],
+        &["/preopens.wasm"],
+    );
+    assert_eq!(common::text(&out.stdout), "/etc\n/data\n");
+    let err = bb.fails(&["run", "--rm", "--wasm-preopen", "etc", "comp:1"]);
+    assert!(err.contains("io.amphi.wasm.preopens"), "{err}");
+    let err = bb.fails(&["run", "--rm", "--wasm-preopen", "/nope", "comp:1"]);
+    assert!(err.contains("/nope: no such directory"), "{err}");
+    assert!(common::container_dirs(&bb.dirs).is_empty());
+}
+
+#[test]
+fn http_component_is_published_and_reached_by_name() {
+    let bb = Bb::new();
+    let http = component_file(&bb, "http-hello");
+    bb.ok(&["image", "pack", "--wasm", &http, "-t", "hello-http"]);
+    let net = amphi_testkit::unique_id("wnet");
+    bb.ok(&["network", "create", &net]);
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:8080");
+    bb.ok(&["run", "-d", "--name", "web", "--network", &net, "-p", &publish, "hello-http"]);
+    let ip = bb.get("web", "{{.NetworkSettings.IPAddress}}");
+    let want = "Hello from a wasi:http component! You asked for /published\n";
+    assert_eq!(http_get(port, "/published"), want);
+    // A native client on the same network finds the component by name.
+    let out = bb.ok(&[
+        "run", "--rm", "--network", &net, "bb:1", "timeout", "20", "wget", "-qO-",
+        "http://web:8080/by-name",
+    ]);
+    assert_eq!(out, "Hello from a wasi:http component! You asked for /by-name\n");
+    assert!(bb.ok(&["logs", "web"]).contains("Serving HTTP on http://0.0.0.0:8080/"));
+    // stop: SIGTERM ends the server (128+15), the port is released.
+    bb.ok(&["stop", "web"]);
+    assert_eq!(bb.get("web", "{{.State.ExitCode}}"), "143");
+    bb.ok(&["rm", "web"]);
+    bb.ok(&["network", "rm", &net]);
+    let found = network_leaks(&bb.dirs.store, &bb.dirs.state, &[ip]);
+    assert!(found.is_empty(), "left behind:\n{}", found.join("\n"));
+    assert!(common::container_dirs(&bb.dirs).is_empty());
+}
