@@ -634,6 +634,7 @@ fn resources_update_stats_stop_grace_restart_and_oom() {
     assert!(code == 0 && pages * 65536 <= 32 << 20, "{code}: {out}");
     // The same for a component.
     wasm_hog.metadata.as_mut().unwrap().name = "comphog".into();
+    wasm_hog.log_path = "comphog.log".into();
     wasm_hog.command = vec!["/c/grow.wasm".into()];
     let (code, out) = run_to_exit(&node, &pod, &cfg, &wasm_hog);
     assert!(code == 0 && out.starts_with("memory.grow refused at "), "{code}: {out}");
