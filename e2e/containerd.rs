@@ -134,13 +134,23 @@ fn components_print_read_exit_stop_grow_and_serve_http() {
     for (args, code, stdout) in cases {
         let id = cd.new_id("comp");
         let out = cd.run(Kind::Component, &["--rm"], &id, args);
-        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
         assert_eq!(text(&out.stdout), stdout, "{args:?}");
         cd.assert_clean(&id);
     }
     // Held to the memory limit by the engine, not the OOM killer.
     let id = cd.new_id("cgrow");
-    let out = cd.run(Kind::Component, &["--rm", "--memory-limit", "33554432"], &id, &["/grow.wasm"]);
+    let out = cd.run(
+        Kind::Component,
+        &["--rm", "--memory-limit", "33554432"],
+        &id,
+        &["/grow.wasm"],
+    );
     assert!(
         out.status.success() && text(&out.stdout).starts_with("memory.grow refused at "),
         "{}{}",
@@ -168,7 +178,12 @@ fn components_print_read_exit_stop_grow_and_serve_http() {
     let addr = format!("127.0.0.1:{port}");
     let id = cd.new_id("chttp");
     let env = format!("WASMTIME_HTTP_PROXY_SOCKET_ADDR={addr}");
-    cd.run_ok(Kind::Component, &["-d", "--net-host", "--env", &env], &id, &["/http-hello.wasm"]);
+    cd.run_ok(
+        Kind::Component,
+        &["-d", "--net-host", "--env", &env],
+        &id,
+        &["/http-hello.wasm"],
+    );
     let mut body = String::new();
     wait_until("the component to answer", || {
         let out = Command::new("curl")
@@ -178,7 +193,10 @@ fn components_print_read_exit_stop_grow_and_serve_http() {
         body = text(&out.stdout);
         !body.is_empty()
     });
-    assert_eq!(body, "Hello from a wasi:http component! You asked for /ctr\n");
+    assert_eq!(
+        body,
+        "Hello from a wasi:http component! You asked for /ctr\n"
+    );
     cd.ctr_ok(&["task", "kill", "-s", "SIGTERM", &id]);
     wait_until("the server to stop", || {
         cd.task_status(&id).as_deref() == Some("STOPPED")

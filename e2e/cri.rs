@@ -81,8 +81,18 @@ fn pods_of_native_and_of_wasm_containers_exit_codes_reasons_and_logs() {
     assert_eq!((s.exit_code, s.reason.as_str()), (42, "Error"));
     // WASI 0.2 command components: output, a file of the rootfs, an exit code.
     for (name, args, code, stdout) in [
-        ("comp", &["/c/hello.wasm"][..], 0, "Hello from Wasm!\n".to_string()),
-        ("compcat", &["/c/cat.wasm", "/etc/message"], 0, amphi_examples::MESSAGE.to_string()),
+        (
+            "comp",
+            &["/c/hello.wasm"][..],
+            0,
+            "Hello from Wasm!\n".to_string(),
+        ),
+        (
+            "compcat",
+            &["/c/cat.wasm", "/etc/message"],
+            0,
+            amphi_examples::MESSAGE.to_string(),
+        ),
         ("comp42", &["/c/cli-exit42.wasm"], 42, String::new()),
     ] {
         let c = Node::container_config(name, WASM_LINUX, args);
@@ -220,7 +230,11 @@ fn pod_network_shared_pids_loopback_exec_sync_and_wasm_in_the_pod() {
         .args(["-sS", "--max-time", "10", &format!("http://{ip}:8081/cri")])
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&answer.stdout), want, "through the pod IP");
+    assert_eq!(
+        String::from_utf8_lossy(&answer.stdout),
+        want,
+        "through the pod IP"
+    );
     let busy = node.run_container(
         &pod,
         &cfg,
@@ -637,7 +651,10 @@ fn resources_update_stats_stop_grace_restart_and_oom() {
     wasm_hog.log_path = "comphog.log".into();
     wasm_hog.command = vec!["/c/grow.wasm".into()];
     let (code, out) = run_to_exit(&node, &pod, &cfg, &wasm_hog);
-    assert!(code == 0 && out.starts_with("memory.grow refused at "), "{code}: {out}");
+    assert!(
+        code == 0 && out.starts_with("memory.grow refused at "),
+        "{code}: {out}"
+    );
     node.remove_pod_clean(&pod, &cfg);
 }
 

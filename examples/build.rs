@@ -35,8 +35,7 @@ fn main() {
     for (dir, world) in [("cli", "cli-command"), ("http", "http-hello")] {
         for src in sorted(dir, "wat") {
             let name = src.file_stem().unwrap().to_str().unwrap().to_string();
-            let module =
-                wat::parse_file(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+            let module = wat::parse_file(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
             let component =
                 embed(module, world).unwrap_or_else(|e| panic!("{}: {e:#}", src.display()));
             table += &component_entry(&out, &format!("{dir}-{name}"), &component);

@@ -61,11 +61,29 @@ fn command_components_print_read_exit_and_keep_to_their_limits() {
     load_components(&bb);
     assert_eq!(bb.get("comp:1", "{{.Os}}"), "wasip2");
     assert_eq!(bb.ok(&["run", "--rm", "comp:1"]), "Hello from Wasm!\n");
-    let out = bb.ok(&["run", "--rm", "--entrypoint", "/cat.wasm", "comp:1", "/etc/message"]);
+    let out = bb.ok(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "/cat.wasm",
+        "comp:1",
+        "/etc/message",
+    ]);
     assert_eq!(out, amphi_examples::MESSAGE);
     let code = |args: &[&str]| bb.amphi(args).status.code();
-    assert_eq!(code(&["run", "--rm", "--entrypoint", "/cli-exit42.wasm", "comp:1"]), Some(42));
-    let out = bb.ok(&["run", "--rm", "-m", "32m", "--entrypoint", "/grow.wasm", "comp:1"]);
+    assert_eq!(
+        code(&["run", "--rm", "--entrypoint", "/cli-exit42.wasm", "comp:1"]),
+        Some(42)
+    );
+    let out = bb.ok(&[
+        "run",
+        "--rm",
+        "-m",
+        "32m",
+        "--entrypoint",
+        "/grow.wasm",
+        "comp:1",
+    ]);
     assert!(out.starts_with("memory.grow refused at "), "{out}");
     // A packed component is a wasip2 image too.
     let hello = component_file(&bb, "hello");
@@ -93,7 +111,10 @@ fn wasm_preopen_narrows_what_the_guest_sees() {
     assert_eq!(common::text(&out.stdout), "/etc\n");
     let out = run(&["--wasm-preopen", "/etc:ro"], &["/cat.wasm", "message"]);
     assert_eq!(common::text(&out.stdout), amphi_examples::MESSAGE);
-    let out = run(&["--wasm-preopen", "/etc:ro"], &["/cat.wasm", "../hello.wasm"]);
+    let out = run(
+        &["--wasm-preopen", "/etc:ro"],
+        &["/cat.wasm", "../hello.wasm"],
+    );
     assert_eq!(out.status.code(), Some(1), "a read out of the preopen");
     let out = run(&["--wasm-preopen", "/etc:ro"], &["/write.wasm", "x", "hi"]);
     assert_ne!(out.status.code(), Some(0), "a write to a read-only preopen");
@@ -121,17 +142,40 @@ fn http_component_is_published_and_reached_by_name() {
     bb.ok(&["network", "create", &net]);
     let port = free_port();
     let publish = format!("127.0.0.1:{port}:8080");
-    bb.ok(&["run", "-d", "--name", "web", "--network", &net, "-p", &publish, "hello-http"]);
+    bb.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        &net,
+        "-p",
+        &publish,
+        "hello-http",
+    ]);
     let ip = bb.get("web", "{{.NetworkSettings.IPAddress}}");
     let want = "Hello from a wasi:http component! You asked for /published\n";
     assert_eq!(http_get(port, "/published"), want);
     // A native client on the same network finds the component by name.
     let out = bb.ok(&[
-        "run", "--rm", "--network", &net, "bb:1", "timeout", "20", "wget", "-qO-",
+        "run",
+        "--rm",
+        "--network",
+        &net,
+        "bb:1",
+        "timeout",
+        "20",
+        "wget",
+        "-qO-",
         "http://web:8080/by-name",
     ]);
-    assert_eq!(out, "Hello from a wasi:http component! You asked for /by-name\n");
-    assert!(bb.ok(&["logs", "web"]).contains("Serving HTTP on http://0.0.0.0:8080/"));
+    assert_eq!(
+        out,
+        "Hello from a wasi:http component! You asked for /by-name\n"
+    );
+    assert!(bb
+        .ok(&["logs", "web"])
+        .contains("Serving HTTP on http://0.0.0.0:8080/"));
     // stop: SIGTERM ends the server (128+15), the port is released.
     bb.ok(&["stop", "web"]);
     assert_eq!(bb.get("web", "{{.State.ExitCode}}"), "143");

@@ -34,7 +34,11 @@ pub fn write_image(out: &Path, kind: Kind, name: &str) -> Result<()> {
             }
             let hello = kind.wasm().iter().find(|(n, _)| *n == "hello").unwrap().1;
             layer.file("app.wasm", 0o644, hello)?;
-            let os = if kind == Kind::Wasm { "wasip1" } else { "wasip2" };
+            let os = if kind == Kind::Wasm {
+                "wasip1"
+            } else {
+                "wasip2"
+            };
             (os, "wasm", "/app.wasm")
         }
     };

@@ -55,7 +55,7 @@ pub fn features() -> Value {
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "uts"],
             "capabilities": caps,
-            "cgroup": { "v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false },
+            "cgroup": { "v1": true, "v2": true, "systemd": true, "systemdUser": false, "rdma": false },
             "seccomp": {
                 "enabled": true,
                 "actions": [
@@ -77,7 +77,8 @@ pub fn features() -> Value {
         },
         "annotations": {
             "run.oci.handler": "wasm: run the entrypoint as a WebAssembly module",
-            "module.wasm.image/variant": "compat: run the entrypoint as a WebAssembly module"
+            "module.wasm.image/variant": "compat: run the entrypoint as a WebAssembly module",
+            "io.amphi.wasm.preopens": "none | PATH[:ro|:rw],...: the directories a Wasm guest gets (default: the rootfs as /)"
         }
     })
 }

@@ -152,7 +152,9 @@ mod tests {
     }
 
     fn paths(list: &[Preopen]) -> Vec<(&str, bool)> {
-        list.iter().map(|p| (p.path.as_str(), p.read_only)).collect()
+        list.iter()
+            .map(|p| (p.path.as_str(), p.read_only))
+            .collect()
     }
 
     #[test]
@@ -170,7 +172,12 @@ mod tests {
         let list = of_spec(&spec(Some("/app:ro, /tmp/"))).unwrap();
         assert_eq!(
             paths(&list),
-            [("/app", true), ("/tmp", false), ("/data", true), ("/etc/hosts", false)]
+            [
+                ("/app", true),
+                ("/tmp", false),
+                ("/data", true),
+                ("/etc/hosts", false)
+            ]
         );
         assert!(of_spec(&spec(Some("none"))).unwrap().is_empty());
         // Listing a mount's path decides its mode.

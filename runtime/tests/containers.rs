@@ -130,7 +130,9 @@ fn args_and_env(kind: Kind, program: &str) -> TestResult {
             "{out}"
         ),
         // ... a Wasm guest exactly the spec's environment, as `wasmtime run`.
-        Kind::Wasm | Kind::Component => assert_eq!(&lines[3..], &["GREETING=hi there", "EMPTY="], "{out}"),
+        Kind::Wasm | Kind::Component => {
+            assert_eq!(&lines[3..], &["GREETING=hi there", "EMPTY="], "{out}")
+        }
     }
     fx.assert_clean();
     Ok(())

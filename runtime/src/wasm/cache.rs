@@ -294,4 +294,3 @@ fn check_wasi_command(module: &Module) -> std::result::Result<(), String> {
     }
     Ok(())
 }
-

@@ -138,7 +138,10 @@ impl Server {
             .build();
         let mut store = new_store(&self.engine, Ctx::new(wasi, self.limits));
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let req = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
+        let req = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, req)?;
         let out = store.data_mut().http().new_response_outparam(tx)?;
         let pre = self.pre.clone();
         let task = tokio::task::spawn(async move {
