@@ -68,7 +68,9 @@ impl WasiHttpView for Ctx {
 /// A component with its imports resolved, by the world it serves.
 pub(super) enum Linked {
     Command(CommandPre<Ctx>),
-    Http(ProxyPre<Ctx>),
+    /// With whether it imports the filesystem: a `wasi:http/proxy`
+    /// proper does not, and then no request pays for opening preopens.
+    Http(ProxyPre<Ctx>, bool),
 }
 
 /// Everything a component may import: WASI 0.2 (cli, whose
@@ -123,7 +125,13 @@ fn missing_import(e: &wasmtime::Error) -> String {
 fn link(engine: &Engine, component: &Component, kind: Kind) -> wasmtime::Result<Linked> {
     let pre = linker(engine)?.instantiate_pre(component)?;
     Ok(match kind {
-        Kind::Http => Linked::Http(ProxyPre::new(pre)?),
+        Kind::Http => {
+            let fs = component
+                .component_type()
+                .imports(engine)
+                .any(|(name, _)| name.starts_with("wasi:filesystem/"));
+            Linked::Http(ProxyPre::new(pre)?, fs)
+        }
         _ => Linked::Command(CommandPre::new(pre)?),
     })
 }

@@ -52,10 +52,14 @@ pub(super) fn serve(
     guest: &Guest,
     limits: Limits,
 ) -> wasmtime::Result<i32> {
-    let Linked::Http(pre) = linked else {
+    let Linked::Http(pre, uses_fs) = linked else {
         wasmtime::bail!("not a wasi:http proxy component");
     };
-    let addr = listen_addr(guest)?;
+    let mut guest = guest.clone();
+    if !*uses_fs {
+        guest.preopens.clear();
+    }
+    let addr = listen_addr(&guest)?;
     // Worker threads start only now, after the init's seccomp filter, so
     // they run under it.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -65,7 +69,7 @@ pub(super) fn serve(
     let server = Arc::new(Server {
         engine: engine.clone(),
         pre: pre.clone(),
-        guest: guest.clone(),
+        guest,
         limits,
     });
     let result = rt.block_on(accept_loop(server, addr));
