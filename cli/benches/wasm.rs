@@ -160,7 +160,14 @@ fn main() {
         root: t.join("store"),
         state: t.join("state"),
     };
-    amphi.ok(&["image", "pack", "--wasm", component.to_str().unwrap(), "-t", "hello-http"]);
+    amphi.ok(&[
+        "image",
+        "pack",
+        "--wasm",
+        component.to_str().unwrap(),
+        "-t",
+        "hello-http",
+    ]);
     let net = format!("bench{}", std::process::id());
     amphi.ok(&["network", "create", &net]);
 
@@ -170,11 +177,21 @@ fn main() {
     let shim_dir = Path::new(env!("CARGO_BIN_EXE_amphi")).parent().unwrap();
     if !shim_dir.join("containerd-shim-amphi-v1").exists() {
         eprintln!("building the shim (release) ...");
-        run(Command::new(env!("CARGO")).args(["build", "--release", "-p", "containerd-shim-amphi", "--bins"]));
+        run(Command::new(env!("CARGO")).args([
+            "build",
+            "--release",
+            "-p",
+            "containerd-shim-amphi",
+            "--bins",
+        ]));
     }
     std::env::set_var(
         "PATH",
-        format!("{}:{}", shim_dir.display(), std::env::var("PATH").unwrap_or_default()),
+        format!(
+            "{}:{}",
+            shim_dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        ),
     );
     let cd_dir = t.join("containerd");
     let (containerd, sock) = start_containerd(&cd_dir);
@@ -185,7 +202,12 @@ fn main() {
     };
     let tar = t.join("http.tar");
     amphi.ok(&["image", "save", "-o", tar.to_str().unwrap(), "hello-http"]);
-    run(&mut ctr(&["images", "import", "--all-platforms", tar.to_str().unwrap()]));
+    run(&mut ctr(&[
+        "images",
+        "import",
+        "--all-platforms",
+        tar.to_str().unwrap(),
+    ]));
 
     let mut results: Vec<(Server, Vec<f64>, Vec<f64>)> = [
         Server::WasmtimeServe,
@@ -214,20 +236,48 @@ fn main() {
                 )),
                 Server::AmphiPublished => {
                     let publish = format!("{addr}:8080");
-                    amphi.ok(&["run", "-d", "--name", &id, "--network", &net, "-p", &publish, "hello-http"]);
+                    amphi.ok(&[
+                        "run",
+                        "-d",
+                        "--name",
+                        &id,
+                        "--network",
+                        &net,
+                        "-p",
+                        &publish,
+                        "hello-http",
+                    ]);
                     None
                 }
                 Server::AmphiHost => {
                     let env = format!("WASMTIME_HTTP_PROXY_SOCKET_ADDR={addr}");
-                    amphi.ok(&["run", "-d", "--name", &id, "--network", "host", "-e", &env, "hello-http"]);
+                    amphi.ok(&[
+                        "run",
+                        "-d",
+                        "--name",
+                        &id,
+                        "--network",
+                        "host",
+                        "-e",
+                        &env,
+                        "hello-http",
+                    ]);
                     None
                 }
                 Server::Shim => {
                     let env = format!("WASMTIME_HTTP_PROXY_SOCKET_ADDR={addr}");
                     run(&mut ctr(&[
-                        "run", "-d", "--net-host", "--env", &env, "--runtime",
-                        "io.containerd.amphi.v1", "--platform", "wasip2/wasm",
-                        "docker.io/library/hello-http:latest", &id,
+                        "run",
+                        "-d",
+                        "--net-host",
+                        "--env",
+                        &env,
+                        "--runtime",
+                        "io.containerd.amphi.v1",
+                        "--platform",
+                        "wasip2/wasm",
+                        "docker.io/library/hello-http:latest",
+                        &id,
                     ]));
                     None
                 }
@@ -255,7 +305,10 @@ fn main() {
     }
     let base = stat(&results[0].1, 0.5);
     println!("\nwasi:http hello, wrk -t2 -c10 on loopback (medians of {rounds} x {secs} s)");
-    println!("{:<30} {:>10} {:>9} {:>8}", "server", "req/s", "p99 ms", "ratio");
+    println!(
+        "{:<30} {:>10} {:>9} {:>8}",
+        "server", "req/s", "p99 ms", "ratio"
+    );
     for (server, rps, p99) in &results {
         let r = stat(rps, 0.5);
         println!(
@@ -279,7 +332,17 @@ fn main() {
         let publish = format!("127.0.0.1:{port}:8080");
         let id = format!("bench-first-{port}");
         let t0 = Instant::now();
-        a.ok(&["run", "-d", "--name", &id, "--network", &net, "-p", &publish, "hello-http"]);
+        a.ok(&[
+            "run",
+            "-d",
+            "--name",
+            &id,
+            "--network",
+            &net,
+            "-p",
+            &publish,
+            "hello-http",
+        ]);
         wait_answer(port);
         let ms = t0.elapsed().as_secs_f64() * 1000.0;
         a.ok(&["rm", "-f", &id]);
@@ -294,7 +357,14 @@ fn main() {
             root: t.join(format!("cold{i}")),
             state: amphi.state.clone(),
         };
-        fresh.ok(&["image", "pack", "--wasm", component.to_str().unwrap(), "-t", "hello-http"]);
+        fresh.ok(&[
+            "image",
+            "pack",
+            "--wasm",
+            component.to_str().unwrap(),
+            "-t",
+            "hello-http",
+        ]);
         cold.push(first_answer(&fresh));
         let _ = std::fs::remove_dir_all(&fresh.root);
         let t0 = Instant::now();
@@ -308,13 +378,19 @@ fn main() {
         ("component, not cached", &cold),
         ("native hello run --rm", &native),
     ] {
-        println!("{:<30} {:>8.1} {:>8.2} of native", what, stat(v, 0.5), stat(v, 0.5) / n);
+        println!(
+            "{:<30} {:>8.1} {:>8.2} of native",
+            what,
+            stat(v, 0.5),
+            stat(v, 0.5) / n
+        );
     }
 
     // The sandbox's price: p1 hello under amphi (cached) and under a bare
     // wasmtime run of the precompiled module.
     let bundle = t.join("hello-bundle");
-    amphi_examples::write_bundle(&bundle, amphi_examples::Kind::Wasm, &["/hello.wasm".into()]).unwrap();
+    amphi_examples::write_bundle(&bundle, amphi_examples::Kind::Wasm, &["/hello.wasm".into()])
+        .unwrap();
     let hello = bundle.join("rootfs/hello.wasm");
     let cwasm = t.join("hello.cwasm");
     run(Command::new(&wasmtime)

@@ -149,6 +149,17 @@ impl Runtime {
             Err(e) if ep.kind == PayloadKind::Wasm => return Err(e),
             Err(_) => Vec::new(),
         };
+        let http_outgoing = match crate::http_outgoing::Outgoing::of_annotations(
+            bundle
+                .spec
+                .annotations()
+                .as_ref()
+                .unwrap_or(&Default::default()),
+        ) {
+            Ok(o) => o,
+            Err(e) if ep.kind == PayloadKind::Wasm => return Err(e),
+            Err(_) => Default::default(),
+        };
         let payload = match ep.kind {
             PayloadKind::Native => Payload::Native,
             PayloadKind::Wasm => Payload::Wasm {
@@ -245,6 +256,7 @@ impl Runtime {
             parent_death_signal: opts.parent_death_signal.map(|s| s as i32),
             reaper: opts.reaper,
             preopens: preopens.clone(),
+            http_outgoing: http_outgoing.clone(),
         };
         let stdio = ChildStdio {
             stdin: opts.stdio.stdin.as_ref(),
@@ -332,6 +344,7 @@ impl Runtime {
             oom_killed: false,
             annotations: bundle.spec.annotations().clone().unwrap_or_default(),
             wasm_preopens: preopens,
+            wasm_http_outgoing: http_outgoing,
         };
         state.save(&self.config.state_root)?;
         undo.disarm();
@@ -716,6 +729,7 @@ impl Container {
             payload,
             seccomp,
             preopens: self.state.wasm_preopens.clone(),
+            http_outgoing: self.state.wasm_http_outgoing.clone(),
         };
         let child_stdio = ChildStdio {
             stdin: stdio.stdin.as_ref(),

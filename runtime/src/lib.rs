@@ -16,6 +16,7 @@ mod container;
 pub mod detect;
 mod error;
 pub mod features;
+pub mod http_outgoing;
 pub mod init;
 pub mod init_layer;
 pub mod mount;

@@ -101,6 +101,9 @@ pub struct State {
     /// What a Wasm payload (the init's or an exec's) is given to preopen.
     #[serde(default)]
     pub wasm_preopens: Vec<crate::preopens::Preopen>,
+    /// What a Wasm component may send HTTP requests to.
+    #[serde(default)]
+    pub wasm_http_outgoing: crate::http_outgoing::Outgoing,
 }
 
 impl State {

@@ -93,13 +93,16 @@ fn setup(cfg: &ExecConfig, mut payload: Loaded, sync: &File) -> Result<Loaded> {
     process::setup_console(&cfg.process, sync)?;
     process::new_session(&cfg.process)?;
     process::apply_rlimits(&cfg.process)?;
-    let preopens = super::present_preopens(&cfg.preopens)?;
+    let grants = super::Grants {
+        preopens: super::present_preopens(&cfg.preopens)?,
+        http_outgoing: cfg.http_outgoing.clone(),
+    };
     super::drop_privileges(
         &cfg.process,
         cfg.seccomp.as_ref(),
         &mut payload,
         false,
-        &preopens,
+        &grants,
     )?;
     Ok(payload)
 }

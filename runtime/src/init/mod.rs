@@ -55,20 +55,24 @@ pub trait WasmModule {
     /// reports ready, so it is off `start`'s path, and before the seccomp
     /// filter when that goes last: what the runtime itself opens is not the
     /// guest's to be refused.
-    /// `preopens`: the directories to preopen, at their container paths
-    /// (`true`: read-only), from [`crate::preopens::of_spec`].
-    fn settle(
-        &mut self,
-        args: &[String],
-        env: &[(String, String)],
-        preopens: &[(String, bool)],
-    ) -> Result<()>;
+    /// `grants`: its preopens and what else it may do.
+    fn settle(&mut self, args: &[String], env: &[(String, String)], grants: &Grants) -> Result<()>;
 
     /// Runs the payload (a module's `_start`, a command's `wasi:cli/run`,
     /// or serves a `wasi:http/proxy` until stopped); returns the exit code
     /// (the guest's own, 128+signal when stopped, 134 on a trap).
     /// Linear memory may not grow past `max_memory` bytes.
     fn run(self: Box<Self>, max_memory: Option<u64>) -> i32;
+}
+
+/// What a Wasm guest is granted beyond its args and env.
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    /// Directories to preopen at their container paths (`true`:
+    /// read-only), from [`crate::preopens::of_spec`].
+    pub preopens: Vec<(String, bool)>,
+    /// The outgoing HTTP requests a component may make.
+    pub http_outgoing: crate::http_outgoing::Outgoing,
 }
 
 /// The engine this binary passed to [`run_if_init`].
@@ -114,6 +118,9 @@ pub(crate) struct InitConfig {
     /// A Wasm payload's preopened directories.
     #[serde(default)]
     pub preopens: Vec<crate::preopens::Preopen>,
+    /// A Wasm component's outgoing HTTP requests.
+    #[serde(default)]
+    pub http_outgoing: crate::http_outgoing::Outgoing,
 }
 
 /// What the init is asked to do.
@@ -139,6 +146,9 @@ pub(crate) struct ExecConfig {
     /// A Wasm payload's preopened directories (the container's).
     #[serde(default)]
     pub preopens: Vec<crate::preopens::Preopen>,
+    /// A Wasm component's outgoing HTTP requests (the container's).
+    #[serde(default)]
+    pub http_outgoing: crate::http_outgoing::Outgoing,
 }
 
 /// Call first thing in `main` of every binary that creates containers: when
@@ -327,7 +337,10 @@ fn setup(cfg: &InitConfig, sync: &File) -> Result<Ready> {
         cfg.seccomp.as_ref(),
         &mut payload,
         true,
-        &present_preopens(&cfg.preopens)?,
+        &Grants {
+            preopens: present_preopens(&cfg.preopens)?,
+            http_outgoing: cfg.http_outgoing.clone(),
+        },
     )?;
     Ok(Ready {
         fifo,
@@ -363,7 +376,7 @@ fn drop_privileges(
     seccomp: Option<&crate::seccomp::Program>,
     payload: &mut Loaded,
     may_defer_load: bool,
-    preopens: &[(String, bool)],
+    grants: &Grants,
 ) -> Result<()> {
     if let Loaded::Wasm(module) = payload {
         if seccomp.is_some() || !may_defer_load {
@@ -378,7 +391,7 @@ fn drop_privileges(
     process::chdir_cwd(process)?;
     if let Loaded::Wasm(module) = payload {
         let args = process.args().clone().unwrap_or_default();
-        module.settle(&args, &process::spec_env(process), preopens)?;
+        module.settle(&args, &process::spec_env(process), grants)?;
     }
     if let (Some(filter), true) = (seccomp, last) {
         filter.install()?;

@@ -9,7 +9,9 @@ use wasmtime::Engine;
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+use crate::http_outgoing::Outgoing;
 
 use super::cache::{process_engine, Kind};
 use super::{new_store, one_line, stop_signal, Limited, Limits};
@@ -21,22 +23,57 @@ const RUN: &str = "wasi:cli/run@0.2";
 const HANDLER: &str = "wasi:http/incoming-handler@0.2";
 
 /// A component's store data: its WASI and wasi:http contexts, their
-/// shared resource table and the guest's limits.
+/// shared resource table, the guest's limits and its outgoing policy.
 pub(super) struct Ctx {
     pub(super) wasi: WasiCtx,
     pub(super) http: WasiHttpCtx,
     pub(super) table: ResourceTable,
     pub(super) limits: Limits,
+    hooks: Hooks,
 }
 
 impl Ctx {
-    pub(super) fn new(wasi: WasiCtx, limits: Limits) -> Ctx {
+    pub(super) fn new(wasi: WasiCtx, limits: Limits, outgoing: Outgoing) -> Ctx {
         Ctx {
             wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             limits,
+            hooks: Hooks { outgoing },
         }
+    }
+}
+
+/// wasi:http's default behaviour, with outgoing requests held to the
+/// container's policy (`io.amphi.wasm.http-outgoing`).
+struct Hooks {
+    outgoing: Outgoing,
+}
+
+type Io = Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>;
+
+impl WasiHttpHooks for Hooks {
+    fn send_request(
+        &mut self,
+        request: ::http::Request<WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Io,
+    ) -> Box<
+        dyn std::future::Future<
+                Output = wasmtime_wasi_http::Result<(::http::Response<WasiBody>, Io)>,
+            > + Send,
+    > {
+        let uri = request.uri();
+        let https = uri.scheme() == Some(&::http::uri::Scheme::HTTPS);
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        if !uri.host().is_some_and(|h| self.outgoing.allows(h, port)) {
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((res.map(BodyExt::boxed_unsync), Box::new(io) as Io))
+        })
     }
 }
 
@@ -60,7 +97,7 @@ impl WasiHttpView for Ctx {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: Default::default(),
+            hooks: &mut self.hooks,
         }
     }
 }
@@ -169,11 +206,12 @@ pub(super) async fn run_command(
     linked: &Linked,
     wasi: WasiCtx,
     limits: Limits,
+    outgoing: Outgoing,
 ) -> wasmtime::Result<i32> {
     let Linked::Command(pre) = linked else {
         wasmtime::bail!("not a wasi:cli command component");
     };
-    let mut store = new_store(engine, Ctx::new(wasi, limits));
+    let mut store = new_store(engine, Ctx::new(wasi, limits, outgoing));
     let command = pre.instantiate_async(&mut store).await?;
     // A signal that arrived before the store existed must still stop us.
     if stop_signal().is_some() {

@@ -140,7 +140,10 @@ impl Server {
             .inherit_network()
             .allow_ip_name_lookup(true)
             .build();
-        let mut store = new_store(&self.engine, Ctx::new(wasi, self.limits));
+        let mut store = new_store(
+            &self.engine,
+            Ctx::new(wasi, self.limits, self.guest.http_outgoing.clone()),
+        );
         let (tx, rx) = tokio::sync::oneshot::channel();
         let req = store
             .data_mut()

@@ -118,12 +118,13 @@ impl crate::init::WasmModule for Prepared {
         &mut self,
         args: &[String],
         env: &[(String, String)],
-        preopens: &[(String, bool)],
+        grants: &crate::init::Grants,
     ) -> Result<()> {
         let guest = Guest {
             args: args.to_vec(),
             env: env.to_vec(),
-            preopens: preopens.to_vec(),
+            preopens: grants.preopens.clone(),
+            http_outgoing: grants.http_outgoing.clone(),
         };
         self.settled = Some(match self.kind {
             Kind::Module => {
@@ -134,7 +135,7 @@ impl crate::init::WasmModule for Prepared {
                 self.runtime = Some(tokio_runtime().map_err(|e| Error::io("tokio runtime", e))?);
                 let mut b = guest.builder(true)?;
                 b.inherit_network().allow_ip_name_lookup(true);
-                Settled::P2(b.build())
+                Settled::P2(b.build(), guest.http_outgoing.clone())
             }
             // Each request gets a context of its own, built as it comes;
             // the server's threads start in `run`, after any seccomp filter.
@@ -148,13 +149,14 @@ impl crate::init::WasmModule for Prepared {
     }
 }
 
-/// What the guest is given: its args, env and preopened directories
-/// (container path, read-only), as the init settled them.
+/// What the guest is given: its args, env, preopened directories
+/// (container path, read-only) and outgoing HTTP, as the init settled them.
 #[derive(Debug, Clone)]
 pub(crate) struct Guest {
     args: Vec<String>,
     env: Vec<(String, String)>,
     preopens: Vec<(String, bool)>,
+    http_outgoing: crate::http_outgoing::Outgoing,
 }
 
 impl Guest {
@@ -209,7 +211,7 @@ enum Linked {
 /// The guest's WASI state, made by `settle`.
 enum Settled {
     P1(WasiP1Ctx),
-    P2(wasmtime_wasi::WasiCtx),
+    P2(wasmtime_wasi::WasiCtx, crate::http_outgoing::Outgoing),
     Http(Guest),
 }
 
@@ -368,8 +370,8 @@ pub(crate) fn run(mut prepared: Prepared, max_memory: Option<u64>) -> i32 {
         (Linked::Module(pre), Settled::P1(wasi)) => {
             rt.block_on(run_module(&engine, &pre, Ctx { wasi, limits }))
         }
-        (Linked::Component(c), Settled::P2(wasi)) => {
-            rt.block_on(component::run_command(&engine, &c, wasi, limits))
+        (Linked::Component(c), Settled::P2(wasi, outgoing)) => {
+            rt.block_on(component::run_command(&engine, &c, wasi, limits, outgoing))
         }
         _ => Err(wasmtime::Error::msg(
             "the Wasm payload was settled for another kind",
