@@ -179,7 +179,10 @@ fn link(engine: &Engine, component: &Component, kind: Kind) -> wasmtime::Result<
 /// `/proc/self/fd` (read into memory if /proc is not there).
 pub(super) fn load(cwasm: &Path, file: std::fs::File, kind: Kind) -> Result<Linked> {
     use std::os::fd::AsRawFd;
-    let engine = process_engine()?;
+    let engine = match kind {
+        Kind::Http => super::serving_engine()?,
+        _ => process_engine()?,
+    };
     let bad = |e: wasmtime::Error| Error::Wasm {
         path: cwasm.to_path_buf(),
         msg: one_line(&e),

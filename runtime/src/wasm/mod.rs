@@ -40,6 +40,42 @@ const WASI_P1: &str = "wasi_snapshot_preview1";
 /// The engine every compile and every load uses: the settings are part of
 /// the cache key, so they live in one place.
 pub fn engine() -> Result<Engine> {
+    Engine::new(&config()).map_err(|e| Error::Wasm {
+        path: PathBuf::new(),
+        msg: e.to_string(),
+    })
+}
+
+/// The engine HTTP components are served with: the same settings (its
+/// artifacts are the same), with wasmtime's pooling allocator, as
+/// `wasmtime serve` has it — an instance per request then takes a
+/// prepared slot instead of mapping its memories anew (twice the
+/// requests/s here). Where the host refuses the pool's address-space
+/// reservation, the on-demand engine serves.
+fn serving_engine() -> Result<Engine> {
+    static SERVING: OnceLock<Engine> = OnceLock::new();
+    if let Some(e) = SERVING.get() {
+        return Ok(e.clone());
+    }
+    let mut config = config();
+    config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(
+        wasmtime::PoolingAllocationConfig::default(),
+    ));
+    let engine = match Engine::new(&config) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::debug!(
+                "no pooling allocator here ({}): serving on demand",
+                one_line(&e)
+            );
+            process_engine()?
+        }
+    };
+    let _ = SERVING.set(engine.clone());
+    Ok(engine)
+}
+
+fn config() -> Config {
     let mut config = Config::new();
     // The Wasm proposals are wasmtime's defaults, as its CLI has them
     // (exception handling, GC types and function references, tail calls,
@@ -53,10 +89,7 @@ pub fn engine() -> Result<Engine> {
     // kill/SIGTERM must stop even a busy loop: generated code checks the epoch.
     config.epoch_interruption(true);
     config.wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Disable);
-    Engine::new(&config).map_err(|e| Error::Wasm {
-        path: PathBuf::new(),
-        msg: e.to_string(),
-    })
+    config
 }
 
 fn one_line(e: &wasmtime::Error) -> String {
@@ -326,6 +359,7 @@ pub(crate) fn run(mut prepared: Prepared, max_memory: Option<u64>) -> i32 {
         return 126;
     }
     let Prepared {
+        kind,
         linked,
         runtime,
         settled,
@@ -336,7 +370,11 @@ pub(crate) fn run(mut prepared: Prepared, max_memory: Option<u64>) -> i32 {
         let _ = writeln!(std::io::stderr(), "amphi: the Wasm payload was not settled");
         return 126;
     };
-    let engine = match process_engine() {
+    let engine = match if kind == Kind::Http {
+        serving_engine()
+    } else {
+        process_engine()
+    } {
         Ok(e) => e,
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "amphi: {e}");
