@@ -282,6 +282,7 @@ fn main() {
                     None
                 }
             };
+            eprintln!("  round {}: {}", round + 1, server.name());
             wait_answer(port);
             let (r, p) = wrk(port, secs);
             rps.push(r);

@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::ffi::CString;
+use std::io::Write;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -280,7 +281,7 @@ pub(super) fn exec(process: &Process, entrypoint: &str) -> i32 {
         )
     };
     let err = nix::unistd::execve(&path, &args, &env).unwrap_err();
-    eprintln!("amphi: exec {entrypoint}: {err}");
+    let _ = writeln!(std::io::stderr(), "amphi: exec {entrypoint}: {err}");
     if err == nix::errno::Errno::ENOENT {
         127
     } else {
@@ -315,7 +316,11 @@ pub(super) fn exec_under_reaper(process: &Process, entrypoint: &str) -> i32 {
     // SAFETY: the init is single-threaded (native payloads load no engine).
     let child = unsafe { libc::fork() };
     if child < 0 {
-        eprintln!("amphi: --init: fork: {}", nix::Error::last());
+        let _ = writeln!(
+            std::io::stderr(),
+            "amphi: --init: fork: {}",
+            nix::Error::last()
+        );
         return 126;
     }
     if child == 0 {

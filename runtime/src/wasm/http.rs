@@ -3,6 +3,7 @@
 //! each request handled by a fresh instance of the pre-instantiated
 //! component, in a store of its own held to the guest's limits.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,7 +94,11 @@ async fn accept_loop(server: Arc<Server>, addr: SocketAddr) -> wasmtime::Result<
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| wasmtime::format_err!("cannot listen on {addr}: {e}"))?;
-    eprintln!("Serving HTTP on http://{}/", listener.local_addr()?);
+    let _ = writeln!(
+        std::io::stderr(),
+        "Serving HTTP on http://{}/",
+        listener.local_addr()?
+    );
     let mut tick = tokio::time::interval(SIGNAL_POLL);
     loop {
         tokio::select! {
@@ -168,7 +173,7 @@ impl Server {
                     Ok(Err(e)) => e,
                     Err(e) => wasmtime::Error::msg(e.to_string()),
                 };
-                eprintln!("amphi: {}", super::describe_trap(&e));
+                let _ = writeln!(std::io::stderr(), "amphi: {}", super::describe_trap(&e));
                 Err(e)
             }
         }
