@@ -130,6 +130,14 @@ fn wasm_preopen_narrows_what_the_guest_sees() {
     assert!(err.contains("io.amphi.wasm.preopens"), "{err}");
     let err = bb.fails(&["run", "--rm", "--wasm-preopen", "/nope", "comp:1"]);
     assert!(err.contains("/nope: no such directory"), "{err}");
+    for (annotation, value) in [
+        ("io.amphi.wasm.http-outgoing", "not a host:x"),
+        ("io.amphi.wasm.http-listen", "8080"),
+    ] {
+        let kv = format!("{annotation}={value}");
+        let err = bb.fails(&["run", "--rm", "--annotation", &kv, "comp:1"]);
+        assert!(err.contains(annotation), "{err}");
+    }
     assert!(common::container_dirs(&bb.dirs).is_empty());
 }
 
@@ -176,12 +184,34 @@ fn http_component_is_published_and_reached_by_name() {
     assert!(bb
         .ok(&["logs", "web"])
         .contains("Serving HTTP on http://0.0.0.0:8080/"));
+    // Another port, by annotation.
+    let port2 = free_port();
+    let publish2 = format!("127.0.0.1:{port2}:9090");
+    bb.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web9090",
+        "--network",
+        &net,
+        "-p",
+        &publish2,
+        "--annotation",
+        "io.amphi.wasm.http-listen=0.0.0.0:9090",
+        "hello-http",
+    ]);
+    let ip2 = bb.get("web9090", "{{.NetworkSettings.IPAddress}}");
+    assert_eq!(
+        http_get(port2, "/9090"),
+        "Hello from a wasi:http component! You asked for /9090\n"
+    );
+    bb.ok(&["rm", "-f", "web9090"]);
     // stop: SIGTERM ends the server (128+15), the port is released.
     bb.ok(&["stop", "web"]);
     assert_eq!(bb.get("web", "{{.State.ExitCode}}"), "143");
     bb.ok(&["rm", "web"]);
     bb.ok(&["network", "rm", &net]);
-    let found = network_leaks(&bb.dirs.store, &bb.dirs.state, &[ip]);
+    let found = network_leaks(&bb.dirs.store, &bb.dirs.state, &[ip, ip2]);
     assert!(found.is_empty(), "left behind:\n{}", found.join("\n"));
     assert!(common::container_dirs(&bb.dirs).is_empty());
 }

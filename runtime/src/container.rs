@@ -144,19 +144,8 @@ impl Runtime {
         let ep = resolve_entrypoint(&bundle)?;
         // Checked here, so a bad annotation fails before anything exists;
         // kept for execs, which may run Wasm in a native container too.
-        let preopens = match crate::preopens::of_spec(&bundle.spec) {
-            Ok(p) => p,
-            Err(e) if ep.kind == PayloadKind::Wasm => return Err(e),
-            Err(_) => Vec::new(),
-        };
-        let http_outgoing = match crate::http_outgoing::Outgoing::of_annotations(
-            bundle
-                .spec
-                .annotations()
-                .as_ref()
-                .unwrap_or(&Default::default()),
-        ) {
-            Ok(o) => o,
+        let wasm = match crate::wasm_options::WasmOptions::of_spec(&bundle.spec) {
+            Ok(w) => w,
             Err(e) if ep.kind == PayloadKind::Wasm => return Err(e),
             Err(_) => Default::default(),
         };
@@ -255,8 +244,7 @@ impl Runtime {
             seccomp,
             parent_death_signal: opts.parent_death_signal.map(|s| s as i32),
             reaper: opts.reaper,
-            preopens: preopens.clone(),
-            http_outgoing: http_outgoing.clone(),
+            wasm: wasm.clone(),
         };
         let stdio = ChildStdio {
             stdin: opts.stdio.stdin.as_ref(),
@@ -343,8 +331,7 @@ impl Runtime {
             exited_at: None,
             oom_killed: false,
             annotations: bundle.spec.annotations().clone().unwrap_or_default(),
-            wasm_preopens: preopens,
-            wasm_http_outgoing: http_outgoing,
+            wasm,
         };
         state.save(&self.config.state_root)?;
         undo.disarm();
@@ -728,8 +715,7 @@ impl Container {
             entrypoint: ep.inside,
             payload,
             seccomp,
-            preopens: self.state.wasm_preopens.clone(),
-            http_outgoing: self.state.wasm_http_outgoing.clone(),
+            wasm: self.state.wasm.clone(),
         };
         let child_stdio = ChildStdio {
             stdin: stdio.stdin.as_ref(),

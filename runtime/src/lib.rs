@@ -29,6 +29,7 @@ pub mod state;
 pub mod stats;
 mod sync;
 pub mod wasm;
+pub mod wasm_options;
 
 pub use container::{
     Container, CreateOptions, ExecProcess, ExitStatus, Runtime, RuntimeConfig, Stdio,

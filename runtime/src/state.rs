@@ -98,12 +98,9 @@ pub struct State {
     /// The spec's annotations.
     #[serde(default)]
     pub annotations: std::collections::HashMap<String, String>,
-    /// What a Wasm payload (the init's or an exec's) is given to preopen.
+    /// What a Wasm payload (the init's or an exec's) is granted.
     #[serde(default)]
-    pub wasm_preopens: Vec<crate::preopens::Preopen>,
-    /// What a Wasm component may send HTTP requests to.
-    #[serde(default)]
-    pub wasm_http_outgoing: crate::http_outgoing::Outgoing,
+    pub wasm: crate::wasm_options::WasmOptions,
 }
 
 impl State {

@@ -444,9 +444,10 @@ fn preopens_narrowed(kind: Kind) -> TestResult {
     Ok(())
 }
 
-/// An exec'd Wasm module gets the container's preopens, narrowed too.
-fn exec_gets_the_preopens() -> TestResult {
-    let fx = Fx::new("wasm/busy");
+/// An exec'd Wasm module (or component) gets the container's preopens,
+/// narrowed too.
+fn exec_gets_the_preopens(kind: &str) -> TestResult {
+    let fx = Fx::new(&format!("{kind}/busy"));
     fx.edit(|v| v["annotations"] = json!({ "io.amphi.wasm.preopens": "/etc:ro,/tmp" }));
     let mut c = fx.create().unwrap();
     c.start().unwrap();
@@ -920,7 +921,12 @@ fn main() {
         t("component_preopens_narrowed", || {
             preopens_narrowed(Kind::Component)
         }),
-        t("wasm_exec_gets_the_preopens", exec_gets_the_preopens),
+        t("wasm_exec_gets_the_preopens", || {
+            exec_gets_the_preopens("wasm")
+        }),
+        t("component_exec_gets_the_preopens", || {
+            exec_gets_the_preopens("component")
+        }),
         t("pids_limit_holds_fork_bomb", pids_limit_holds_fork_bomb),
         t(
             "cpu_quota_throttles_a_busy_loop",

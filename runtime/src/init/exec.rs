@@ -93,10 +93,7 @@ fn setup(cfg: &ExecConfig, mut payload: Loaded, sync: &File) -> Result<Loaded> {
     process::setup_console(&cfg.process, sync)?;
     process::new_session(&cfg.process)?;
     process::apply_rlimits(&cfg.process)?;
-    let grants = super::Grants {
-        preopens: super::present_preopens(&cfg.preopens)?,
-        http_outgoing: cfg.http_outgoing.clone(),
-    };
+    let grants = super::Grants::present(&cfg.wasm)?;
     super::drop_privileges(
         &cfg.process,
         cfg.seccomp.as_ref(),

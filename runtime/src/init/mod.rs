@@ -73,6 +73,32 @@ pub struct Grants {
     pub preopens: Vec<(String, bool)>,
     /// The outgoing HTTP requests a component may make.
     pub http_outgoing: crate::http_outgoing::Outgoing,
+    /// Where an HTTP component listens, if its spec says.
+    pub http_listen: Option<std::net::SocketAddr>,
+}
+
+impl Grants {
+    /// The grants of these options inside the container, after the
+    /// pivot: a preopen asked for by name must be a directory, a mount of
+    /// a file (/etc/hosts) is no preopen.
+    pub(crate) fn present(options: &crate::wasm_options::WasmOptions) -> Result<Grants> {
+        let mut preopens = Vec::new();
+        for p in &options.preopens {
+            if Path::new(&p.path).is_dir() {
+                preopens.push((p.path.clone(), p.read_only));
+            } else if p.required {
+                return Err(Error::Spec(format!(
+                    "Wasm preopen {}: no such directory in the container",
+                    p.path
+                )));
+            }
+        }
+        Ok(Grants {
+            preopens,
+            http_outgoing: options.http_outgoing.clone(),
+            http_listen: options.http_listen,
+        })
+    }
 }
 
 /// The engine this binary passed to [`run_if_init`].
@@ -115,12 +141,9 @@ pub(crate) struct InitConfig {
     /// Stay pid 1 as a reaper of a forked native payload.
     #[serde(default)]
     pub reaper: bool,
-    /// A Wasm payload's preopened directories.
+    /// A Wasm payload's preopens, outgoing HTTP and listen address.
     #[serde(default)]
-    pub preopens: Vec<crate::preopens::Preopen>,
-    /// A Wasm component's outgoing HTTP requests.
-    #[serde(default)]
-    pub http_outgoing: crate::http_outgoing::Outgoing,
+    pub wasm: crate::wasm_options::WasmOptions,
 }
 
 /// What the init is asked to do.
@@ -143,12 +166,9 @@ pub(crate) struct ExecConfig {
     pub payload: Payload,
     /// The container's seccomp profile, compiled.
     pub seccomp: Option<crate::seccomp::Program>,
-    /// A Wasm payload's preopened directories (the container's).
+    /// The container's Wasm options (preopens, outgoing HTTP, listen).
     #[serde(default)]
-    pub preopens: Vec<crate::preopens::Preopen>,
-    /// A Wasm component's outgoing HTTP requests (the container's).
-    #[serde(default)]
-    pub http_outgoing: crate::http_outgoing::Outgoing,
+    pub wasm: crate::wasm_options::WasmOptions,
 }
 
 /// Call first thing in `main` of every binary that creates containers: when
@@ -337,33 +357,13 @@ fn setup(cfg: &InitConfig, sync: &File) -> Result<Ready> {
         cfg.seccomp.as_ref(),
         &mut payload,
         true,
-        &Grants {
-            preopens: present_preopens(&cfg.preopens)?,
-            http_outgoing: cfg.http_outgoing.clone(),
-        },
+        &Grants::present(&cfg.wasm)?,
     )?;
     Ok(Ready {
         fifo,
         payload,
         wasm_memory_budget,
     })
-}
-
-/// The preopens that are there to give, after the pivot: one asked for
-/// by name must be a directory, a mount of a file (/etc/hosts) is none.
-pub(crate) fn present_preopens(list: &[crate::preopens::Preopen]) -> Result<Vec<(String, bool)>> {
-    let mut out = Vec::new();
-    for p in list {
-        if Path::new(&p.path).is_dir() {
-            out.push((p.path.clone(), p.read_only));
-        } else if p.required {
-            return Err(Error::Spec(format!(
-                "Wasm preopen {}: no such directory in the container",
-                p.path
-            )));
-        }
-    }
-    Ok(out)
 }
 
 /// Switches user and capabilities, enters the cwd and readies a Wasm

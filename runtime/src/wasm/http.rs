@@ -79,13 +79,14 @@ pub(super) fn serve(
     result
 }
 
-/// The address from the guest's env, else 0.0.0.0:8080.
+/// The address from the guest's env, else the annotation's, else
+/// 0.0.0.0:8080.
 fn listen_addr(guest: &Guest) -> wasmtime::Result<SocketAddr> {
-    let addr = guest
-        .env
-        .iter()
-        .find(|(k, _)| k == ADDR_ENV)
-        .map_or(DEFAULT_ADDR, |(_, v)| v.as_str());
+    let Some((_, addr)) = guest.env.iter().find(|(k, _)| k == ADDR_ENV) else {
+        return Ok(guest
+            .http_listen
+            .unwrap_or_else(|| DEFAULT_ADDR.parse().expect("an address")));
+    };
     addr.parse()
         .map_err(|_| wasmtime::format_err!("{ADDR_ENV}={addr}: not an IP address and port"))
 }

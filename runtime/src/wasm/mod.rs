@@ -64,8 +64,10 @@ fn serving_engine() -> Result<Engine> {
     let engine = match Engine::new(&config) {
         Ok(e) => e,
         Err(e) => {
-            tracing::debug!(
-                "no pooling allocator here ({}): serving on demand",
+            // Said in the container's log: requests/s are halved.
+            let _ = writeln!(
+                std::io::stderr(),
+                "amphi: no pooling allocator here ({}): instances are allocated on demand",
                 one_line(&e)
             );
             process_engine()?
@@ -158,6 +160,7 @@ impl crate::init::WasmModule for Prepared {
             env: env.to_vec(),
             preopens: grants.preopens.clone(),
             http_outgoing: grants.http_outgoing.clone(),
+            http_listen: grants.http_listen,
         };
         self.settled = Some(match self.kind {
             Kind::Module => {
@@ -190,6 +193,7 @@ pub(crate) struct Guest {
     env: Vec<(String, String)>,
     preopens: Vec<(String, bool)>,
     http_outgoing: crate::http_outgoing::Outgoing,
+    http_listen: Option<std::net::SocketAddr>,
 }
 
 impl Guest {
