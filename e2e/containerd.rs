@@ -170,11 +170,7 @@ fn components_print_read_exit_stop_grow_and_serve_http() {
     cd.ctr_ok(&["containers", "rm", &id]);
     cd.assert_clean(&id);
     // A wasi:http component on the host's network, on a port of ours.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = amphi_testkit::free_port();
     let addr = format!("127.0.0.1:{port}");
     let id = cd.new_id("chttp");
     let env = format!("WASMTIME_HTTP_PROXY_SOCKET_ADDR={addr}");

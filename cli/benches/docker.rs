@@ -247,14 +247,6 @@ fn median_ratio(samples: &[Vec<f64>], a: usize, b: usize) -> String {
     format!("{:.3}", stat(&samples[a], 0.5) / stat(&samples[b], 0.5))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind(("127.0.0.1", 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Waits for an HTTP answer on 127.0.0.1:`port` (polled every ms).
 fn first_answer(port: u16) {
     use std::io::{Read, Write};
@@ -325,7 +317,7 @@ fn main() {
         "podman run --rm -p H:80",
     ];
     // A host port each tool publishes (free again once its run is done).
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let ports: Vec<u16> = (0..3).map(|_| amphi_testkit::free_port()).collect();
     let case = |i: usize| -> Option<Command> {
         let none = i < 3;
         let publish = i >= 6;

@@ -38,11 +38,7 @@ fn main() {
     let t = tmp.path();
 
     // The registry.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = amphi_testkit::free_port();
     let addr = format!("127.0.0.1:{port}");
     std::fs::write(
         t.join("registry.yml"),

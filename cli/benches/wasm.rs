@@ -21,7 +21,7 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -33,14 +33,6 @@ fn env_num(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(default)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Polls until a GET on 127.0.0.1:`port` is answered.
@@ -107,6 +99,23 @@ impl Amphi {
     }
     fn ok(&self, args: &[&str]) {
         run(&mut self.cmd(args));
+    }
+
+    /// The HTTP component as `id` on network `net`, its 8080 published
+    /// on `addr` (IP:PORT).
+    fn run_published(&self, id: &str, net: &str, addr: &str) {
+        let publish = format!("{addr}:8080");
+        self.ok(&[
+            "run",
+            "-d",
+            "--name",
+            id,
+            "--network",
+            net,
+            "-p",
+            &publish,
+            "hello-http",
+        ]);
     }
 }
 
@@ -219,7 +228,7 @@ fn main() {
     eprintln!("wasi:http: {rounds} rounds of {secs} s per server, wrk -t2 -c10 ...");
     for round in 0..rounds {
         for (server, rps, p99) in results.iter_mut() {
-            let port = free_port();
+            let port = amphi_testkit::free_port();
             let addr = format!("127.0.0.1:{port}");
             let id = format!("bench-http-{round}-{port}");
             let child = match *server {
@@ -233,18 +242,7 @@ fn main() {
                         .unwrap(),
                 )),
                 Server::AmphiPublished => {
-                    let publish = format!("{addr}:8080");
-                    amphi.ok(&[
-                        "run",
-                        "-d",
-                        "--name",
-                        &id,
-                        "--network",
-                        &net,
-                        "-p",
-                        &publish,
-                        "hello-http",
-                    ]);
+                    amphi.run_published(&id, &net, &addr);
                     None
                 }
                 Server::AmphiHost => {
@@ -327,21 +325,10 @@ fn main() {
     amphi_examples::write_image(&native_img, amphi_examples::Kind::Native, "hello-native").unwrap();
     amphi.ok(&["image", "load", "-i", native_img.to_str().unwrap()]);
     let first_answer = |a: &Amphi| -> f64 {
-        let port = free_port();
-        let publish = format!("127.0.0.1:{port}:8080");
+        let port = amphi_testkit::free_port();
         let id = format!("bench-first-{port}");
         let t0 = Instant::now();
-        a.ok(&[
-            "run",
-            "-d",
-            "--name",
-            &id,
-            "--network",
-            &net,
-            "-p",
-            &publish,
-            "hello-http",
-        ]);
+        a.run_published(&id, &net, &format!("127.0.0.1:{port}"));
         wait_answer(port);
         let ms = t0.elapsed().as_secs_f64() * 1000.0;
         a.ok(&["rm", "-f", &id]);

@@ -10,7 +10,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, TcpStream, UdpSocket};
 use std::path::Path;
 use std::time::Duration;
 
@@ -36,15 +36,6 @@ impl Net {
         assert!(found.is_empty(), "left behind:\n{}", found.join("\n"));
         assert!(common::container_dirs(&self.dirs).is_empty());
     }
-}
-
-/// A port nothing listens on now (the kernel's pick).
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// GET / from `addr`, retried while the server comes up; the body.
@@ -76,7 +67,7 @@ fn httpd(n: &Net, name: &str, extra: &[&str]) -> String {
 #[test]
 fn published_ports_answer_on_loopback_and_the_bridge_and_are_released() {
     let n = Net::new();
-    let port = free_port();
+    let port = amphi_testkit::free_port();
     let publish = format!("{port}:80");
     httpd(&n, "web", &["-p", &publish]);
     assert_eq!(http_get((Ipv4Addr::LOCALHOST, port)), "web\n");
@@ -353,7 +344,7 @@ fn after_a_reboot_the_bridge_and_restarted_containers_work_again() {
     let n = Net::new();
     let net = amphi_testkit::unique_id("n").replace('-', "");
     n.ok(&["network", "create", &net]);
-    let port = free_port();
+    let port = amphi_testkit::free_port();
     let publish = format!("127.0.0.1:{port}:80");
     httpd(
         &n,

@@ -26,14 +26,6 @@ fn sha(b: &[u8]) -> String {
     format!("sha256:{:x}", Sha256::digest(b))
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn tool(program: &str, args: &[&str]) -> String {
     let out = Command::new(program)
         .args(args)
@@ -86,7 +78,7 @@ impl Registry {
     /// As `start`, with `extra` appended to the registry's config.
     fn start_with(dir: &Path, tls: Option<&Path>, extra: &str) -> Registry {
         std::fs::create_dir_all(dir).unwrap();
-        let port = free_port();
+        let port = amphi_testkit::free_port();
         let addr = format!("127.0.0.1:{port}");
         let data = dir.join("data");
         let mut config = format!(

@@ -7,7 +7,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::time::Duration;
 
 use amphi_testkit::net::network_leaks;
@@ -29,14 +29,6 @@ fn load_components(bb: &Bb) {
     let tar = bb.dirs.tmp.path().join("comp.tar");
     amphi_examples::write_image(&tar, amphi_examples::Kind::Component, "comp:1").unwrap();
     bb.ok(&["image", "load", "-i", tar.to_str().unwrap()]);
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// GET `path` from 127.0.0.1:`port`, retried while the server comes up.
@@ -148,7 +140,7 @@ fn http_component_is_published_and_reached_by_name() {
     bb.ok(&["image", "pack", "--wasm", &http, "-t", "hello-http"]);
     let net = amphi_testkit::unique_id("wnet");
     bb.ok(&["network", "create", &net]);
-    let port = free_port();
+    let port = amphi_testkit::free_port();
     let publish = format!("127.0.0.1:{port}:8080");
     bb.ok(&[
         "run",
@@ -185,7 +177,7 @@ fn http_component_is_published_and_reached_by_name() {
         .ok(&["logs", "web"])
         .contains("Serving HTTP on http://0.0.0.0:8080/"));
     // Another port, by annotation.
-    let port2 = free_port();
+    let port2 = amphi_testkit::free_port();
     let publish2 = format!("127.0.0.1:{port2}:9090");
     bb.ok(&[
         "run",

@@ -444,18 +444,12 @@ fn preopens_narrowed(kind: Kind) -> TestResult {
     Ok(())
 }
 
-/// An exec'd Wasm module (or component) gets the container's preopens,
-/// narrowed too.
-fn exec_gets_the_preopens(kind: &str) -> TestResult {
-    let fx = Fx::new(&format!("{kind}/busy"));
-    fx.edit(|v| v["annotations"] = json!({ "io.amphi.wasm.preopens": "/etc:ro,/tmp" }));
-    let mut c = fx.create().unwrap();
-    c.start().unwrap();
+/// Runs `args` as root in the running container `c`, to its end; its stdout.
+fn exec_output(fx: &Fx, c: &Container, args: &[&str]) -> String {
     let out = fx.out_path("exec-out");
-    let spec: amphi_runtime::oci_spec::runtime::Process = serde_json::from_value(
-        json!({"args": ["/preopens.wasm"], "cwd": "/", "user": {"uid": 0, "gid": 0}}),
-    )
-    .unwrap();
+    let spec: amphi_runtime::oci_spec::runtime::Process =
+        serde_json::from_value(json!({"args": args, "cwd": "/", "user": {"uid": 0, "gid": 0}}))
+            .unwrap();
     let stdio = Stdio {
         stdin: None,
         stdout: Some(std::fs::File::create(&out).unwrap().into()),
@@ -463,7 +457,17 @@ fn exec_gets_the_preopens(kind: &str) -> TestResult {
     };
     let pid = c.exec(fx.rt.config(), &spec, stdio).unwrap().pid;
     nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).unwrap();
-    assert_eq!(std::fs::read_to_string(&out).unwrap(), "/etc\n/tmp\n");
+    std::fs::read_to_string(&out).unwrap()
+}
+
+/// An exec'd Wasm module (or component) gets the container's preopens,
+/// narrowed too.
+fn exec_gets_the_preopens(kind: &str) -> TestResult {
+    let fx = Fx::new(&format!("{kind}/busy"));
+    fx.edit(|v| v["annotations"] = json!({ "io.amphi.wasm.preopens": "/etc:ro,/tmp" }));
+    let mut c = fx.create().unwrap();
+    c.start().unwrap();
+    assert_eq!(exec_output(&fx, &c, &["/preopens.wasm"]), "/etc\n/tmp\n");
     c.kill(Signal::SIGKILL, true).unwrap();
     c.wait().unwrap();
     c.delete(false).unwrap();
@@ -578,20 +582,8 @@ fn seccomp_native(no_new_privs: bool) -> TestResult {
     fx.edit(|v| v["linux"]["seccomp"] = seccomp_denying(&["getppid"]));
     let mut c = fx.create().unwrap();
     c.start().unwrap();
-    let out = fx.out_path("exec-out");
-    let spec: amphi_runtime::oci_spec::runtime::Process = serde_json::from_value(json!({
-        "args": ["/bin/syscall", getppid], "cwd": "/", "user": {"uid": 0, "gid": 0}
-    }))
-    .unwrap();
-    let stdio = Stdio {
-        stdin: None,
-        stdout: Some(std::fs::File::create(&out).unwrap().into()),
-        stderr: None,
-    };
-    let pid = c.exec(fx.rt.config(), &spec, stdio).unwrap().pid;
-    nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).unwrap();
     assert_eq!(
-        std::fs::read_to_string(&out).unwrap(),
+        exec_output(&fx, &c, &["/bin/syscall", &getppid]),
         "errno 13 (Permission denied)\n"
     );
     c.kill(Signal::SIGKILL, true).unwrap();

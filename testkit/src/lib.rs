@@ -21,6 +21,16 @@ pub fn unique_id(prefix: &str) -> String {
 /// Network state of tests: bridges, rules, pins, leases.
 pub mod net;
 
+/// A loopback TCP port nothing listens on now (the kernel's pick), for a
+/// server a test or bench starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .expect("bind an ephemeral port on loopback")
+        .local_addr()
+        .expect("its address")
+        .port()
+}
+
 /// A test's own directories: a bundle dir, a state root and a store root,
 /// all under one temp dir removed at drop.
 pub struct TestDirs {
