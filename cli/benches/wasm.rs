@@ -119,6 +119,56 @@ impl Amphi {
     }
 }
 
+/// On drop, the store's containers and the bench's network go.
+struct Leftovers<'a> {
+    amphi: &'a Amphi,
+    net: String,
+}
+
+impl Drop for Leftovers<'_> {
+    fn drop(&mut self) {
+        if let Ok(out) = self.amphi.cmd(&["ps", "-aq"]).output() {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = self.amphi.cmd(&["rm", "-f", id]).output();
+            }
+        }
+        let _ = self.amphi.cmd(&["network", "rm", &self.net]).output();
+    }
+}
+
+/// On drop (before containerd's), every task of the private containerd
+/// at this socket is killed and removed, so no shim outlives the bench.
+struct Tasks(PathBuf);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        let ctr = |args: &[&str]| {
+            Command::new("ctr")
+                .arg("--address")
+                .arg(&self.0)
+                .args(args)
+                .output()
+                .ok()
+        };
+        let Some(out) = ctr(&["containers", "ls", "-q"]) else {
+            return;
+        };
+        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = ctr(&["task", "kill", "-s", "SIGKILL", id]);
+            for _ in 0..200 {
+                if ctr(&["task", "rm", id]).is_some_and(|o| o.status.success())
+                    || ctr(&["task", "ls", "-q"])
+                        .is_some_and(|o| !String::from_utf8_lossy(&o.stdout).contains(id))
+                {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = ctr(&["containers", "rm", id]);
+        }
+    }
+}
+
 /// One server under test: started, loaded by wrk, stopped.
 #[derive(Clone, Copy, PartialEq)]
 enum Server {
@@ -179,6 +229,11 @@ fn main() {
     ]);
     let net = format!("bench{}", std::process::id());
     amphi.ok(&["network", "create", &net]);
+    // Whatever a panic leaves (containers, the network) goes on unwind.
+    let _left = Leftovers {
+        amphi: &amphi,
+        net: net.clone(),
+    };
 
     // The shim under a private containerd, the component image imported.
     // containerd finds the shim (and the shim its Wasm helper) on PATH:
@@ -202,6 +257,7 @@ fn main() {
     );
     let cd_dir = t.join("containerd");
     let (containerd, sock) = start_containerd(&cd_dir);
+    let _tasks = Tasks(sock.clone());
     let ctr = |args: &[&str]| {
         let mut c = Command::new("ctr");
         c.arg("--address").arg(&sock).args(args);
@@ -316,6 +372,7 @@ fn main() {
             r / base
         );
     }
+    drop(_tasks);
     drop(containerd);
 
     // Cold start to the first response: cached (the store's compiled
@@ -391,4 +448,5 @@ fn main() {
     println!("{:<30} {:>8.1}", "wasmtime run (precompiled)", w);
     println!("{:<30} {:>8.2}", "ratio", o / w);
     amphi.ok(&["network", "rm", &net]);
+    std::mem::forget(_left);
 }
