@@ -150,7 +150,8 @@ pub fn drop_bridges(store: &Path) {
 
 /// What a test left of its networks: bridges of networks its store no
 /// longer has are checked by the caller; here, rules naming `needles`
-/// (container ids and addresses), netns pins under `state`, and leases
+/// (container ids and addresses), netns pins (and their directory) under
+/// `state` — so call it once every container is removed — and leases
 /// in the store's IPAM directories.
 pub fn network_leaks(store: &Path, state: &Path, needles: &[String]) -> Vec<String> {
     let mut found: Vec<String> = rules_naming(needles)
@@ -163,6 +164,10 @@ pub fn network_leaks(store: &Path, state: &Path, needles: &[String]) -> Vec<Stri
         .flatten()
     {
         found.push(format!("netns pin remains: {}", e.path().display()));
+    }
+    // With every container gone, the pins' directory goes too.
+    if state.join("netns").exists() {
+        found.push(format!("{} remains", state.join("netns").display()));
     }
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let state_text = state.to_string_lossy();

@@ -13,10 +13,7 @@ use crate::error::{Error, Result};
 
 /// Makes a new network namespace, `lo` up, pinned at `path`.
 pub fn pin(path: &Path) -> Result<()> {
-    if let Some(d) = path.parent() {
-        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
-    }
-    std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+    make_pin_file(path)?;
     let target = path.to_path_buf();
     // Namespaces are per thread: a thread of its own enters the new one
     // and ends, leaving the mount to hold it.
@@ -41,13 +38,31 @@ pub fn pin(path: &Path) -> Result<()> {
     made
 }
 
+/// Creates the (empty) file a namespace is bind-mounted on, and its
+/// directory. An unpin of the last other pin may remove that directory
+/// between the two: then it is made again.
+fn make_pin_file(path: &Path) -> Result<()> {
+    let mut tries = 0;
+    loop {
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+        }
+        match std::fs::File::create(path) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 10 => tries += 1,
+            Err(e) => return Err(Error::io(path, e)),
+        }
+    }
+}
+
 /// Whether `path` holds a pinned namespace.
 pub fn is_pinned(path: &Path) -> bool {
     crate::bundle::is_mounted(path)
 }
 
-/// Unpins (the namespace goes with its last user) and removes the file;
-/// nothing there is no error.
+/// Unpins (the namespace goes with its last user) and removes the file,
+/// and the pins' directory with the last of them (nothing of amphi stays
+/// in the state root once no container runs); nothing there is no error.
 pub fn unpin(path: &Path) -> Result<()> {
     // Every run's clean-up asks, networked or not: a stat, not a read of
     // the mount table, when there is nothing.
@@ -62,7 +77,12 @@ pub fn unpin(path: &Path) -> Result<()> {
         }
     }
     match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(path, e)),
-        _ => Ok(()),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(path, e)),
+        _ => {}
     }
+    // Fails while other pins are there, as it should.
+    if let Some(d) = path.parent() {
+        let _ = std::fs::remove_dir(d);
+    }
+    Ok(())
 }
