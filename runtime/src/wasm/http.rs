@@ -58,7 +58,7 @@ pub(super) fn serve(
     };
     let mut guest = guest.clone();
     if !*uses_fs {
-        guest.preopens.clear();
+        guest.grants.preopens.clear();
     }
     let addr = listen_addr(&guest)?;
     // Worker threads start only now, after the init's seccomp filter, so
@@ -84,6 +84,7 @@ pub(super) fn serve(
 fn listen_addr(guest: &Guest) -> wasmtime::Result<SocketAddr> {
     let Some((_, addr)) = guest.env.iter().find(|(k, _)| k == ADDR_ENV) else {
         return Ok(guest
+            .grants
             .http_listen
             .unwrap_or_else(|| DEFAULT_ADDR.parse().expect("an address")));
     };
@@ -143,12 +144,10 @@ impl Server {
             .guest
             .builder(false)
             .map_err(wasmtime::Error::msg)?
-            .inherit_network()
-            .allow_ip_name_lookup(true)
             .build();
         let mut store = new_store(
             &self.engine,
-            Ctx::new(wasi, self.limits, self.guest.http_outgoing.clone()),
+            Ctx::new(wasi, self.limits, self.guest.grants.http_outgoing.clone()),
         );
         let (tx, rx) = tokio::sync::oneshot::channel();
         let req = store

@@ -134,8 +134,7 @@ impl crate::init::WasmModule for Prepared {
         };
         let linked = match self.kind {
             Kind::Module => load_module(&path, file).map(Linked::Module),
-            Kind::Command => component::load(&path, file, self.kind).map(Linked::Component),
-            Kind::Http => component::load(&path, file, self.kind).map(Linked::Component),
+            kind => component::load(&path, file, kind).map(Linked::Component),
         };
         match linked {
             Ok(linked) => {
@@ -158,9 +157,7 @@ impl crate::init::WasmModule for Prepared {
         let guest = Guest {
             args: args.to_vec(),
             env: env.to_vec(),
-            preopens: grants.preopens.clone(),
-            http_outgoing: grants.http_outgoing.clone(),
-            http_listen: grants.http_listen,
+            grants: grants.clone(),
         };
         self.settled = Some(match self.kind {
             Kind::Module => {
@@ -169,9 +166,8 @@ impl crate::init::WasmModule for Prepared {
             }
             Kind::Command => {
                 self.runtime = Some(tokio_runtime().map_err(|e| Error::io("tokio runtime", e))?);
-                let mut b = guest.builder(true)?;
-                b.inherit_network().allow_ip_name_lookup(true);
-                Settled::P2(b.build(), guest.http_outgoing.clone())
+                let wasi = guest.builder(true)?.build();
+                Settled::P2(wasi, guest.grants.http_outgoing)
             }
             // Each request gets a context of its own, built as it comes;
             // the server's threads start in `run`, after any seccomp filter.
@@ -185,28 +181,29 @@ impl crate::init::WasmModule for Prepared {
     }
 }
 
-/// What the guest is given: its args, env, preopened directories
-/// (container path, read-only) and outgoing HTTP, as the init settled them.
+/// What the guest is given: its args and env and the init's grants.
 #[derive(Debug, Clone)]
 pub(crate) struct Guest {
     args: Vec<String>,
     env: Vec<(String, String)>,
-    preopens: Vec<(String, bool)>,
-    http_outgoing: crate::http_outgoing::Outgoing,
-    http_listen: Option<std::net::SocketAddr>,
+    grants: crate::init::Grants,
 }
 
 impl Guest {
-    /// A WASI context builder with the guest's args, env, stdio and
-    /// preopens; `inline_blocking` runs blocking file calls on the calling
-    /// thread (a current-thread runtime has no other).
+    /// A WASI context builder with the guest's args, env, stdio,
+    /// preopens and the container's network for `wasi:sockets` (the
+    /// netns is the sandbox; preview 1 has no call that makes a socket);
+    /// `inline_blocking` runs blocking file calls on the calling thread (a
+    /// current-thread runtime has no other).
     fn builder(&self, inline_blocking: bool) -> Result<WasiCtxBuilder> {
         let mut b = WasiCtxBuilder::new();
         b.inherit_stdio()
             .args(&self.args)
             .envs(&self.env)
-            .allow_blocking_current_thread(inline_blocking);
-        for (dir, ro) in &self.preopens {
+            .allow_blocking_current_thread(inline_blocking)
+            .inherit_network()
+            .allow_ip_name_lookup(true);
+        for (dir, ro) in &self.grants.preopens {
             let perms = if *ro {
                 FsPerms::ReadOnly
             } else {
