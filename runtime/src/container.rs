@@ -129,7 +129,6 @@ impl Runtime {
     /// Like [`Runtime::create`] for an already loaded (possibly adjusted) bundle.
     pub fn create_from(&self, id: &str, bundle: Bundle, opts: CreateOptions) -> Result<Container> {
         validate_id(id)?;
-        crate::cgroup::prime_migration();
         let (clone_flags, pid_ns) = check_namespaces(&bundle)?;
         // Compiled here, so a bad profile fails before anything exists.
         let seccomp = match bundle
@@ -245,12 +244,14 @@ impl Runtime {
             parent_death_signal: opts.parent_death_signal.map(|s| s as i32),
             reaper: opts.reaper,
             wasm: wasm.clone(),
+            self_join: cgroup.self_join(),
         };
         let stdio = ChildStdio {
             stdin: opts.stdio.stdin.as_ref(),
             stdout: opts.stdio.stdout.as_ref(),
             stderr: opts.stdio.stderr.as_ref(),
         };
+        let cfg_self_joins = cfg.self_join.is_some();
         let exe = self.config.init_exe_for(ep.kind);
         let (pid, sock) = spawn_init(exe, id, clone_flags, pid_ns.as_deref(), &stdio)?;
         undo.pid = Some(pid);
@@ -272,13 +273,14 @@ impl Runtime {
             .map_err(|e| init_err(format!("sending config to init: {e}")))?;
         sock.shutdown(std::net::Shutdown::Write)
             .map_err(|e| init_err(format!("sync socket: {e}")))?;
-        // Moving a process between v1 cgroups waits out an RCU grace period
-        // (~10 ms), so the init is moved while it sets up, not before: a
-        // native init at once, a Wasm init once its module is `prepared` —
-        // a compile on a cache miss is then not charged to, or OOM-killed
-        // by, the container's memory limit. It runs nothing of the
-        // container's before `start` either way.
-        let mut joined = if cgroup.is_systemd() {
+        // An init that moves itself (v1, see `SelfJoin`) does so first
+        // thing; else it is moved while it sets up, not before, as a move
+        // by another process waits out an RCU grace period: a native init
+        // at once, a Wasm init once its module is `prepared`. Either way a
+        // compile on a cache miss is not charged to, or OOM-killed by, the
+        // container's memory limit, and nothing of the container's runs
+        // before `start`.
+        let mut joined = if cgroup.is_systemd() || cfg_self_joins {
             Some(Ok(()))
         } else {
             (ep.kind == PayloadKind::Native).then(|| cgroup.add_pid(pid))
@@ -716,7 +718,9 @@ impl Container {
             payload,
             seccomp,
             wasm: self.state.wasm.clone(),
+            self_join: self.cgroup.self_join(),
         };
+        let self_joins = cfg.self_join.is_some();
         let child_stdio = ChildStdio {
             stdin: stdio.stdin.as_ref(),
             stdout: stdio.stdout.as_ref(),
@@ -737,7 +741,7 @@ impl Container {
                 msg,
             }
         };
-        if let Err(e) = self.cgroup.add_pid(pid) {
+        if let Err(e) = (!self_joins).then(|| self.cgroup.add_pid(pid)).transpose() {
             return Err(fail(e.to_string()));
         }
         if let Err(e) = (&sock).write_all(

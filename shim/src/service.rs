@@ -169,9 +169,6 @@ impl TaskService {
         ttrpc_address: &str,
         exit: Arc<ExitSignal>,
     ) -> std::io::Result<TaskService> {
-        // A shim starts because a container is about to be created: start
-        // the wait its cgroup move will cost now (see `prime_migration`).
-        amphi_runtime::cgroup::prime_migration();
         let oom = Arc::new(OomWatch::new()?);
         let init_layer = amphi_runtime::init_layer::ensure(&store_root())
             .inspect_err(|e| log::warn!("no init layer: {e}"))

@@ -47,33 +47,43 @@ pub fn host_is_v2() -> bool {
     Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
 
-/// Starts, on a short-lived helper thread, the wait that moving a process
-/// between cgroups costs, so that a container's move moments later finds
-/// it under way or over.
+/// The directories a process moves itself into with [`join_self`]: the
+/// container's v1 cgroup, one per hierarchy.
 ///
-/// A move takes the kernel's cgroup threadgroup lock for writing, which
-/// first waits out an RCU grace period (~8 ms here) unless another writer
-/// held it within the last period. The helper moves itself into the cgroup
-/// it is already in — a no-op that takes the same lock — while the caller
-/// mounts, spawns and sets up; the container's real move then waits only
-/// for the rest of that period. v1 only: the v2 path is untested here.
-pub fn prime_migration() {
-    // A wait started moments ago serves this move too (shim start, then
-    // its first create).
-    static LAST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
-    if host_is_v2() {
-        return;
+/// Why the init moves itself: a move written by another process (a pid
+/// into `cgroup.procs`) takes the kernel's global cgroup threadgroup lock
+/// for writing, which first waits out an RCU grace period (~10 ms on this
+/// host, per container). A single-threaded process that writes `0` (itself)
+/// into a v1 `tasks` file needs no threadgroup stability and skips that
+/// lock (`cgroup_procs_write_start`). v2 has no such file outside threaded
+/// subtrees, so there the creator still moves the init.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct SelfJoin {
+    dirs: Vec<PathBuf>,
+}
+
+/// Moves the calling process into the cgroup of `join`, one hierarchy at a
+/// time. Single-threaded callers only write `0` to each `tasks` file; a
+/// caller with threads moves its whole thread group through `cgroup.procs`
+/// (slower, but no thread is left behind).
+pub(crate) fn join_self(join: &SelfJoin) -> Result<()> {
+    let file = if single_threaded() {
+        "tasks"
+    } else {
+        "cgroup.procs"
+    };
+    for dir in &join.dirs {
+        write(dir, file, "0")?;
     }
-    {
-        let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
-        if last.is_some_and(|t| t.elapsed() < Duration::from_millis(20)) {
-            return;
-        }
-        *last = Some(std::time::Instant::now());
-    }
-    let _ = std::thread::Builder::new()
-        .name("cgroup-prime".into())
-        .spawn(v1::move_self_in_place);
+    Ok(())
+}
+
+fn single_threaded() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .is_some_and(|n| n.trim() == "1")
+    })
 }
 
 impl Cgroup {
@@ -155,6 +165,17 @@ impl Cgroup {
             // v2 has no devices controller: an eBPF program enforces them.
             Tree::V2(c) => device_bpf::attach(&c.dir(), &rules),
             Tree::V1(c) => c.limit_devices(&rules),
+        }
+    }
+
+    /// What a new process of this cgroup needs to move itself in
+    /// ([`join_self`]); `None` where its creator must move it.
+    pub(crate) fn self_join(&self) -> Option<SelfJoin> {
+        match self {
+            Cgroup::V1(c) => Some(SelfJoin {
+                dirs: c.dirs().collect(),
+            }),
+            Cgroup::V2(_) | Cgroup::Systemd(_) => None,
         }
     }
 

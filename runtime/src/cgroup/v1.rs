@@ -323,30 +323,6 @@ fn clock_ticks() -> u64 {
     }
 }
 
-/// Writes the calling thread's id into the `tasks` file of the v1 cgroup
-/// it is in (see `prime_migration`). Best effort: failures only mean no
-/// head start.
-pub(super) fn move_self_in_place() {
-    let Ok(mounts) = mounted_controllers() else {
-        return;
-    };
-    let Ok(own) = std::fs::read_to_string("/proc/thread-self/cgroup") else {
-        return;
-    };
-    // "id:controllers:path": the first hierarchy of ours that we can name.
-    let found = own.lines().find_map(|line| {
-        let mut f = line.splitn(3, ':');
-        let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
-        let (_, mount) = mounts
-            .iter()
-            .find(|(c, _)| controllers.split(',').any(|x| x == c))?;
-        Some(mount.join(path.trim_start_matches('/')).join("tasks"))
-    });
-    if let Some(tasks) = found {
-        let _ = std::fs::write(tasks, nix::unistd::gettid().to_string());
-    }
-}
-
 /// The v1 hierarchies mounted on this host, from /proc/self/mountinfo;
 /// read once per process (a shim serves many creates; hierarchies are
 /// mounted at boot and stay).

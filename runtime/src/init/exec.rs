@@ -69,6 +69,11 @@ fn join(cfg: &ExecConfig) -> Result<Loaded> {
         Payload::Native => Loaded::Native,
         Payload::Wasm { module, cache } => Loaded::Wasm(super::prepare_wasm(module, cache)?),
     };
+    // Before the cgroup namespace is joined, while the host's hierarchies
+    // are in sight.
+    if let Some(join) = &cfg.self_join {
+        crate::cgroup::join_self(join)?;
+    }
     let mut fds = Vec::new();
     for (name, flag) in NAMESPACES {
         let path = format!("/proc/{}/ns/{name}", cfg.target_pid);

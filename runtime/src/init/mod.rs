@@ -144,6 +144,9 @@ pub(crate) struct InitConfig {
     /// A Wasm payload's preopens, outgoing HTTP and listen address.
     #[serde(default)]
     pub wasm: crate::wasm_options::WasmOptions,
+    /// The cgroup the init moves itself into; `None`: its creator moves it.
+    #[serde(default)]
+    pub self_join: Option<crate::cgroup::SelfJoin>,
 }
 
 /// What the init is asked to do.
@@ -169,6 +172,10 @@ pub(crate) struct ExecConfig {
     /// The container's Wasm options (preopens, outgoing HTTP, listen).
     #[serde(default)]
     pub wasm: crate::wasm_options::WasmOptions,
+    /// The cgroup to move into before joining the container; `None`: the
+    /// creator moves us.
+    #[serde(default)]
+    pub self_join: Option<crate::cgroup::SelfJoin>,
 }
 
 /// Call first thing in `main` of every binary that creates containers: when
@@ -297,17 +304,23 @@ fn setup(cfg: &InitConfig, sync: &File) -> Result<Ready> {
     process::apply_sysctls(&cfg.spec)?;
     process::set_oom_score_adj(&cfg.spec)?;
     // A Wasm module is found in the cache (compiled, on a miss) first,
-    // outside the container's cgroup; `prepared` tells the creator it may
-    // move us in, which it does while we set up the rootfs.
+    // outside the container's cgroup. Then we move ourselves in or, where
+    // we cannot, `prepared` tells the creator it may move us, which it does
+    // while we set up the rootfs.
     let mut payload = match &cfg.payload {
         Payload::Native => Loaded::Native,
         Payload::Wasm { module, cache } => {
             let prepared = prepare_wasm(module, cache)?;
-            writeln!(&*sync, "{}", crate::sync::PREPARED)
-                .map_err(|e| Error::io("sync socket", e))?;
+            if cfg.self_join.is_none() {
+                writeln!(&*sync, "{}", crate::sync::PREPARED)
+                    .map_err(|e| Error::io("sync socket", e))?;
+            }
             Loaded::Wasm(prepared)
         }
     };
+    if let Some(join) = &cfg.self_join {
+        crate::cgroup::join_self(join)?;
+    }
     rootfs::prepare(cfg)?;
     if let Some(h) = cfg.spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         if !has(LinuxNamespaceType::Uts) {
