@@ -190,8 +190,11 @@ impl Runtime {
                 msg: "is in use by other processes".into(),
             });
         }
-        cgroup.create()?;
-        undo.cgroup = Some(cgroup.clone());
+        if cgroup.is_systemd() {
+            // Fails early, before any process exists, without systemd.
+            cgroup.create()?;
+            undo.cgroup = Some(cgroup.clone());
+        }
         let resources = bundle
             .spec
             .linux()
@@ -209,14 +212,6 @@ impl Runtime {
                     .unwrap_or_default(),
             )
         };
-        // A systemd scope exists only with a process in it: it is limited
-        // once systemd has made it around the init, below.
-        if !cgroup.is_systemd() {
-            if let Some(res) = &resources {
-                cgroup.apply(res)?;
-            }
-            limit_devices(&cgroup)?;
-        }
         if let Some(prog) = &seccomp {
             // Exec'd processes get the same filter (see `Container::exec`).
             let file = dir.join(SECCOMP_FILE);
@@ -259,12 +254,21 @@ impl Runtime {
             id: id.to_string(),
             msg,
         };
+        // The cgroup is made while the init execs (it waits for its
+        // config, sent below, before it joins one).
         if cgroup.is_systemd() {
             // systemd's scope takes the init at once, whatever its payload,
-            // and before the init sets up (it mounts the scope's cgroup).
+            // and before the init sets up (it mounts the scope's cgroup);
+            // a scope exists only with a process in it.
             cgroup.start_scope(pid, resources.as_ref())?;
-            limit_devices(&cgroup)?;
+        } else {
+            cgroup.create()?;
+            undo.cgroup = Some(cgroup.clone());
+            if let Some(res) = &resources {
+                cgroup.apply(res)?;
+            }
         }
+        limit_devices(&cgroup)?;
         (&sock)
             .write_all(
                 &serde_json::to_vec(&InitMessage::Create(Box::new(cfg)))
