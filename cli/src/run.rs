@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 
 /// `amphi run`.
 pub fn run(engine: &Engine, opts: RunOptions) -> Result<u8> {
-    let rec = engine.create(&opts)?;
+    let rec = engine.create_to_run(&opts)?;
     if opts.detach {
         if let Err(e) = engine.spawn_watcher(&rec.id, None) {
             let _ = engine.remove(&rec.id, true, true);

@@ -13,7 +13,7 @@ use crate::bail;
 use crate::bundle::{self, write};
 use crate::error::{Context, Error, Result};
 use crate::options::RunOptions;
-use crate::record::{self, Record, RunState};
+use crate::record::{self, ProcessId, Record, RunState};
 use crate::restart::Policy;
 use crate::{flags, mounts, names, network, units, Engine};
 
@@ -24,6 +24,18 @@ impl Engine {
     /// Creates a container (status `created`) from `opts`: `rest[0]` is the
     /// image (unless `bundle` is set) and the rest its command.
     pub fn create(&self, opts: &RunOptions) -> Result<Record> {
+        self.create_as(opts, None)
+    }
+
+    /// Creates a container that this process starts at once (`amphi
+    /// run`): recorded as its creator, so that should this process die
+    /// before the run is prepared, the next command cleans it up (removes
+    /// it for `--rm`) instead of leaving it, and its rootfs mount, forever.
+    pub fn create_to_run(&self, opts: &RunOptions) -> Result<Record> {
+        self.create_as(opts, Some(ProcessId::current()))
+    }
+
+    fn create_as(&self, opts: &RunOptions, creator: Option<ProcessId>) -> Result<Record> {
         tracing::debug!("creating");
         check(opts)?;
         if let Some(f) = &opts.cidfile {
@@ -49,7 +61,7 @@ impl Engine {
         let id = names::new_id()?;
         let dir = record::dir(root, &id);
         std::fs::create_dir(&dir).map_err(|e| Error::io(&dir, e))?;
-        match self.make(&id, &name, opts, &dir) {
+        match self.make(&id, &name, opts, &dir, creator) {
             Ok(rec) => Ok(rec),
             Err(e) => {
                 let _ = bundle::remove(root, &id);
@@ -58,7 +70,14 @@ impl Engine {
         }
     }
 
-    fn make(&self, id: &str, name: &str, opts: &RunOptions, dir: &Path) -> Result<Record> {
+    fn make(
+        &self,
+        id: &str,
+        name: &str,
+        opts: &RunOptions,
+        dir: &Path,
+        creator: Option<ProcessId>,
+    ) -> Result<Record> {
         let root = self.root();
         let mut rest = opts.rest.clone();
         let (image, digest, image_id, image_config, args) = match &opts.bundle {
@@ -160,7 +179,10 @@ impl Engine {
                 .unwrap_or(DEFAULT_STOP_TIMEOUT),
             options: opts.clone(),
             mounts,
-            state: RunState::default(),
+            state: RunState {
+                creator,
+                ..RunState::default()
+            },
         };
         record::save(root, &rec)?;
         tracing::debug!(id, name, "created");

@@ -51,12 +51,17 @@ impl Engine {
             // exit it had.
             if rec.state.status != Status::Restarting {
                 rec.state.exit_code = code;
-                rec.state.error = "its watcher died (the container was killed with it)".into();
+                rec.state.error = if rec.state.watcher.is_none() {
+                    "the amphi run that created it died before starting it".into()
+                } else {
+                    "its watcher died (the container was killed with it)".into()
+                };
                 rec.state.finished_at = Some(SystemTime::now());
             }
             rec.state.status = Status::Exited;
             rec.state.pid = 0;
             rec.state.watcher = None;
+            rec.state.creator = None;
             record::save(root, &rec)?;
             rec
         };
@@ -90,10 +95,11 @@ impl Engine {
     }
 }
 
-/// Whether the record says a watcher has it but that watcher is gone.
+/// Whether the record says a watcher has it but that watcher is gone, or
+/// the `amphi run` that made it died before starting it.
 fn orphaned(rec: &Record) -> bool {
     match rec.state.watcher {
         Some(w) => !w.alive(),
-        None => rec.is_active(),
+        None => rec.is_active() || rec.state.creator.is_some_and(|c| !c.alive()),
     }
 }

@@ -95,6 +95,10 @@ pub struct RunState {
     /// The process that is the container's parent and records its exit:
     /// the foreground `amphi run`/`start -a`, or a detached watcher.
     pub watcher: Option<ProcessId>,
+    /// The `amphi run` that made the container to start it at once, until
+    /// it prepares that run: should it die in between, the container is
+    /// orphaned like one whose watcher died (a `--rm` one is removed).
+    pub creator: Option<ProcessId>,
 }
 
 impl RunState {

@@ -72,6 +72,7 @@ impl Engine {
             return Ok(None);
         }
         rec.state.watcher = Some(me);
+        rec.state.creator = None;
         record::save(root, &rec)?;
         let made = (|| -> Result<Task> {
             // What an earlier run left (its watcher killed) goes first.
