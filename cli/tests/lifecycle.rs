@@ -150,6 +150,44 @@ fn stop_start_keeps_the_writable_layer_and_stop_honours_the_grace_period() {
     assert_eq!(b.get(&polite, "{{.Config.StopSignal}}"), "USR1");
     b.ok(&["stop", &polite]);
     assert_eq!(b.ok(&["wait", &polite]).trim(), "7");
+    // `wait` on a `--rm` container reads its exit before it is removed.
+    let brief = b
+        .ok(&[
+            "run",
+            "-d",
+            "--rm",
+            "bb:1",
+            "sh",
+            "-c",
+            "while [ ! -e /go ]; do sleep 0.05; done; exit 3",
+        ])
+        .trim()
+        .to_string();
+    let waiter = amphi_cmd(&b.dirs, &["wait", &brief])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    b.wait_for("wait to hold the container", || {
+        std::fs::read_dir(format!("/proc/{}/fd", waiter.id()))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|fd| {
+                std::fs::read_link(fd.path())
+                    .is_ok_and(|t| t.to_string_lossy().ends_with("attach.lock"))
+            })
+    });
+    b.ok(&["exec", &brief, "touch", "/go"]);
+    let out = waiter.wait_with_output().unwrap();
+    assert_eq!(text(&out.stdout).trim(), "3");
+    b.wait_for("the removal", || !b.ids().contains(&brief));
+    b.wait_for("its watcher to end", || {
+        nothing_left(
+            &brief,
+            &b.dirs.state,
+            &b.dirs.store.join("containers").join(&brief),
+        )
+    });
     // restart: stopped and started again, by name or unique id prefix.
     b.ok(&["restart", "-t", "1", &id[..10]]);
     assert_eq!(b.status(&n), "running");
@@ -289,6 +327,11 @@ fn restart_policies_and_the_boot_command_after_a_reboot() {
     // Running twice starts nothing twice.
     assert_eq!(b.ok(&["start", "--all-restartable"]).trim(), "");
     b.assert_clean(&ids);
+}
+
+/// Whether container `id` left nothing behind (yet).
+fn nothing_left(id: &str, state: &Path, store: &Path) -> bool {
+    amphi_testkit::leaks(id, state, store).is_empty()
 }
 
 /// Whether no process is left in the cgroups of container `id`.

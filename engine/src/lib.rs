@@ -105,10 +105,12 @@ impl Engine {
                 wasm_cache: config.root.join("wasm-cache"),
                 init_exe: init,
                 wasm_init_exe: Some(PathBuf::from("/proc/self/exe")),
+                fork_wasm_init: true,
             },
             None => RuntimeConfig {
                 state_root: config.state.clone(),
                 wasm_cache: config.root.join("wasm-cache"),
+                fork_wasm_init: true,
                 ..RuntimeConfig::default()
             },
         });

@@ -97,6 +97,18 @@ impl Engine {
         nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).ok()
     }
 
+    /// The attach lock of `id`, held exclusively, if no attach or wait
+    /// holds it now.
+    pub(crate) fn unobserved(&self, id: &str) -> Option<nix::fcntl::Flock<std::fs::File>> {
+        let path = record::dir(self.root(), id).join("attach.lock");
+        let f = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(path)
+            .ok()?;
+        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).ok()
+    }
+
     /// How long `query`'s log is now.
     pub fn log_len(&self, query: &str) -> Result<u64> {
         let id = self.resolve(query)?;

@@ -109,6 +109,9 @@ impl Engine {
     /// Waits until `query` exits (or is removed) and returns its exit code.
     pub fn wait(&self, query: &str) -> Result<i32> {
         let id = self.resolve(query)?;
+        // As an attach: a `--rm` container is not removed before we have
+        // read how it exited.
+        let _hold = self.hold_for_attach(&id).ok();
         let mut code = 0;
         loop {
             let rec = match record::load(self.root(), &id) {

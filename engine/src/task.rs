@@ -156,6 +156,9 @@ impl Engine {
             tracing::warn!("detaching {id} from its network: {e}");
         }
         let me = ProcessId::current();
+        // Held while a `--rm` container is removed: no attach or wait is
+        // left to read its exit.
+        let mut unobserved = None;
         let rec = {
             let _lock = record::lock(root, &id)?;
             let mut rec = record::load(root, &id)?;
@@ -177,15 +180,23 @@ impl Engine {
             } else {
                 rec.state.watcher = None;
             }
-            record::save(root, &rec)?;
+            if !restart && rec.options.rm {
+                unobserved = self.unobserved(&id);
+            }
+            // A `--rm` container nobody observes is removed at once: its
+            // exit is nobody's to read (and should we die first, the
+            // record left saying running is swept as orphaned).
+            if unobserved.is_none() {
+                record::save(root, &rec)?;
+            }
             rec
         };
         if rec.state.status == Status::Restarting {
             return Ok(Finished::Restart(status, ran_for));
         }
         if rec.options.rm {
-            // An attach reads the exit first.
-            let held = self.wait_for_attaches(&id);
+            // An attach or a wait reads the exit first.
+            let held = unobserved.or_else(|| self.wait_for_attaches(&id));
             self.remove_files(&id)?;
             self.remove_anonymous_volumes(&rec);
             drop(held);

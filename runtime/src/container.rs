@@ -16,7 +16,7 @@ use crate::bundle::Bundle;
 use crate::cgroup::Cgroup;
 use crate::init::{ExecConfig, InitConfig, InitMessage, Payload};
 use crate::paths::{find_in_rootfs, DEFAULT_PATH};
-use crate::spawn::{spawn_init, ChildStdio};
+use crate::spawn::{spawn_init, ChildStdio, Start};
 use crate::state::{validate_id, PayloadKind, State, Status, SECCOMP_FILE, START_FIFO};
 use crate::stats::Stats;
 use crate::{detect, Error, Result};
@@ -35,6 +35,12 @@ pub struct RuntimeConfig {
     /// no Wasm engine (it passed `None` to `run_if_init`). Default: none,
     /// `init_exe` runs both.
     pub wasm_init_exe: Option<PathBuf>,
+    /// Fork Wasm inits from the creating process instead of exec'ing an
+    /// init binary, whenever that process is single-threaded at the time
+    /// and its own binary runs Wasm: saves an exec of a large binary per
+    /// container (for a short-lived front end such as `amphi run`; a
+    /// multi-threaded caller, such as the shim, always execs).
+    pub fork_wasm_init: bool,
 }
 
 impl RuntimeConfig {
@@ -54,6 +60,7 @@ impl Default for RuntimeConfig {
             wasm_cache: PathBuf::from("/var/lib/amphi/wasm-cache"),
             init_exe: PathBuf::from("/proc/self/exe"),
             wasm_init_exe: None,
+            fork_wasm_init: false,
         }
     }
 }
@@ -248,7 +255,17 @@ impl Runtime {
         };
         let cfg_self_joins = cfg.self_join.is_some();
         let exe = self.config.init_exe_for(ep.kind);
-        let (pid, sock) = spawn_init(exe, id, clone_flags, pid_ns.as_deref(), &stdio)?;
+        let start = if self.config.fork_wasm_init
+            && ep.kind == PayloadKind::Wasm
+            && pid_ns.is_none()
+            && crate::init::runs_wasm()
+            && crate::spawn::single_threaded()
+        {
+            Start::Fork
+        } else {
+            Start::Exec
+        };
+        let (pid, sock) = spawn_init(exe, id, clone_flags, pid_ns.as_deref(), &stdio, start)?;
         undo.pid = Some(pid);
         let init_err = |msg: String| Error::Init {
             id: id.to_string(),
@@ -736,6 +753,7 @@ impl Container {
             0,
             None,
             &child_stdio,
+            Start::Exec,
         )?;
         let fail = |msg: String| {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);

@@ -28,16 +28,40 @@ pub(crate) struct ChildStdio<'a> {
     pub stderr: Option<&'a OwnedFd>,
 }
 
+/// How the init comes to run after the clone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Start {
+    /// `execve` of the init binary.
+    Exec,
+    /// This process's own init code, without an exec: only for a caller
+    /// that is single-threaded now (see [`single_threaded`]) and whose
+    /// binary runs the payload.
+    Fork,
+}
+
+/// Whether this process has one thread (`num_threads` of /proc/self/stat).
+pub(crate) fn single_threaded() -> bool {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return false;
+    };
+    // Fields after the command's closing paren: state is field 3, and
+    // num_threads field 20.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(17))
+        .is_some_and(|n| n == "1")
+}
+
 /// Clones a child into new namespaces (`clone_flags`) that execs `exe` as
-/// the init of container `id`; with `pid_ns`, into that existing pid
-/// namespace instead of a new one. Returns its pid and our end of the sync
-/// socket.
+/// the init of container `id` (or, with [`Start::Fork`], runs this
+/// process's init code); with `pid_ns`, into that existing pid namespace
+/// instead of a new one. Returns its pid and our end of the sync socket.
 pub(crate) fn spawn_init(
     exe: &Path,
     id: &str,
     clone_flags: libc::c_int,
     pid_ns: Option<&Path>,
     stdio: &ChildStdio,
+    start: Start,
 ) -> Result<(i32, UnixStream)> {
     // Said plainly here rather than as an init that died at exec.
     if let Err(e) = std::fs::metadata(exe) {
@@ -64,6 +88,15 @@ pub(crate) fn spawn_init(
         // gets a copy of our memory and runs only async-signal-safe calls.
         let ret = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
         if ret == 0 {
+            if start == Start::Fork {
+                // SAFETY: the caller was single-threaded, so the copy of
+                // its memory is consistent and any call is safe here.
+                unsafe {
+                    place_fds(&fds);
+                    libc::syscall(libc::SYS_close_range, INIT_FD + 1, u32::MAX, 0);
+                }
+                crate::init::forked_main();
+            }
             // SAFETY: child side; see above.
             unsafe { child(&fds, &exe_c, &argv, &envp) }
         }
@@ -125,6 +158,13 @@ unsafe fn child(
     argv: &[*const libc::c_char; 3],
     envp: &[*const libc::c_char; 2],
 ) -> ! {
+    place_fds(fds);
+    libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
+    libc::_exit(127)
+}
+
+/// Makes `fds` the child's 0, 1, 2 and [`INIT_FD`] (`_exit`s on failure).
+unsafe fn place_fds(fds: &[RawFd; 4]) {
     // First copy every source above the targets, so that placing one can't
     // clobber another; dup2 onto a fresh number also clears close-on-exec.
     let mut high = [0; 4];
@@ -139,6 +179,4 @@ unsafe fn child(
             libc::_exit(126);
         }
     }
-    libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
-    libc::_exit(127)
 }

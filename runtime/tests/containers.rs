@@ -39,6 +39,7 @@ impl Fx {
             wasm_cache: dirs.store.join("wasm-cache"),
             init_exe: std::env::current_exe().unwrap(),
             wasm_init_exe: None,
+            fork_wasm_init: false,
         });
         Fx {
             id: unique_id("rt"),

@@ -184,14 +184,33 @@ pub(crate) struct ExecConfig {
 /// binary that passes `None` must name a helper that can, in
 /// [`crate::RuntimeConfig::wasm_init_exe`].
 pub fn run_if_init(wasm: Option<&'static dyn WasmEngine>) {
+    // Set in every process: a Wasm init forked from this one, without an
+    // exec (see `RuntimeConfig::fork_wasm_init`), finds it here.
+    let _ = ENGINE.set(wasm);
     if std::env::var_os(INIT_ENV).is_none() {
         return;
     }
-    let _ = ENGINE.set(wasm);
     // SAFETY: single-threaded at this point; the variable is ours.
     unsafe { std::env::remove_var(INIT_ENV) };
     let code = main();
     std::process::exit(code);
+}
+
+/// Whether this binary's own engine runs Wasm payloads (a Wasm init may
+/// then be forked from this process instead of exec'd).
+pub(crate) fn runs_wasm() -> bool {
+    ENGINE.get().copied().flatten().is_some()
+}
+
+/// The init forked without an exec: its fds are placed as an exec'd
+/// init's are (stdio, the sync socket at [`INIT_FD`], nothing else), and
+/// it runs from here as one would from `run_if_init`. Never returns.
+pub(crate) fn forked_main() -> ! {
+    // As an exec'd Rust program starts (a front end may have set SIGPIPE
+    // back to its default to end quietly in a closed pipe).
+    // SAFETY: setting a disposition.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    std::process::exit(main())
 }
 
 fn main() -> i32 {
