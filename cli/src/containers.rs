@@ -572,13 +572,18 @@ fn exec(engine: &Engine, query: &str, cmd: Vec<String>) -> Result<u8> {
 
 fn export(engine: &Engine, query: &str, output: &Path) -> Result<u8> {
     let rec = engine.container(query)?;
-    let rootfs = amphi_engine::record::dir(engine.root(), &rec.id).join("rootfs");
     amphi_engine::bundle::ensure_mounted(
         engine.root(),
         &rec.id,
         rec.image_digest.as_deref(),
         &rec.image,
     )?;
+    let rootfs = amphi_engine::bundle::rootfs_path(
+        engine.root(),
+        &rec.id,
+        rec.image_digest.as_deref(),
+        &rec.image,
+    );
     let tmp = output.with_extension("amphi-partial");
     let file =
         std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;

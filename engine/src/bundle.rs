@@ -128,8 +128,45 @@ pub fn is_mounted(path: &Path) -> bool {
         .any(|m| amphi_runtime::mount::unescape_mount_path(m) == want)
 }
 
-/// Binds the rootfs of the OCI bundle at `src` on `dir/rootfs`: a bundle
-/// container's directory is its bundle, as an image container's is.
+/// The runtime bundle of container `id`: its directory, or for a bundle
+/// container (`image` is then the user's bundle directory, and
+/// `manifest_digest` `None`) the user's bundle with the container's final
+/// spec, whose rootfs it uses in place: no host mount to make or undo.
+/// Containers made before that have a bind mount at `rootfs` instead.
+pub fn runtime_bundle(
+    root: &Path,
+    id: &str,
+    manifest_digest: Option<&str>,
+    image: &str,
+) -> Result<amphi_runtime::bundle::Bundle> {
+    let dir = dir(root, id);
+    if manifest_digest.is_some() || dir.join("rootfs").exists() {
+        return Ok(amphi_runtime::bundle::Bundle::load(&dir)?);
+    }
+    let config = dir.join("config.json");
+    let bytes = std::fs::read(&config).map_err(|e| Error::io(&config, e))?;
+    let spec = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Invalid(format!("{}: {e}", config.display())))?;
+    Ok(amphi_runtime::bundle::Bundle::from_spec(
+        PathBuf::from(image),
+        spec,
+    )?)
+}
+
+/// Where container `id`'s rootfs is on the host: `rootfs` in its
+/// directory, or a bundle container's bundle rootfs.
+pub fn rootfs_path(root: &Path, id: &str, manifest_digest: Option<&str>, image: &str) -> PathBuf {
+    let inside = dir(root, id).join("rootfs");
+    if manifest_digest.is_some() || inside.exists() {
+        return inside;
+    }
+    runtime_bundle(root, id, manifest_digest, image)
+        .map(|b| b.rootfs)
+        .unwrap_or(inside)
+}
+
+/// Binds the rootfs of the OCI bundle at `src` on `dir/rootfs` (bundle
+/// containers made by earlier versions, after a reboot).
 pub fn bind_rootfs(src: &Path, dir: &Path) -> Result<()> {
     let user = amphi_runtime::bundle::Bundle::load(src)?;
     let target = dir.join("rootfs");
@@ -154,12 +191,17 @@ pub fn ensure_mounted(
     image: &str,
 ) -> Result<()> {
     let dir = dir(root, id);
+    let Some(manifest_digest) = manifest_digest else {
+        // A bundle container uses the bundle's rootfs in place; one made
+        // before that binds it.
+        if dir.join("rootfs").exists() && !is_mounted(&dir.join("rootfs")) {
+            return bind_rootfs(Path::new(image), &dir);
+        }
+        return Ok(());
+    };
     if is_mounted(&dir.join("rootfs")) {
         return Ok(());
     }
-    let Some(manifest_digest) = manifest_digest else {
-        return bind_rootfs(Path::new(image), &dir);
-    };
     let store = Store::open(root.join("images"))?;
     let (_, _, _, chains) = image_layers(&store, manifest_digest)?;
     let snapshots = Snapshots::open(store.root())?;

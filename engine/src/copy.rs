@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::bail;
 use crate::error::{Error, Result};
-use crate::{bundle, record, Engine};
+use crate::{bundle, Engine};
 
 /// The host path of `inside` (absolute or relative to `/`) in the tree at
 /// `root`, every symlink on the way resolved as if `root` were `/` (the
@@ -97,7 +97,12 @@ impl Engine {
             rec.image_digest.as_deref(),
             &rec.image,
         )?;
-        Ok(record::dir(self.root(), &rec.id).join("rootfs"))
+        Ok(bundle::rootfs_path(
+            self.root(),
+            &rec.id,
+            rec.image_digest.as_deref(),
+            &rec.image,
+        ))
     }
 
     /// `cp CONTAINER:SRC DST`: returns the bytes copied.

@@ -82,18 +82,12 @@ impl Engine {
         let mut rest = opts.rest.clone();
         let (image, digest, image_id, image_config, args) = match &opts.bundle {
             Some(src) => {
-                bundle::bind_rootfs(src, dir)?;
-                // The user's spec, with its rootfs now the bind mount.
+                // The user's bundle, its rootfs used in place (see
+                // `bundle::runtime_bundle`).
                 let user = Bundle::load(src)?;
-                let mut spec = user.spec.clone();
-                if let Some(r) = spec.root().clone() {
-                    let mut r = r;
-                    r.set_path("rootfs".into());
-                    spec.set_root(Some(r));
-                }
                 write(
                     &dir.join("config.json"),
-                    serde_json::to_vec_pretty(&spec).expect("json"),
+                    serde_json::to_vec_pretty(&user.spec).expect("json"),
                 )?;
                 (
                     user.dir.display().to_string(),
@@ -126,7 +120,7 @@ impl Engine {
                 )
             }
         };
-        let loaded = Bundle::load(dir)?;
+        let loaded = bundle::runtime_bundle(root, id, digest.as_deref(), &image)?;
         let final_bundle = flags::apply(loaded, id, opts, args.as_deref())?;
         let mut opts = opts.clone();
         self.network_options(&mut opts, &image_config)?;

@@ -155,7 +155,12 @@ fn graph_driver(root: &Path, rec: &Record) -> Value {
                 "MergedDir": dir.join("rootfs"),
             }
         }),
-        None => json!({"Name": "bind", "Data": {"MergedDir": dir.join("rootfs")}}),
+        None => json!({"Name": "bind", "Data": {"MergedDir": bundle::rootfs_path(
+            root,
+            &rec.id,
+            None,
+            &rec.image,
+        )}}),
     }
 }
 

@@ -6,7 +6,6 @@
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant, SystemTime};
 
-use amphi_runtime::bundle::Bundle;
 use amphi_runtime::{Container, CreateOptions, ExitStatus, Stdio};
 use nix::sys::signal::Signal;
 
@@ -57,10 +56,28 @@ impl Engine {
         let me = ProcessId::current();
         let _lock = record::lock(root, id)?;
         let mut rec = record::load(root, id)?;
+        let fresh = rec.state.status == Status::Created
+            && rec.state.started_at.is_none()
+            && rec.state.finished_at.is_none();
+        // Our own `amphi run` about to start what it has just made: the
+        // record names us as its creator already, which covers our death
+        // as a watcher would, and `start_task` records the rest.
+        let claimed = by_user
+            && fresh
+            && rec.state.creator == Some(me)
+            && rec.state.watcher.is_none()
+            && !rec.state.stopped_by_user
+            && rec.state.restart_count == 0;
         if by_user {
             // Any live watcher but us has it (running, restarting, or
-            // being started by another command this very moment).
-            if rec.state.watcher.is_some_and(|w| w.alive() && w != me) {
+            // being started by another command this very moment), or the
+            // `amphi run` that made it is about to start it (unless that
+            // run is our parent, handing it to us as `run -d` does).
+            let parent = std::os::unix::process::parent_id() as i32;
+            let other = |p: Option<ProcessId>| p.is_some_and(|w| w.alive() && w != me);
+            if other(rec.state.watcher)
+                || (other(rec.state.creator) && rec.state.creator.map(|c| c.pid) != Some(parent))
+            {
                 return Err(Error::Invalid(format!(
                     "container {} is running already",
                     rec.name
@@ -71,14 +88,19 @@ impl Engine {
         } else if rec.state.stopped_by_user || rec.state.watcher != Some(me) {
             return Ok(None);
         }
-        rec.state.watcher = Some(me);
-        rec.state.creator = None;
-        record::save(root, &rec)?;
+        if !claimed {
+            rec.state.watcher = Some(me);
+            rec.state.creator = None;
+            record::save(root, &rec)?;
+        }
         let made = (|| -> Result<Task> {
-            // What an earlier run left (its watcher killed) goes first.
-            self.clear_runtime(id)?;
+            // What an earlier run left (its watcher killed) goes first; a
+            // container never run has nothing left.
+            if !fresh {
+                self.clear_runtime(id)?;
+            }
             bundle::ensure_mounted(root, id, rec.image_digest.as_deref(), &rec.image)?;
-            let b = Bundle::load(&bundle::dir(root, id))?;
+            let b = bundle::runtime_bundle(root, id, rec.image_digest.as_deref(), &rec.image)?;
             self.connect(&rec)?;
             let created = self.runtime().create_from(
                 id,
@@ -124,6 +146,8 @@ impl Engine {
             Ok(()) => {
                 task.started = Some(Instant::now());
                 rec.state.status = Status::Running;
+                rec.state.watcher = Some(ProcessId::current());
+                rec.state.creator = None;
                 rec.state.pid = task.container.pid();
                 rec.state.started_at = Some(SystemTime::now());
                 rec.state.error.clear();

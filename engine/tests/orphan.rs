@@ -20,16 +20,26 @@ fn killed_run_helper() {
     let Ok(arg) = std::env::var(HELPER) else {
         return;
     };
-    let [root, state, bundle, rm]: [&str; 4] = arg
+    let [root, state, what, rm]: [&str; 4] = arg
         .split('\n')
         .collect::<Vec<_>>()
         .try_into()
         .expect("four lines");
     let engine = Engine::new(root, state);
-    let opts = RunOptions {
-        rm: rm == "rm",
-        bundle: Some(bundle.into()),
-        ..RunOptions::default()
+    // An image archive (loaded, then an overlay mounted) or a bundle.
+    let opts = if what.ends_with(".tar") {
+        RunOptions {
+            rm: rm == "rm",
+            network: Some("none".into()),
+            rest: vec![what.into()],
+            ..RunOptions::default()
+        }
+    } else {
+        RunOptions {
+            rm: rm == "rm",
+            bundle: Some(what.into()),
+            ..RunOptions::default()
+        }
     };
     let rec = engine.create_to_run(&opts).expect("create");
     println!("{}", rec.id);
@@ -47,8 +57,9 @@ fn bundle(dir: &Path) {
     std::fs::write(dir.join("config.json"), serde_json::to_vec(&spec).unwrap()).unwrap();
 }
 
-/// Runs the helper; returns the id it created.
-fn killed_run(d: &TestDirs, rm: bool) -> String {
+/// Runs the helper on `what` (a bundle dir or an image archive); returns
+/// the id it created.
+fn killed_run(d: &TestDirs, what: &Path, rm: bool) -> String {
     let out = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "killed_run_helper", "--ignored", "--nocapture"])
         .env(
@@ -57,7 +68,7 @@ fn killed_run(d: &TestDirs, rm: bool) -> String {
                 "{}\n{}\n{}\n{}",
                 d.store.display(),
                 d.state.display(),
-                d.bundle.display(),
+                what.display(),
                 if rm { "rm" } else { "keep" }
             ),
         )
@@ -76,18 +87,34 @@ fn killed_run(d: &TestDirs, rm: bool) -> String {
         .find(|l| l.len() == 64 && l.bytes().all(|b| b.is_ascii_hexdigit()))
         .unwrap_or_else(|| panic!("no id in {text}"))
         .to_string();
-    // The window was hit: made, never started, its rootfs mounted.
+    // The window was hit: made, never started (an image container's
+    // overlay mounted).
     let dir = d.store.join("containers").join(&id);
-    assert!(dir.join("record.json").exists());
-    assert!(amphi_engine::bundle::is_mounted(&dir.join("rootfs")));
+    let rec = amphi_engine::record::load(&d.store, &id).unwrap();
+    assert_eq!(rec.state.status, Status::Created);
+    if what.extension().is_some_and(|e| e == "tar") {
+        assert!(amphi_engine::bundle::is_mounted(&dir.join("rootfs")));
+    }
     id
+}
+
+#[test]
+fn a_killed_rm_run_of_an_image_is_removed_by_the_next_command() {
+    let d = TestDirs::new();
+    let image = d.tmp.path().join("hello.tar");
+    amphi_examples::write_image(&image, amphi_examples::Kind::Native, "hello-native").unwrap();
+    let id = killed_run(&d, &image, true);
+    let engine = Engine::new(&d.store, &d.state);
+    assert!(engine.containers().unwrap().is_empty());
+    assert!(!d.store.join("containers").join(&id).exists());
+    amphi_testkit::assert_no_leaks(&id, &d.state, &d.store);
 }
 
 #[test]
 fn a_killed_rm_run_is_removed_by_the_next_command() {
     let d = TestDirs::new();
     bundle(&d.bundle);
-    let id = killed_run(&d, true);
+    let id = killed_run(&d, &d.bundle, true);
     let engine = Engine::new(&d.store, &d.state);
     assert!(engine.containers().unwrap().is_empty());
     assert!(!d.store.join("containers").join(&id).exists());
@@ -98,7 +125,7 @@ fn a_killed_rm_run_is_removed_by_the_next_command() {
 fn a_killed_run_is_shown_exited_by_the_next_command() {
     let d = TestDirs::new();
     bundle(&d.bundle);
-    let id = killed_run(&d, false);
+    let id = killed_run(&d, &d.bundle, false);
     let engine = Engine::new(&d.store, &d.state);
     let rec = engine.container(&id).unwrap();
     assert_eq!(rec.state.status, Status::Exited);
