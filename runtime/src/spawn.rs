@@ -79,7 +79,13 @@ pub(crate) fn spawn_init(
         stdio.stderr.map_or(2, |f| f.as_raw_fd()),
         theirs.as_raw_fd(),
     ];
-    let flags = (clone_flags | libc::SIGCHLD) as libc::c_ulong;
+    // The namespaces a process may make for itself are made by the child
+    // (`unshare`), not by the clone: a new network namespace alone costs
+    // ~1 ms here, which then overlaps with our making its cgroup instead of
+    // delaying it. A pid namespace (it holds only later children of an
+    // unshare) and a cgroup namespace stay with the clone.
+    let deferred = clone_flags & UNSHARED_BY_CHILD;
+    let flags = ((clone_flags & !deferred) | libc::SIGCHLD) as libc::c_ulong;
     let clone = || {
         // Built here, on the thread that clones (raw pointers are not Send).
         let argv = [arg0.as_ptr(), arg1.as_ptr(), std::ptr::null()];
@@ -88,17 +94,20 @@ pub(crate) fn spawn_init(
         // gets a copy of our memory and runs only async-signal-safe calls.
         let ret = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
         if ret == 0 {
+            // SAFETY: child side; only async-signal-safe calls until the
+            // exec (or, forked, the init code: see below).
+            unsafe {
+                place_fds(&fds);
+                unshare_or_report(deferred);
+            }
             if start == Start::Fork {
                 // SAFETY: the caller was single-threaded, so the copy of
                 // its memory is consistent and any call is safe here.
-                unsafe {
-                    place_fds(&fds);
-                    libc::syscall(libc::SYS_close_range, INIT_FD + 1, u32::MAX, 0);
-                }
+                unsafe { libc::syscall(libc::SYS_close_range, INIT_FD + 1, u32::MAX, 0) };
                 crate::init::forked_main();
             }
             // SAFETY: child side; see above.
-            unsafe { child(&fds, &exe_c, &argv, &envp) }
+            unsafe { exec(&exe_c, &argv, &envp) }
         }
         // errno is per thread: read it on the thread that cloned.
         if ret < 0 {
@@ -151,14 +160,38 @@ fn clone_in_pid_ns(path: &Path, clone: impl FnOnce() -> nix::Result<i32> + Send)
     })
 }
 
-/// Child side of the clone: place the fds and exec. Never returns.
-unsafe fn child(
-    fds: &[RawFd; 4],
+/// Namespaces the child makes itself rather than the clone.
+const UNSHARED_BY_CHILD: libc::c_int =
+    libc::CLONE_NEWNS | libc::CLONE_NEWNET | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+
+/// Child side: makes the deferred namespaces. On failure the error goes
+/// to the creator as the init's one-line answer (after its config is read
+/// to the end, so its write never fails), and the child exits.
+unsafe fn unshare_or_report(flags: libc::c_int) {
+    if flags == 0 || libc::unshare(flags) == 0 {
+        return;
+    }
+    let errno = *libc::__errno_location();
+    // "error: unshare: errno N\n", built without allocating.
+    let mut line = *b"error: making the container's namespaces (unshare): errno 0000\n";
+    let mut n = errno.clamp(0, 9999);
+    let end = line.len() - 1;
+    for i in (end - 4..end).rev() {
+        line[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    let mut buf = [0u8; 512];
+    while libc::read(INIT_FD, buf.as_mut_ptr().cast(), buf.len()) > 0 {}
+    libc::write(INIT_FD, line.as_ptr().cast(), line.len());
+    libc::_exit(126)
+}
+
+/// Child side of the clone, its fds placed: exec the init. Never returns.
+unsafe fn exec(
     exe: &CString,
     argv: &[*const libc::c_char; 3],
     envp: &[*const libc::c_char; 2],
 ) -> ! {
-    place_fds(fds);
     libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
     libc::_exit(127)
 }
