@@ -65,18 +65,22 @@ pub struct Prepared {
     pub config_digest: String,
     /// The image config.
     pub config: Value,
+    /// The bundle with the image's spec, not yet written: `create` writes
+    /// the final spec once (on this ext4, each rewrite of a file forces
+    /// its blocks out, and freeing them at removal is synchronous).
+    pub bundle: amphi_runtime::bundle::Bundle,
 }
 
 /// Makes the bundle of container `id` for `image` in its (existing, empty
 /// but for the record's lock) directory: overlay mounted, the image's
-/// spec written. On error what it made is removed again.
+/// spec made. On error what it made is removed again.
 pub fn prepare(root: &Path, id: &str, image: &str, cmd: &[String]) -> Result<Prepared> {
     amphi_runtime::state::validate_id(id)?;
     let store = Store::open(root.join("images"))?;
     let manifest_digest = resolve_image(&store, image)?;
     let (manifest, config_digest, config, chains) = image_layers(&store, &manifest_digest)?;
     let dir = dir(root, id);
-    let result = (|| -> Result<()> {
+    let result = (|| -> Result<amphi_runtime::bundle::Bundle> {
         let snapshots = Snapshots::open(store.root())?;
         mount_container(&snapshots, &chains, &dir)?;
         let hostname = &id[..id.len().min(12)];
@@ -85,21 +89,22 @@ pub fn prepare(root: &Path, id: &str, image: &str, cmd: &[String]) -> Result<Pre
         // /etc/hostname, hosts and resolv.conf follow the container's
         // options: `create` writes them.
         let spec = spec::image_spec(&config, &manifest, cmd, hostname, &dir)?;
-        write(
-            &dir.join("config.json"),
-            serde_json::to_vec_pretty(&spec).expect("json"),
-        )?;
-        Ok(())
+        let spec = serde_json::from_value(spec).context("the image's spec")?;
+        Ok(amphi_runtime::bundle::Bundle::from_spec(dir.clone(), spec)?)
     })();
-    if let Err(e) = result {
-        let _ = unmount(&dir);
-        return Err(e);
-    }
+    let bundle = match result {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = unmount(&dir);
+            return Err(e);
+        }
+    };
     Ok(Prepared {
         dir,
         manifest: manifest_digest,
         config_digest,
         config,
+        bundle,
     })
 }
 

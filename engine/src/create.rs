@@ -3,7 +3,6 @@
 //! final spec (options applied, so every later start runs the same thing),
 //! and its record. A failed create leaves nothing behind.
 
-use std::path::Path;
 use std::time::SystemTime;
 
 use amphi_runtime::bundle::Bundle;
@@ -61,7 +60,7 @@ impl Engine {
         let id = names::new_id()?;
         let dir = record::dir(root, &id);
         std::fs::create_dir(&dir).map_err(|e| Error::io(&dir, e))?;
-        match self.make(&id, &name, opts, &dir, creator) {
+        match self.make(&id, &name, opts, creator) {
             Ok(rec) => Ok(rec),
             Err(e) => {
                 let _ = bundle::remove(root, &id);
@@ -75,27 +74,19 @@ impl Engine {
         id: &str,
         name: &str,
         opts: &RunOptions,
-        dir: &Path,
         creator: Option<ProcessId>,
     ) -> Result<Record> {
         let root = self.root();
         let mut rest = opts.rest.clone();
-        let (image, digest, image_id, image_config, args) = match &opts.bundle {
+        // `loaded`: the bundle the final spec is made from, the user's or
+        // the image's.
+        let (image, digest, image_id, image_config, args, loaded) = match &opts.bundle {
             Some(src) => {
                 // The user's bundle, its rootfs used in place (see
-                // `bundle::runtime_bundle`).
+                // `bundle::runtime_bundle`); `place` writes the final spec.
                 let user = Bundle::load(src)?;
-                write(
-                    &dir.join("config.json"),
-                    serde_json::to_vec_pretty(&user.spec).expect("json"),
-                )?;
-                (
-                    user.dir.display().to_string(),
-                    None,
-                    None,
-                    Value::Null,
-                    Some(rest),
-                )
+                let image = user.dir.display().to_string();
+                (image, None, None, Value::Null, Some(rest), user)
             }
             None => {
                 if rest.is_empty() {
@@ -117,10 +108,10 @@ impl Engine {
                     Some(p.config_digest),
                     p.config,
                     args,
+                    p.bundle,
                 )
             }
         };
-        let loaded = bundle::runtime_bundle(root, id, digest.as_deref(), &image)?;
         let final_bundle = flags::apply(loaded, id, opts, args.as_deref())?;
         let mut opts = opts.clone();
         self.network_options(&mut opts, &image_config)?;

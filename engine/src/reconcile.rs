@@ -30,7 +30,9 @@ impl Engine {
                 return Ok(Some(rec));
             }
             let mut code = LOST;
+            let mut had_run = rec.state.watcher.is_some();
             if let Ok(c) = self.runtime().load(&rec.id) {
+                had_run = true;
                 let st = c.state();
                 if st.init_alive() {
                     let _ = c.kill(Signal::SIGKILL, true);
@@ -51,10 +53,10 @@ impl Engine {
             // exit it had.
             if rec.state.status != Status::Restarting {
                 rec.state.exit_code = code;
-                rec.state.error = if rec.state.watcher.is_none() {
-                    "the amphi run that created it died before starting it".into()
-                } else {
+                rec.state.error = if had_run {
                     "its watcher died (the container was killed with it)".into()
+                } else {
+                    "the amphi run that created it died before starting it".into()
                 };
                 rec.state.finished_at = Some(SystemTime::now());
             }
