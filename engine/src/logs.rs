@@ -88,25 +88,27 @@ impl Engine {
 
     /// Waits until no attach holds `id` (see [`Engine::hold_for_attach`]).
     pub(crate) fn wait_for_attaches(&self, id: &str) -> Option<nix::fcntl::Flock<std::fs::File>> {
-        let path = record::dir(self.root(), id).join("attach.lock");
-        let f = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(path)
-            .ok()?;
-        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).ok()
+        self.attach_lock(id, nix::fcntl::FlockArg::LockExclusive)
     }
 
     /// The attach lock of `id`, held exclusively, if no attach or wait
     /// holds it now.
     pub(crate) fn unobserved(&self, id: &str) -> Option<nix::fcntl::Flock<std::fs::File>> {
+        self.attach_lock(id, nix::fcntl::FlockArg::LockExclusiveNonblock)
+    }
+
+    fn attach_lock(
+        &self,
+        id: &str,
+        how: nix::fcntl::FlockArg,
+    ) -> Option<nix::fcntl::Flock<std::fs::File>> {
         let path = record::dir(self.root(), id).join("attach.lock");
         let f = std::fs::File::options()
             .create(true)
             .append(true)
             .open(path)
             .ok()?;
-        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).ok()
+        nix::fcntl::Flock::lock(f, how).ok()
     }
 
     /// How long `query`'s log is now.

@@ -104,10 +104,15 @@ fn a_killed_rm_run_of_an_image_is_removed_by_the_next_command() {
     let image = d.tmp.path().join("hello.tar");
     amphi_examples::write_image(&image, amphi_examples::Kind::Native, "hello-native").unwrap();
     let id = killed_run(&d, &image, true);
+    assert_swept(&d, &id);
+}
+
+/// The next command (`ps -a`, here) removed the `--rm` container `id`.
+fn assert_swept(d: &TestDirs, id: &str) {
     let engine = Engine::new(&d.store, &d.state);
     assert!(engine.containers().unwrap().is_empty());
-    assert!(!d.store.join("containers").join(&id).exists());
-    amphi_testkit::assert_no_leaks(&id, &d.state, &d.store);
+    assert!(!d.store.join("containers").join(id).exists());
+    amphi_testkit::assert_no_leaks(id, &d.state, &d.store);
 }
 
 #[test]
@@ -115,10 +120,7 @@ fn a_killed_rm_run_is_removed_by_the_next_command() {
     let d = TestDirs::new();
     bundle(&d.bundle);
     let id = killed_run(&d, &d.bundle, true);
-    let engine = Engine::new(&d.store, &d.state);
-    assert!(engine.containers().unwrap().is_empty());
-    assert!(!d.store.join("containers").join(&id).exists());
-    amphi_testkit::assert_no_leaks(&id, &d.state, &d.store);
+    assert_swept(&d, &id);
 }
 
 #[test]
