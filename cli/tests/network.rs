@@ -522,3 +522,23 @@ fn volumes_outlive_containers_and_start_with_the_image_files() {
     }
     n.assert_clean(vec![]);
 }
+
+#[test]
+fn a_deleted_stores_bridge_is_removed_by_the_next_network_made() {
+    // A store deleted by hand, its network's bridge still up.
+    let lost = amphi_testkit::TestDirs::new();
+    let out = common::amphi(&lost, &["network", "create", "lost"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let bridge = store_bridges(&lost.store).pop().expect("a bridge");
+    assert!(Path::new("/sys/class/net").join(&bridge).exists());
+    std::fs::remove_dir_all(&lost.store).unwrap();
+    // Another store's next network takes it away.
+    let n = Net::new();
+    n.ok(&["network", "create", "next"]);
+    assert!(
+        !Path::new("/sys/class/net").join(&bridge).exists(),
+        "bridge {bridge} of a deleted store stayed"
+    );
+    n.ok(&["network", "rm", "next"]);
+    n.assert_clean(Vec::new());
+}

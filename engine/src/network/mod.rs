@@ -204,6 +204,8 @@ impl Engine {
         }
         let id = crate::names::new_id()?;
         let _host = flock(Path::new(HOST_LOCK))?;
+        // A deleted store's bridges would hold their names and subnets.
+        subnet::remove_orphans();
         let mut taken = subnet::host_networks();
         taken.extend(list(root)?.iter().map(|n| n.subnet));
         let subnet = match &req.subnet {
@@ -240,7 +242,7 @@ impl Engine {
         } else {
             format!("br-{}", &id[..12])
         };
-        subnet::make_bridge(&bridge, gateway, subnet.prefix_len())?;
+        subnet::make_bridge(&bridge, gateway, subnet.prefix_len(), root)?;
         let n = Network {
             name: req.name.clone(),
             id,
@@ -287,7 +289,7 @@ impl Engine {
                         n.name, n.subnet
                     )));
                 }
-                subnet::make_bridge(&n.bridge, n.gateway, n.subnet.prefix_len())?;
+                subnet::make_bridge(&n.bridge, n.gateway, n.subnet.prefix_len(), root)?;
             }
         }
         Ok(n)

@@ -6,6 +6,7 @@
 //! 192.168.0.0/16 in /20s.
 
 use std::net::Ipv4Addr;
+use std::path::Path;
 use std::process::Command;
 
 use ipnet::Ipv4Net;
@@ -106,10 +107,16 @@ pub fn link_exists(name: &str) -> bool {
     std::path::Path::new("/sys/class/net").join(name).exists()
 }
 
+/// What a bridge's alias (`ifalias`) starts with, followed by the store
+/// root that made it.
+const OWNER: &str = "amphi-store:";
+
 /// Makes bridge `name` with `gateway/prefix` and brings it up (the CNI
 /// bridge plugin then finds it ready; making it here claims its name and
-/// subnet on the host at once).
-pub fn make_bridge(name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<()> {
+/// subnet on the host at once). Its alias names the store `owner`, so a
+/// bridge whose store was deleted is found and removed (see
+/// [`remove_orphans`]).
+pub fn make_bridge(name: &str, gateway: Ipv4Addr, prefix: u8, owner: &Path) -> Result<()> {
     let run = |args: &[&str]| -> Result<()> {
         let out = Command::new("ip")
             .args(args)
@@ -136,12 +143,38 @@ pub fn make_bridge(name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<()> {
         b[0], b[1], b[2], b[3], b[4]
     );
     run(&["link", "add", name, "address", &mac, "type", "bridge"])?;
-    let made = run(&["addr", "add", &format!("{gateway}/{prefix}"), "dev", name])
-        .and_then(|()| run(&["link", "set", name, "up"]));
+    let made = run(&["addr", "add", &format!("{gateway}/{prefix}"), "dev", name]).and_then(|()| {
+        // Absolute, so the check holds from any working directory.
+        let owner = owner.canonicalize().unwrap_or_else(|_| owner.to_path_buf());
+        let alias = format!("{OWNER}{}", owner.display());
+        run(&["link", "set", name, "up", "alias", &alias])
+    });
     if made.is_err() {
         let _ = delete_bridge(name);
     }
     made
+}
+
+/// Deletes the bridges whose store is gone (its root deleted with the
+/// store's networks in it, so no amphi command would ever remove them).
+/// Call under the host-wide network lock.
+pub fn remove_orphans() {
+    for e in std::fs::read_dir("/sys/class/net")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let alias = std::fs::read_to_string(e.path().join("ifalias")).unwrap_or_default();
+        let Some(store) = alias.trim_end().strip_prefix(OWNER) else {
+            continue;
+        };
+        if !Path::new(store).is_dir() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Err(err) = delete_bridge(&name) {
+                tracing::warn!("removing bridge {name} of the deleted store {store}: {err}");
+            }
+        }
+    }
 }
 
 /// Deletes bridge `name` (gone already is no error).
