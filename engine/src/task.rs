@@ -22,6 +22,8 @@ pub struct Task {
     /// The console of a `-t` container (the caller relays it).
     pub console: Option<OwnedFd>,
     started: Option<Instant>,
+    /// This process, its watcher.
+    watcher: ProcessId,
 }
 
 /// What follows a run.
@@ -126,6 +128,7 @@ impl Engine {
                 container,
                 console,
                 started: None,
+                watcher: me,
             })
         })();
         if let Err(e) = &made {
@@ -146,7 +149,7 @@ impl Engine {
             Ok(()) => {
                 task.started = Some(Instant::now());
                 rec.state.status = Status::Running;
-                rec.state.watcher = Some(ProcessId::current());
+                rec.state.watcher = Some(task.watcher);
                 rec.state.creator = None;
                 rec.state.pid = task.container.pid();
                 rec.state.started_at = Some(SystemTime::now());
@@ -179,7 +182,7 @@ impl Engine {
         if let Err(e) = self.disconnect(&id) {
             tracing::warn!("detaching {id} from its network: {e}");
         }
-        let me = ProcessId::current();
+        let me = task.watcher;
         // Held while a `--rm` container is removed: no attach or wait is
         // left to read its exit.
         let mut unobserved = None;
