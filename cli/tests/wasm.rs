@@ -112,6 +112,18 @@ fn wasm_preopen_narrows_what_the_guest_sees() {
     assert_ne!(out.status.code(), Some(0), "a write to a read-only preopen");
     let out = run(&["--wasm-preopen", "none"], &["/preopens.wasm"]);
     assert_eq!(common::text(&out.stdout), "");
+    // Renamed, as `wasmtime run --dir HOST::GUEST` names one: the WASI
+    // test suite's layout (a directory as the guest's `/`, or under a
+    // relative name).
+    let out = run(&["--wasm-preopen", "/etc::/:ro"], &["/preopens.wasm"]);
+    assert_eq!(common::text(&out.stdout), "/\n");
+    let out = run(&["--wasm-preopen", "/etc::/:ro"], &["/cat.wasm", "message"]);
+    assert_eq!(common::text(&out.stdout), amphi_examples::MESSAGE);
+    let out = run(
+        &["-v", "data:/data", "--wasm-preopen", "/data::fs-tests.dir"],
+        &["/preopens.wasm"],
+    );
+    assert_eq!(common::text(&out.stdout), "fs-tests.dir\n");
     // A volume is a preopen at its path, also when the rootfs is left out.
     let out = run(
         &["--wasm-preopen", "/etc:ro", "-v", "data:/data"],
@@ -205,5 +217,79 @@ fn http_component_is_published_and_reached_by_name() {
     bb.ok(&["network", "rm", &net]);
     let found = network_leaks(&bb.dirs.store, &bb.dirs.state, &[ip, ip2]);
     assert!(found.is_empty(), "left behind:\n{}", found.join("\n"));
+    assert!(common::container_dirs(&bb.dirs).is_empty());
+}
+
+/// The WASI test suite's adapter (`contrib/wasi-testsuite/amphi.py`), called
+/// as the suite's runner calls it: `compute_argv` for a test module, its
+/// args, env and directories in both forms the runner passes (the current
+/// suite's one root as `/`, older suites' (host, guest) pairs), then the
+/// argv run with the runner's piped stdio.
+#[test]
+fn the_wasi_testsuite_adapter_runs_tests_as_wasmtime_would() {
+    let bb = Bb::new();
+    let t = bb.dirs.tmp.path();
+    let module = |name: &str| {
+        let (_, bytes) = amphi_examples::WASM
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap();
+        let path = t.join(format!("{name}.wasm"));
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+    let (cat, preopens, args_env) = (module("cat"), module("preopens"), module("args_env"));
+    let root = t.join("root");
+    std::fs::create_dir_all(root.join("fs-tests.dir")).unwrap();
+    std::fs::write(root.join("fs-tests.dir/lseek.txt"), "01234567").unwrap();
+    let adapter = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../contrib/wasi-testsuite/amphi.py"
+    );
+    // The runner's call, with its stdio piped; prints the exit code last.
+    let driver = r#"
+import importlib.util, subprocess, sys, json
+from pathlib import Path
+spec = importlib.util.spec_from_file_location("amphi_adapter", sys.argv[1])
+m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
+assert m.get_name() == "amphi" and m.get_version()
+test, args, env, third = sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4]), json.loads(sys.argv[5])
+if isinstance(third, list): third = [(Path(h), g) for h, g in third]
+argv = m.compute_argv(test, (args, env, third), [], "wasi:cli/command", "wasm32-wasip1")
+p = subprocess.run(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+print(p.stdout + p.stderr + str(p.returncode), end="")
+"#;
+    let drive = |test: &std::path::Path, args: &str, env: &str, dirs: &str| {
+        let out = std::process::Command::new("python3")
+            .args(["-c", driver, adapter])
+            .arg(test)
+            .args([args, env, dirs])
+            .env("AMPHI", env!("CARGO_BIN_EXE_amphi"))
+            .env("AMPHI_ROOT", &bb.dirs.store)
+            .env("AMPHI_STATE", &bb.dirs.state)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", common::text(&out.stderr));
+        common::text(&out.stdout)
+    };
+    let root_s = serde_json::to_string(&root).unwrap();
+    // The current suite: the test's root is the guest's `/`.
+    assert_eq!(
+        drive(&cat, r#"["fs-tests.dir/lseek.txt"]"#, "{}", &root_s),
+        "012345670"
+    );
+    assert_eq!(drive(&preopens, "[]", "{}", &root_s), "/\n0");
+    // Older suites: each directory under its own (relative) name.
+    let pairs = serde_json::to_string(&[(root.join("fs-tests.dir"), "fs-tests.dir")]).unwrap();
+    assert_eq!(drive(&preopens, "[]", "{}", &pairs), "fs-tests.dir\n0");
+    // No directory: no preopen at all; the env is exactly the test's.
+    assert_eq!(drive(&preopens, "[]", "{}", "null"), "0");
+    let out = drive(&args_env, r#"["a b"]"#, r#"{"K": "v"}"#, "null");
+    assert!(out.contains("a b") && out.contains("K=v"), "{out}");
+    assert!(!out.contains("PATH="), "{out}");
+    // Run again and again, a test's image is packed once.
+    let images = bb.ok(&["image", "ls"]);
+    let packed = images.lines().filter(|l| l.contains("wasi-testsuite/"));
+    assert_eq!(packed.count(), 3, "{images}");
     assert!(common::container_dirs(&bb.dirs).is_empty());
 }

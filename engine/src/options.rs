@@ -123,7 +123,7 @@ pub struct RunOptions {
     /// A spec annotation: KEY=VALUE (as podman's --annotation).
     #[cfg_attr(feature = "clap", arg(long = "annotation"))]
     pub annotations: Vec<String>,
-    /// Wasm: a directory the guest gets as a preopen, PATH[:ro|:rw]
+    /// Wasm: a directory the guest gets as a preopen, PATH[::NAME][:ro|:rw]
     /// (repeatable; replaces the rootfs as /), or `none` for no preopen.
     /// Sets the io.amphi.wasm.preopens annotation.
     #[cfg_attr(feature = "clap", arg(long = "wasm-preopen"))]

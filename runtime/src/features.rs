@@ -78,7 +78,7 @@ pub fn features() -> Value {
         "annotations": {
             "run.oci.handler": "wasm: run the entrypoint as a WebAssembly module",
             "module.wasm.image/variant": "compat: run the entrypoint as a WebAssembly module",
-            "io.amphi.wasm.preopens": "none | PATH[:ro|:rw],...: the directories a Wasm guest gets (default: the rootfs as /)",
+            "io.amphi.wasm.preopens": "none | PATH[::NAME][:ro|:rw],...: the directories a Wasm guest gets (default: the rootfs as /)",
             "io.amphi.wasm.http-outgoing": "allow | deny | HOST[:PORT],...: the outgoing HTTP requests a Wasm component may make",
             "io.amphi.wasm.http-listen": "IP:PORT: where a wasi:http component listens (default 0.0.0.0:8080)"
         }

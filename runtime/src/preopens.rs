@@ -2,7 +2,11 @@
 //! spec: the rootfs as `/` read-write unless the annotation
 //! [`PREOPENS_ANNOTATION`] narrows it, then every bind and tmpfs mount of a
 //! directory at its container path, so a guest that looks a directory up
-//! by its preopen name finds it.
+//! by its preopen name finds it. A listed directory may be given another
+//! name (`PATH::NAME`, as `wasmtime run --dir HOST::GUEST` names one):
+//! `/t::/` gives the guest the container's /t as its `/`, and
+//! `/t::fs-tests.dir` under the relative name the WASI test suite's older
+//! tests look up.
 
 use std::collections::HashMap;
 
@@ -14,15 +18,18 @@ use crate::{Error, Result};
 /// The annotation that narrows a Wasm container's preopens: `none` (no
 /// preopen at all: fd 3 stays free, as under a bare `wasmtime run`), or a
 /// comma-separated list of container directories, each `PATH`, `PATH:ro`
-/// or `PATH:rw` (read-write is the default), which replaces the rootfs as
-/// `/`. Mounted directories are preopened too, unless it is `none`.
+/// or `PATH:rw` (read-write is the default), optionally renamed
+/// (`PATH::NAME`, `PATH::NAME:ro`), which replaces the rootfs as `/`.
+/// Mounted directories are preopened too, unless it is `none`.
 pub const PREOPENS_ANNOTATION: &str = "io.amphi.wasm.preopens";
 
 /// One directory a Wasm guest is given.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Preopen {
-    /// Its path inside the container, which is also its preopen name.
+    /// Its path inside the container.
     pub path: String,
+    /// The name the guest sees it by: its path unless renamed.
+    pub name: String,
     /// Whether the guest may only read it.
     pub read_only: bool,
     /// Whether it must exist (asked for by name), or may be skipped when
@@ -39,14 +46,27 @@ pub fn parse(value: &str) -> Result<Option<Vec<Preopen>>> {
     }
     let mut list: Vec<Preopen> = Vec::new();
     for item in value.split(',').map(str::trim) {
-        let (path, read_only) = match item.rsplit_once(':') {
+        // The name may hold a single ':' but not '::'; the mode comes last.
+        let (path, rest) = match item.split_once("::") {
+            Some((p, rest)) => (p, Some(rest)),
+            None => (item, None),
+        };
+        let moded = rest.unwrap_or(path);
+        let (head, read_only) = match moded.rsplit_once(':') {
             Some((p, "ro")) => (p, true),
             Some((p, "rw")) => (p, false),
-            Some((_, mode)) => {
+            Some((_, mode)) if rest.is_none() => {
                 return Err(bad(format!("{item:?}: unknown mode {mode:?} (ro or rw)")))
             }
-            None => (item, false),
+            _ => (moded, false),
         };
+        let (path, name) = match rest {
+            Some(_) => (path, Some(head)),
+            None => (head, None),
+        };
+        if name.is_some_and(|n| n.is_empty() || n.contains('\0')) {
+            return Err(bad(format!("{item:?}: an empty preopen name")));
+        }
         if !path.starts_with('/') {
             return Err(bad(format!("{item:?}: not an absolute container path")));
         }
@@ -57,8 +77,10 @@ pub fn parse(value: &str) -> Result<Option<Vec<Preopen>>> {
         if list.iter().any(|p| p.path == path) {
             return Err(bad(format!("{path} is listed twice")));
         }
+        let name = name.map_or_else(|| path.clone(), str::to_string);
         list.push(Preopen {
             path,
+            name,
             read_only,
             required: true,
         });
@@ -83,6 +105,7 @@ pub fn of_spec(spec: &Spec) -> Result<Vec<Preopen>> {
     let mut list = match annotations.get(PREOPENS_ANNOTATION).map(|v| parse(v)) {
         None => vec![Preopen {
             path: "/".into(),
+            name: "/".into(),
             read_only: false,
             required: true,
         }],
@@ -123,6 +146,7 @@ fn mounts(spec: &Spec) -> Vec<Preopen> {
                 .as_ref()
                 .is_some_and(|o| o.iter().any(|o| o == "ro"));
             (path != "/" && !system(&path)).then_some(Preopen {
+                name: path.clone(),
                 path,
                 read_only,
                 required: false,
@@ -186,8 +210,26 @@ mod tests {
     }
 
     #[test]
+    fn a_listed_directory_may_be_renamed() {
+        let list = of_spec(&spec(Some("/t::/,/data::fs-tests.dir:ro,/x::a:b"))).unwrap();
+        let named: Vec<_> = list
+            .iter()
+            .map(|p| (p.path.as_str(), p.name.as_str(), p.read_only))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                ("/t", "/", false),
+                ("/data", "fs-tests.dir", true),
+                ("/x", "a:b", false),
+                ("/etc/hosts", "/etc/hosts", false)
+            ]
+        );
+    }
+
+    #[test]
     fn a_bad_annotation_is_named() {
-        for bad in ["app", "/a:rx", "/a/../b", "/a,/a/", ""] {
+        for bad in ["app", "/a:rx", "/a/../b", "/a,/a/", "", "/a::", "/a:::ro"] {
             let e = of_spec(&spec(Some(bad))).unwrap_err().to_string();
             assert!(e.contains(PREOPENS_ANNOTATION), "{bad}: {e}");
         }

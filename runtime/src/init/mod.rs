@@ -68,9 +68,9 @@ pub trait WasmModule {
 /// What a Wasm guest is granted beyond its args and env.
 #[derive(Debug, Clone, Default)]
 pub struct Grants {
-    /// Directories to preopen at their container paths (`true`:
-    /// read-only), from [`crate::preopens::of_spec`].
-    pub preopens: Vec<(String, bool)>,
+    /// Directories to preopen, each by its container path under its
+    /// name, from [`crate::preopens::of_spec`].
+    pub preopens: Vec<crate::preopens::Preopen>,
     /// The outgoing HTTP requests a component may make.
     pub http_outgoing: crate::http_outgoing::Outgoing,
     /// Where an HTTP component listens, if its spec says.
@@ -85,7 +85,7 @@ impl Grants {
         let mut preopens = Vec::new();
         for p in &options.preopens {
             if Path::new(&p.path).is_dir() {
-                preopens.push((p.path.clone(), p.read_only));
+                preopens.push(p.clone());
             } else if p.required {
                 return Err(Error::Spec(format!(
                     "Wasm preopen {}: no such directory in the container",

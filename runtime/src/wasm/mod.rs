@@ -203,16 +203,17 @@ impl Guest {
             .allow_blocking_current_thread(inline_blocking)
             .inherit_network()
             .allow_ip_name_lookup(true);
-        for (dir, ro) in &self.grants.preopens {
-            let perms = if *ro {
+        for p in &self.grants.preopens {
+            let perms = if p.read_only {
                 FsPerms::ReadOnly
             } else {
                 FsPerms::ReadWrite
             };
-            b.preopened_dir(dir, dir, perms).map_err(|e| Error::Wasm {
-                path: dir.into(),
-                msg: format!("preopening {dir}: {}", one_line(&e)),
-            })?;
+            b.preopened_dir(&p.path, &p.name, perms)
+                .map_err(|e| Error::Wasm {
+                    path: p.path.clone().into(),
+                    msg: format!("preopening {}: {}", p.path, one_line(&e)),
+                })?;
         }
         Ok(b)
     }
