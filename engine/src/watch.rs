@@ -75,7 +75,9 @@ pub fn supervise(
     let deadline = how.timeout.map(|t| Instant::now() + t);
     let mut killed = false;
     loop {
-        if let Some(status) = container.try_wait()? {
+        // The exit goes into the record (`finish_task`), and the runtime
+        // container is deleted next: its state need not hear of it.
+        if let Some(status) = container.try_wait_to_delete()? {
             return Ok(status);
         }
         let wait = match deadline {

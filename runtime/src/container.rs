@@ -265,14 +265,33 @@ impl Runtime {
         } else {
             Start::Exec
         };
-        let (pid, sock) = spawn_init(exe, id, clone_flags, pid_ns.as_deref(), &stdio, start)?;
+        // The config goes first (a forked init has it in its copy of our
+        // memory): the init reads it, brings lo up and finds its module
+        // while we make the cgroup, and waits for CGROUP_READY before
+        // anything that needs the cgroup.
+        let config = match start {
+            Start::Fork => {
+                crate::init::leave_for_fork(cfg);
+                None
+            }
+            Start::Exec => Some(
+                serde_json::to_vec(&InitMessage::Create(Box::new(cfg))).expect("config serialises"),
+            ),
+        };
+        let spawned = spawn_init(exe, id, clone_flags, pid_ns.as_deref(), &stdio, start);
+        drop(crate::init::take_fork_config());
+        let (pid, sock) = spawned?;
         undo.pid = Some(pid);
         let init_err = |msg: String| Error::Init {
             id: id.to_string(),
             msg,
         };
-        // The cgroup is made while the init execs (it waits for its
-        // config, sent below, before it joins one).
+        if let Some(config) = config {
+            crate::sync::send_config(&sock, &config)
+                .map_err(|e| init_err(format!("sending config to init: {e}")))?;
+        }
+        // The cgroup is made while the init execs and sets up what needs
+        // none (it waits for CGROUP_READY, sent below, before it joins).
         if cgroup.is_systemd() {
             // systemd's scope takes the init at once, whatever its payload,
             // and before the init sets up (it mounts the scope's cgroup);
@@ -287,11 +306,8 @@ impl Runtime {
         }
         limit_devices(&cgroup)?;
         (&sock)
-            .write_all(
-                &serde_json::to_vec(&InitMessage::Create(Box::new(cfg)))
-                    .expect("config serialises"),
-            )
-            .map_err(|e| init_err(format!("sending config to init: {e}")))?;
+            .write_all(&[crate::sync::CGROUP_READY])
+            .map_err(|e| init_err(format!("sync socket: {e}")))?;
         sock.shutdown(std::net::Shutdown::Write)
             .map_err(|e| init_err(format!("sync socket: {e}")))?;
         // An init that moves itself (v1, see `SelfJoin`) does so first
@@ -655,13 +671,23 @@ impl Container {
 
     /// Like [`Container::wait`] without blocking: `None` while it runs.
     pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
+        self.try_wait_then(true)
+    }
+
+    /// [`Container::try_wait`] for a caller that deletes the container
+    /// next (the engine's watcher, which records the exit itself): the
+    /// exit is kept in memory, not written to the state first.
+    pub fn try_wait_to_delete(&mut self) -> Result<Option<ExitStatus>> {
+        self.try_wait_then(false)
+    }
+
+    fn try_wait_then(&mut self, save: bool) -> Result<Option<ExitStatus>> {
         if let Some(code) = self.state.exit_code {
             return Ok(Some(self.recorded_exit(code)));
         }
         match waitpid(Pid::from_raw(self.state.pid), Some(WaitPidFlag::WNOHANG)) {
-            Ok(ws @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
-                self.record_exit(ws).map(Some)
-            }
+            Ok(WaitStatus::Exited(_, c)) => self.note_exit(c, save).map(Some),
+            Ok(WaitStatus::Signaled(_, sig, _)) => self.note_exit(128 + sig as i32, save).map(Some),
             Ok(_) => Ok(None),
             Err(e) => Err(Error::sys(format!("waitpid {}", self.state.pid), e)),
         }
@@ -687,13 +713,20 @@ impl Container {
 
     /// Records an exit code reaped elsewhere (128+signal for a signal).
     pub fn record_exit_code(&mut self, code: i32) -> Result<ExitStatus> {
+        self.note_exit(code, true)
+    }
+
+    /// Takes note of the exit, in the state file too when `save`.
+    fn note_exit(&mut self, code: i32, save: bool) -> Result<ExitStatus> {
         let signal = (code > 128 && code < 160).then_some(code - 128);
         let oom_killed = signal == Some(libc::SIGKILL) && self.cgroup.oom_kills() > 0;
         self.state.exit_code = Some(code);
         self.state.exited_at = Some(SystemTime::now());
         self.state.oom_killed = oom_killed;
         self.state.status = Status::Stopped;
-        self.state.save(&self.root)?;
+        if save {
+            self.state.save(&self.root)?;
+        }
         Ok(ExitStatus {
             code,
             signal,
@@ -766,7 +799,8 @@ impl Container {
         if let Err(e) = (!self_joins).then(|| self.cgroup.add_pid(pid)).transpose() {
             return Err(fail(e.to_string()));
         }
-        if let Err(e) = (&sock).write_all(
+        if let Err(e) = crate::sync::send_config(
+            &sock,
             &serde_json::to_vec(&InitMessage::Exec(Box::new(cfg))).expect("config serialises"),
         ) {
             return Err(fail(format!("sending exec config: {e}")));

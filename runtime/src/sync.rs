@@ -15,6 +15,31 @@ use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, Ms
 /// container's cgroup.
 pub(crate) const PREPARED: &str = "prepared";
 
+/// The byte the creator sends once the container's cgroup exists, after
+/// the init's config: the init sets up what needs no cgroup (its config
+/// parsed, lo up, its module mapped) while the creator makes it.
+pub(crate) const CGROUP_READY: u8 = b'\n';
+
+/// Sends the init its config, framed (a little-endian u32 length first),
+/// so the socket stays open for [`CGROUP_READY`] after it.
+pub(crate) fn send_config(mut sock: impl std::io::Write, json: &[u8]) -> std::io::Result<()> {
+    let len =
+        u32::try_from(json.len()).map_err(|_| std::io::Error::other("init config too large"))?;
+    let mut framed = Vec::with_capacity(4 + json.len());
+    framed.extend_from_slice(&len.to_le_bytes());
+    framed.extend_from_slice(json);
+    sock.write_all(&framed)
+}
+
+/// Reads the config [`send_config`] framed.
+pub(crate) fn read_config(sock: &mut impl std::io::Read) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    sock.read_exact(&mut len)?;
+    let mut buf = vec![0u8; u32::from_le_bytes(len) as usize];
+    sock.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
 /// Reads one reply line (without the newline; empty at EOF) and any
 /// descriptor sent with it.
 pub(crate) fn read_line(sock: &impl AsRawFd) -> std::io::Result<(String, Option<OwnedFd>)> {
