@@ -115,6 +115,37 @@ fn runs(example: &str, code: i32, stdout: &str) -> TestResult {
     Ok(())
 }
 
+/// A spec with no mounts at all (no /dev tmpfs) still gets the default
+/// devices, on the rootfs's own /dev, as runc makes them: a native program
+/// reads /dev/null, and a Wasm guest runs (wasmtime's WASI context seeds
+/// its random from the system's).
+fn no_mounts_still_default_devices(kind: Kind, args: &[&str], out: &str) -> TestResult {
+    let fx = Fx::with_args(kind, args);
+    fx.edit(|v| {
+        v["mounts"] = json!([]);
+        v["linux"]["maskedPaths"] = json!([]);
+        v["linux"]["readonlyPaths"] = json!([]);
+    });
+    let (status, stdout, err) = fx.run();
+    assert_eq!((status.code, stdout.as_str()), (0, out), "{err}");
+    use std::os::unix::fs::FileTypeExt;
+    let null = std::fs::symlink_metadata(fx.dirs.bundle.join("rootfs/dev/null")).unwrap();
+    assert!(null.file_type().is_char_device());
+    fx.assert_clean();
+    // A /dev that is a symlink out of the rootfs is not followed.
+    let fx = Fx::with_args(kind, args);
+    fx.edit(|v| v["mounts"] = json!([]));
+    let outside = fx.dirs.tmp.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let dev = fx.dirs.bundle.join("rootfs/dev");
+    let _ = std::fs::remove_dir_all(&dev);
+    std::os::unix::fs::symlink(&outside, &dev).unwrap();
+    let _ = fx.run();
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+    fx.assert_clean();
+    Ok(())
+}
+
 fn args_and_env(kind: Kind, program: &str) -> TestResult {
     let fx = Fx::with_args(kind, &[program, "first", "second arg"]);
     fx.edit(|v| v["process"]["env"] = json!(["GREETING=hi there", "EMPTY="]));
@@ -858,6 +889,12 @@ fn main() {
         t("wasm_hello", || runs("wasm/hello", 0, "Hello from Wasm!")),
         t("native_hello", || {
             runs("native/hello", 0, "Hello from native!")
+        }),
+        t("native_no_mounts_still_default_devices", || {
+            no_mounts_still_default_devices(Kind::Native, &["/bin/cat", "/dev/null"], "")
+        }),
+        t("wasm_no_mounts_still_default_devices", || {
+            no_mounts_still_default_devices(Kind::Wasm, &["/hello.wasm"], "Hello from Wasm!\n")
         }),
         t("wasm_args_env", || {
             args_and_env(Kind::Wasm, "/args_env.wasm")

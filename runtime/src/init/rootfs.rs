@@ -57,15 +57,24 @@ pub(super) fn prepare(cfg: &InitConfig) -> Result<()> {
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None,
     )?;
-    let mut dev_is_tmpfs = false;
+    let mut dev_mount = None;
     for m in cfg.spec.mounts().iter().flatten() {
         mount_one(cfg, m)?;
-        if m.destination() == Path::new("/dev") && m.typ().as_deref() == Some("tmpfs") {
-            dev_is_tmpfs = true;
+        if m.destination()
+            .components()
+            .eq(Path::new("/dev").components())
+        {
+            dev_mount = Some(m.typ().as_deref() == Some("tmpfs"));
         }
     }
-    if dev_is_tmpfs {
-        default_devices(&cfg.rootfs)?;
+    // The spec's default devices, as runc makes them: on a /dev tmpfs; on
+    // the rootfs's own /dev when no mount covers it (a spec with no /dev
+    // mount still gets /dev/null and /dev/urandom); not on a /dev bound
+    // from elsewhere, which is the user's.
+    match dev_mount {
+        Some(true) => default_devices(&cfg.rootfs)?,
+        Some(false) => {}
+        None => rootfs_devices(&cfg.rootfs)?,
     }
     spec_devices(cfg)?;
     Ok(())
@@ -221,31 +230,75 @@ fn node(
     .map_err(|e| Error::sys(format!("chown {}", path.display()), e))
 }
 
+/// The devices every container gets (the OCI spec's defaults), as
+/// (name, major, minor) character devices.
+const DEFAULT_DEVICES: [(&str, u64, u64); 6] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+/// The symlinks every container's /dev has.
+const DEV_LINKS: [(&str, &str); 5] = [
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+    ("ptmx", "pts/ptmx"),
+];
+
 fn default_devices(rootfs: &Path) -> Result<()> {
     let dev = rootfs.join("dev");
-    for (name, major, minor) in [
-        ("null", 1, 3),
-        ("zero", 1, 5),
-        ("full", 1, 7),
-        ("random", 1, 8),
-        ("urandom", 1, 9),
-        ("tty", 5, 0),
-    ] {
+    for (name, major, minor) in DEFAULT_DEVICES {
         node(&dev.join(name), SFlag::S_IFCHR, major, minor, 0o666, 0, 0)?;
     }
-    for (link, target) in [
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-        ("ptmx", "pts/ptmx"),
-    ] {
+    dev_links(&dev)
+}
+
+fn dev_links(dev: &Path) -> Result<()> {
+    for (link, target) in DEV_LINKS {
         let at = dev.join(link);
         if at.symlink_metadata().is_err() {
             symlink(target, &at).map_err(|e| Error::io(&at, e))?;
         }
     }
     Ok(())
+}
+
+/// The default devices on the rootfs's own /dev (no mount covers it):
+/// what is missing or wrong is made, never through a symlinked /dev (it
+/// could point out of the rootfs), and a read-only rootfs keeps what it
+/// has, as it is.
+fn rootfs_devices(rootfs: &Path) -> Result<()> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let dev = rootfs.join("dev");
+    match dev.symlink_metadata() {
+        Ok(m) if !m.is_dir() => return Ok(()),
+        Ok(_) => {}
+        Err(_) => {
+            if std::fs::create_dir(&dev).is_err() {
+                return Ok(());
+            }
+        }
+    }
+    let read_only = nix::sys::statvfs::statvfs(&dev)
+        .is_ok_and(|v| v.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
+    if read_only {
+        return Ok(());
+    }
+    for (name, major, minor) in DEFAULT_DEVICES {
+        let path = dev.join(name);
+        let right = path
+            .symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_char_device() && m.rdev() == makedev(major, minor));
+        if !right {
+            node(&path, SFlag::S_IFCHR, major, minor, 0o666, 0, 0)?;
+        }
+    }
+    dev_links(&dev)
 }
 
 fn spec_devices(cfg: &InitConfig) -> Result<()> {
