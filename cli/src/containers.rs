@@ -298,6 +298,10 @@ fn matches(r: &Record, filters: &[(String, String)]) -> Result<bool> {
 }
 
 fn ps(engine: &Engine, a: &PsArgs) -> Result<u8> {
+    // A container whose record is damaged is said, not hidden.
+    for (id, why) in engine.broken_containers()? {
+        eprintln!("amphi: container {id} cannot be listed: {why} (`amphi rm -f {id}` removes it)");
+    }
     let filters: Vec<(String, String)> = a
         .filters
         .iter()

@@ -763,3 +763,44 @@ fn cgroup_parent_places_the_container_as_asked() {
         .args(["stop", slice])
         .status();
 }
+
+#[test]
+fn a_damaged_record_hides_only_its_container_and_rm_f_removes_it() {
+    let b = Box_::new();
+    let (good, bad) = (unique_id("good"), unique_id("bad"));
+    b.ok(&["create", "--name", &good, "bb:1", "true"]);
+    let vol = unique_id("vol");
+    let mount = format!("{vol}:/data");
+    let bad_id = b.ok(&[
+        "run", "-d", "--name", &bad, "-v", &mount, "bb:1", "sleep", "600",
+    ]);
+    let bad_id = bad_id.trim().to_string();
+    let ids = b.ids();
+    // A power cut or a hand edit leaves the record unreadable.
+    let record = b
+        .dirs
+        .store
+        .join("containers")
+        .join(&bad_id)
+        .join("record.json");
+    std::fs::write(&record, b"{\"id\": tru").unwrap();
+    // The other container is still listed and works; the damaged one is said.
+    let out = amphi(&b.dirs, &["ps", "-a"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(&good), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(err.contains(&bad_id) && err.contains("rm -f"), "{err}");
+    b.ok(&["start", "-a", &good]);
+    // Its volume may be its own: nothing removes it meanwhile.
+    let err = b.fails(&["volume", "rm", &vol]);
+    assert!(err.contains("cannot be read"), "{err}");
+    // Without -f: a refusal naming the fault; with it, all of it goes,
+    // its process and cgroup too.
+    let err = b.fails(&["rm", &bad_id[..12]]);
+    assert!(err.contains("corrupt record"), "{err}");
+    b.ok(&["rm", "-f", &bad_id[..12]]);
+    assert!(cgroup_dirs_named(&bad_id).is_empty());
+    b.wait_for("the watchers to end", || b.watchers().is_empty());
+    b.ok(&["volume", "rm", &vol]);
+    b.assert_clean(&ids);
+}

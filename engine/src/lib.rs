@@ -141,6 +141,16 @@ impl Engine {
             .ok_or_else(|| Error::NoSuchContainer(query.to_string()))
     }
 
+    /// The containers whose record cannot be read: each id and why
+    /// (`remove` with force removes them).
+    pub fn broken_containers(&self) -> Result<Vec<(String, String)>> {
+        let (_, broken) = record::list_all(&self.config.root)?;
+        Ok(broken
+            .into_iter()
+            .map(|(id, e)| (id, e.to_string()))
+            .collect())
+    }
+
     /// Every container's record, brought up to date, oldest first.
     pub fn containers(&self) -> Result<Vec<Record>> {
         let mut out = Vec::new();

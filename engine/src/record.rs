@@ -263,11 +263,22 @@ pub fn update(root: &Path, id: &str, f: impl FnOnce(&mut Record)) -> Result<Reco
 
 /// Every container's record, oldest first.
 pub fn list(root: &Path) -> Result<Vec<Record>> {
-    let mut out = Vec::new();
+    let (records, broken) = list_all(root)?;
+    for (id, e) in broken {
+        tracing::warn!("container {id} skipped: {e}");
+    }
+    Ok(records)
+}
+
+/// Every record, oldest first, and beside them the containers whose record
+/// cannot be read (id and why): one damaged record (a disk fault, a hand
+/// edit) hides only its own container, which `rm -f` then removes.
+pub fn list_all(root: &Path) -> Result<(Vec<Record>, Vec<(String, Error)>)> {
+    let (mut out, mut broken) = (Vec::new(), Vec::new());
     let d = containers_dir(root);
     let entries = match std::fs::read_dir(&d) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((out, broken)),
         Err(e) => return Err(Error::io(d, e)),
     };
     for e in entries.flatten() {
@@ -281,9 +292,9 @@ pub fn list(root: &Path) -> Result<Vec<Record>> {
         match load(root, id) {
             Ok(r) => out.push(r),
             Err(Error::NoSuchContainer(_)) => {}
-            Err(e) => return Err(e),
+            Err(e) => broken.push((id.to_string(), e)),
         }
     }
     out.sort_by_key(|r| r.created);
-    Ok(out)
+    Ok((out, broken))
 }

@@ -12,7 +12,11 @@ impl Engine {
     /// its anonymous volumes too with `volumes` (`rm -v`). Returns the
     /// removed container's id.
     pub fn remove(&self, query: &str, force: bool, volumes: bool) -> Result<String> {
-        let rec = self.container(query)?;
+        let rec = match self.container(query) {
+            Ok(r) => r,
+            Err(Error::NoSuchContainer(q)) => return self.remove_broken(&q, force),
+            Err(e) => return Err(e),
+        };
         if rec.is_active() {
             if !force {
                 return Err(Error::Running(rec.name));
@@ -28,6 +32,29 @@ impl Engine {
             self.remove_anonymous_volumes(&rec);
         }
         Ok(rec.id)
+    }
+
+    /// `rm` of a container whose record cannot be read (by its id or a
+    /// unique prefix): with `force`, what it has on disk and in the kernel
+    /// goes, as for any container (its processes killed with its cgroup);
+    /// without, a refusal that says so.
+    fn remove_broken(&self, query: &str, force: bool) -> Result<String> {
+        let (_, broken) = record::list_all(self.root())?;
+        let mut hits = broken
+            .iter()
+            .filter(|(id, _)| !query.is_empty() && (id == query || id.starts_with(query)));
+        let (id, why) = match (hits.next(), hits.next()) {
+            (Some(hit), None) => hit,
+            (Some(_), Some(_)) => return Err(Error::Ambiguous(query.to_string())),
+            (None, _) => return Err(Error::NoSuchContainer(query.to_string())),
+        };
+        if !force {
+            return Err(Error::Invalid(format!(
+                "{why}; `rm -f {id}` removes the container"
+            )));
+        }
+        self.remove_files(id)?;
+        Ok(id.clone())
     }
 
     /// Removes what `id` has on disk (runtime state, rootfs, directory),

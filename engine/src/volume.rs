@@ -124,14 +124,24 @@ impl Engine {
         Ok(out)
     }
 
-    /// The containers (names) whose mounts use volume `name`.
+    /// The containers (names) whose mounts use volume `name`. A container
+    /// whose record cannot be read may use any: it is counted, so no
+    /// volume is removed until it is (`rm -f`).
     pub fn volume_users(&self, name: &str) -> Vec<String> {
-        record::list(self.root())
-            .unwrap_or_default()
+        let Ok((records, broken)) = record::list_all(self.root()) else {
+            return vec!["(the containers cannot be listed)".into()];
+        };
+        let mut users: Vec<String> = records
             .into_iter()
             .filter(|r| r.volume_names().iter().any(|v| v == name))
             .map(|r| r.name)
-            .collect()
+            .collect();
+        users.extend(
+            broken
+                .into_iter()
+                .map(|(id, _)| format!("{id} (its record cannot be read)")),
+        );
+        users
     }
 
     /// Removes a volume no container uses.

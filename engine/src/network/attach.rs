@@ -71,10 +71,13 @@ fn save(root: &Path, id: &str, a: &Attachment) -> Result<()> {
 /// Every container of the store attached now, with its attachment; those
 /// on `network` only, unless it is empty.
 pub fn attached(root: &Path, network: &str) -> Vec<(String, Attachment)> {
-    record::list(root)
-        .unwrap_or_default()
+    // A container whose record cannot be read is still attached.
+    let (records, broken) = record::list_all(root).unwrap_or_default();
+    records
         .into_iter()
-        .filter_map(|r| load(root, &r.id).map(|a| (r.id, a)))
+        .map(|r| r.id)
+        .chain(broken.into_iter().map(|(id, _)| id))
+        .filter_map(|id| load(root, &id).map(|a| (id, a)))
         .filter(|(_, a)| network.is_empty() || a.network == network)
         .collect()
 }
