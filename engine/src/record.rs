@@ -270,10 +270,13 @@ pub fn list(root: &Path) -> Result<Vec<Record>> {
     Ok(records)
 }
 
+/// Containers whose record cannot be read: each id and why.
+pub type Broken = Vec<(String, Error)>;
+
 /// Every record, oldest first, and beside them the containers whose record
-/// cannot be read (id and why): one damaged record (a disk fault, a hand
-/// edit) hides only its own container, which `rm -f` then removes.
-pub fn list_all(root: &Path) -> Result<(Vec<Record>, Vec<(String, Error)>)> {
+/// cannot be read: one damaged record (a disk fault, a hand edit) hides
+/// only its own container, which `rm -f` then removes.
+pub fn list_all(root: &Path) -> Result<(Vec<Record>, Broken)> {
     let (mut out, mut broken) = (Vec::new(), Vec::new());
     let d = containers_dir(root);
     let entries = match std::fs::read_dir(&d) {
