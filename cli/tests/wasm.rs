@@ -287,6 +287,30 @@ print(p.stdout + p.stderr + str(p.returncode), end="")
     let out = drive(&args_env, r#"["a b"]"#, r#"{"K": "v"}"#, "null");
     assert!(out.contains("a b") && out.contains("K=v"), "{out}");
     assert!(!out.contains("PATH="), "{out}");
+    // Older runners run the adapter as a command.
+    let legacy = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../contrib/wasi-testsuite/amphi_legacy.py"
+    );
+    let run_legacy = |args: &[&str]| {
+        let out = std::process::Command::new("python3")
+            .arg(legacy)
+            .args(args)
+            .env("AMPHI", env!("CARGO_BIN_EXE_amphi"))
+            .env("AMPHI_ROOT", &bb.dirs.store)
+            .env("AMPHI_STATE", &bb.dirs.state)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        (out.status.code(), common::text(&out.stdout))
+    };
+    let (code, version) = run_legacy(&["--version"]);
+    assert_eq!(code, Some(0));
+    assert!(version.starts_with("amphi "), "{version}");
+    let dir = root.join("fs-tests.dir");
+    let (dir_s, preopens_s) = (dir.to_str().unwrap(), preopens.to_str().unwrap());
+    let (code, out) = run_legacy(&["--test-file", preopens_s, "--dir", dir_s]);
+    assert_eq!((code, out), (Some(0), format!("{dir_s}\n")));
     // Run again and again, a test's image is packed once.
     let images = bb.ok(&["image", "ls"]);
     let packed = images.lines().filter(|l| l.contains("wasi-testsuite/"));

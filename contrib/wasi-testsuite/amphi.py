@@ -22,7 +22,7 @@ import os
 import shlex
 import subprocess
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, List
 
 AMPHI = shlex.split(os.getenv("AMPHI", "amphi"))
 
@@ -82,10 +82,3 @@ def compute_argv(test_path: str, args_env_dirs: Any, *_rest: Any) -> List[str]:
     argv += [_image(test_path)]
     argv += args
     return argv
-
-
-def compute_argv_dict(test_path: str, config: Dict[str, Any]) -> List[str]:
-    """For a caller that has a test's JSON: args, env and dirs from it."""
-    dirs = [(Path(test_path).parent / d, d) for d in config.get("dirs", [])]
-    return compute_argv(test_path, (config.get("args", []),
-                                    config.get("env", {}), dirs))
