@@ -94,6 +94,13 @@ pub fn lock_names(root: &Path) -> Result<NamesLock> {
 /// The id of the container `query` names: its id, its name (a leading
 /// `/` allowed, as Docker prints names), or a unique prefix of its id.
 pub fn resolve(root: &Path, query: &str) -> Result<String> {
+    // A whole id (what amphi itself passes around) is its own record: no
+    // need to read every other one.
+    if query.len() == 64 && query.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if let Ok(r) = record::load(root, query) {
+            return Ok(r.id);
+        }
+    }
     let records = record::list(root)?;
     let name = query.strip_prefix('/').unwrap_or(query);
     if let Some(r) = records.iter().find(|r| r.id == query || r.name == name) {
