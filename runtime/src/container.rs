@@ -906,7 +906,12 @@ impl Container {
         }
         self.cgroup.destroy()?;
         let dir = State::dir(&self.root, &self.state.id);
-        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))
+        // Another deleter (a watcher reaping it while `rm -f` runs) may
+        // have removed it first.
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&dir, e)),
+            _ => Ok(()),
+        }
     }
 }
 
