@@ -298,8 +298,9 @@ fn matches(r: &Record, filters: &[(String, String)]) -> Result<bool> {
 }
 
 fn ps(engine: &Engine, a: &PsArgs) -> Result<u8> {
+    let (containers, broken) = engine.containers_and_broken()?;
     // A container whose record is damaged is said, not hidden.
-    for (id, why) in engine.broken_containers()? {
+    for (id, why) in broken {
         eprintln!("amphi: container {id} cannot be listed: {why} (`amphi rm -f {id}` removes it)");
     }
     let filters: Vec<(String, String)> = a
@@ -314,7 +315,7 @@ fn ps(engine: &Engine, a: &PsArgs) -> Result<u8> {
     let status_filtered = filters.iter().any(|(k, _)| k == "status" || k == "exited");
     let mut recs = Vec::new();
     // As Docker's: without -a, the running and the restarting.
-    for r in engine.containers()?.into_iter().rev() {
+    for r in containers.into_iter().rev() {
         if (a.all || status_filtered || r.is_active()) && matches(&r, &filters)? {
             recs.push(r);
         }

@@ -135,30 +135,31 @@ impl Engine {
     /// The record of `query`, brought up to date first (a container whose
     /// watcher died is cleaned up and shown exited).
     pub fn container(&self, query: &str) -> Result<Record> {
-        let id = self.resolve(query)?;
-        let rec = record::load(&self.config.root, &id)?;
+        // A whole id's record is read once, not by resolve and again here.
+        let rec = match names::whole_id(query).then(|| record::load(&self.config.root, query)) {
+            Some(Ok(r)) => r,
+            _ => record::load(&self.config.root, &self.resolve(query)?)?,
+        };
         self.reconcile(rec)?
             .ok_or_else(|| Error::NoSuchContainer(query.to_string()))
     }
 
-    /// The containers whose record cannot be read: each id and why
-    /// (`remove` with force removes them).
-    pub fn broken_containers(&self) -> Result<Vec<(String, String)>> {
-        let (_, broken) = record::list_all(&self.config.root)?;
-        Ok(broken
-            .into_iter()
-            .map(|(id, e)| (id, e.to_string()))
-            .collect())
-    }
-
     /// Every container's record, brought up to date, oldest first.
     pub fn containers(&self) -> Result<Vec<Record>> {
+        Ok(self.containers_and_broken()?.0)
+    }
+
+    /// [`Engine::containers`], and beside them the containers whose
+    /// record cannot be read: each id and why (`remove` with force removes
+    /// them). One listing of the store for both.
+    pub fn containers_and_broken(&self) -> Result<(Vec<Record>, record::Broken)> {
+        let (records, broken) = record::list_all(&self.config.root)?;
         let mut out = Vec::new();
-        for rec in record::list(&self.config.root)? {
+        for rec in records {
             if let Some(r) = self.reconcile(rec)? {
                 out.push(r);
             }
         }
-        Ok(out)
+        Ok((out, broken))
     }
 }

@@ -91,12 +91,17 @@ pub fn lock_names(root: &Path) -> Result<NamesLock> {
         .map_err(|(_, e)| Error::io(path, e.into()))
 }
 
+/// Whether `query` has the form of a whole container id (64 hex digits).
+pub(crate) fn whole_id(query: &str) -> bool {
+    query.len() == 64 && query.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// The id of the container `query` names: its id, its name (a leading
 /// `/` allowed, as Docker prints names), or a unique prefix of its id.
 pub fn resolve(root: &Path, query: &str) -> Result<String> {
     // A whole id (what amphi itself passes around) is its own record: no
     // need to read every other one.
-    if query.len() == 64 && query.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if whole_id(query) {
         if let Ok(r) = record::load(root, query) {
             return Ok(r.id);
         }
