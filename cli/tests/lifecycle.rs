@@ -575,6 +575,20 @@ fn cp_commit_and_the_new_image_runs_with_the_changes() {
         text(&out.stderr)
     );
 
+    // A file capability set in the container's upper dir (as `setcap`
+    // inside would) goes into the committed layer.
+    let upper = b.inspect(&n)["GraphDriver"]["Data"]["UpperDir"]
+        .as_str()
+        .map(std::path::PathBuf::from)
+        .unwrap();
+    let cap = cap_net_raw();
+    amphi_images::xattr::set(
+        &upper.join("srv/app/config.txt"),
+        "security.capability",
+        &cap,
+    )
+    .unwrap();
+
     let image_id = b
         .ok(&[
             "commit",
@@ -604,6 +618,19 @@ fn cp_commit_and_the_new_image_runs_with_the_changes() {
         (Some(0), "made-inside\nfrom-the-host\n".into())
     );
     assert_eq!(run("test -e /etc/group || echo gone").1, "gone\n");
+    let capped = unique_id("capped");
+    b.ok(&["run", "-d", "--name", &capped, "bb:app", "sleep", "600"]);
+    let merged = b.inspect(&capped)["GraphDriver"]["Data"]["MergedDir"]
+        .as_str()
+        .map(std::path::PathBuf::from)
+        .unwrap();
+    assert!(
+        amphi_images::xattr::read(&merged.join("srv/app/config.txt"))
+            .unwrap()
+            .contains(&("security.capability".to_string(), cap)),
+        "the committed file lost its capability"
+    );
+    b.ok(&["rm", "-f", &capped]);
     assert_eq!(run("test -e /etc/passwd && echo kept").1, "kept\n");
     let ids = b.ids();
     b.assert_clean(&ids);
@@ -803,4 +830,13 @@ fn a_damaged_record_hides_only_its_container_and_rm_f_removes_it() {
     b.wait_for("the watchers to end", || b.watchers().is_empty());
     b.ok(&["volume", "rm", &vol]);
     b.assert_clean(&ids);
+}
+
+/// cap_net_raw+ep as the kernel stores it (vfs_cap_data, revision 2).
+fn cap_net_raw() -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&(0x0200_0000u32 | 1).to_le_bytes());
+    v.extend_from_slice(&(1u32 << 13).to_le_bytes());
+    v.extend_from_slice(&[0u8; 12]);
+    v
 }

@@ -3,7 +3,8 @@
 //! become OCI `.wh.NAME` entries and opaque directories a `.wh..wh..opq`
 //! entry; the new image's config is the container's (Cmd, Entrypoint,
 //! Env, WorkingDir, User, Labels), with `-m` and `-a` as its Comment and
-//! Author and a history entry, as Docker's commit writes them.
+//! Author and a history entry, as Docker's commit writes them. File
+//! capabilities and user xattrs go along as PAX records.
 
 use std::collections::HashSet;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -168,7 +169,9 @@ fn add_dir<W: std::io::Write>(
             append_empty(b, &wh, upper)?;
             continue;
         }
+        let xattrs = || amphi_images::xattr::read(&p).map_err(|e| Error::io(&p, e));
         if ft.is_dir() {
+            amphi_images::xattr::append(b, &xattrs()?).map_err(io)?;
             b.append_dir(&r, &p).map_err(io)?;
             add_dir(b, upper, &r, skip)?;
         } else if ft.is_file()
@@ -177,6 +180,7 @@ fn add_dir<W: std::io::Write>(
             || ft.is_char_device()
             || ft.is_block_device()
         {
+            amphi_images::xattr::append(b, &xattrs()?).map_err(io)?;
             b.append_path_with_name(&p, &r).map_err(io)?;
         }
         // Sockets are no part of an image.

@@ -116,8 +116,8 @@ pub fn sorted_names(dir: &std::path::Path) -> Result<Vec<std::ffi::OsString>> {
 }
 
 /// Writes the tree at `dir` as a flat, deterministic tar (`export`):
-/// entries sorted by name, mtime 0, owners and modes kept, hardlinked
-/// files written as separate files.
+/// entries sorted by name, mtime 0, owners, modes and file capabilities
+/// kept, hardlinked files written as separate files.
 pub fn tar_tree(dir: &std::path::Path, out: impl std::io::Write) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let mut paths = Vec::new();
@@ -145,6 +145,10 @@ pub fn tar_tree(dir: &std::path::Path, out: impl std::io::Write) -> Result<()> {
         h.set_gid(m.gid() as u64);
         h.set_mode(m.mode() & 0o7777);
         let ft = m.file_type();
+        if ft.is_dir() || ft.is_symlink() || ft.is_file() {
+            let attrs = crate::xattr::read(&abs).map_err(|e| Error::io(&abs, e))?;
+            crate::xattr::append(&mut b, &attrs).map_err(io)?;
+        }
         if ft.is_dir() {
             h.set_entry_type(tar::EntryType::Directory);
             h.set_size(0);

@@ -19,6 +19,7 @@ pub mod registry;
 pub mod snapshot;
 pub mod store;
 pub mod unpack;
+pub mod xattr;
 
 pub use error::{Error, Result};
 pub use store::Store;

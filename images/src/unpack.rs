@@ -9,7 +9,9 @@
 //! made as containerd and Docker make them as root: whether a container
 //! may use a node is its devices cgroup's decision, not the layer's.
 //! OCI whiteouts become overlay whiteouts: `.wh.NAME` a 0:0 character
-//! device, `.wh..wh..opq` the `trusted.overlay.opaque` xattr.
+//! device, `.wh..wh..opq` the `trusted.overlay.opaque` xattr. Extended
+//! attributes in PAX records are set (file capabilities survive), except
+//! overlayfs's own, which only whiteouts may express (`crate::xattr`).
 
 use std::ffi::CString;
 use std::io::{Read, Write};
@@ -210,6 +212,7 @@ pub fn apply(layer: &str, input: impl Read, dest: &Path, limits: Limits) -> Resu
             continue;
         }
         let path = parent.join(name);
+        let xattrs = pax_xattrs(layer, &shown, &mut entry)?;
         let header = entry.header();
         let mode = header.mode().unwrap_or(0o644) & 0o7777;
         let uid = header.uid().unwrap_or(0);
@@ -348,9 +351,47 @@ pub fn apply(layer: &str, input: impl Read, dest: &Path, limits: Limits) -> Resu
                 ))
             }
         }
+        // Last: chown clears a file's capabilities.
+        for (name, value) in &xattrs {
+            crate::xattr::set(&path, name, value)
+                .map_err(|e| bad(layer, &shown, &format!("extended attribute {name}: {e}")))?;
+        }
         set_mtime(&path, mtime);
     }
     Ok(())
+}
+
+/// The extended attributes an entry's PAX records carry, minus those a
+/// layer may not set (`crate::xattr::settable`).
+fn pax_xattrs<R: Read>(
+    layer: &str,
+    shown: &str,
+    entry: &mut tar::Entry<'_, R>,
+) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    let Some(records) = entry
+        .pax_extensions()
+        .map_err(|e| bad(layer, shown, &format!("malformed PAX header: {e}")))?
+    else {
+        return Ok(out);
+    };
+    for r in records {
+        let r = r.map_err(|e| bad(layer, shown, &format!("malformed PAX header: {e}")))?;
+        let Some(name) = r
+            .key()
+            .ok()
+            .and_then(|k| k.strip_prefix(crate::xattr::PAX_PREFIX))
+        else {
+            continue;
+        };
+        if name.is_empty() || name.contains('\0') {
+            return Err(bad(layer, shown, "extended attribute without a valid name"));
+        }
+        if crate::xattr::settable(name) {
+            out.push((name.to_string(), r.value_bytes().to_vec()));
+        }
+    }
+    Ok(out)
 }
 
 /// Copies `size` bytes of an entry into `out`; returns how many there were.

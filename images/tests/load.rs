@@ -493,3 +493,106 @@ fn quiet() -> Progress<'static> {
         layer: Box::leak(Box::new(|_: &amphi_images::load::LayerReport| {})),
     }
 }
+
+/// A PAX extended header's data: `LEN KEY=VALUE\n` records.
+fn pax_records(records: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (k, v) in records {
+        let rest = k.len() + v.len() + 3;
+        let mut len = rest + 1;
+        while len != rest + len.to_string().len() {
+            len = rest + len.to_string().len();
+        }
+        out.extend_from_slice(format!("{len} {k}=").as_bytes());
+        out.extend_from_slice(v);
+        out.push(b'\n');
+    }
+    out
+}
+
+fn xattr_of(path: &Path, name: &str) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; 256];
+    // SAFETY: valid C strings and buffer.
+    let got =
+        unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    (got >= 0).then(|| buf[..got as usize].to_vec())
+}
+
+/// cap_net_raw+ep as the kernel stores it (vfs_cap_data, revision 2).
+fn cap_net_raw() -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&(0x0200_0000u32 | 1).to_le_bytes());
+    v.extend_from_slice(&(1u32 << 13).to_le_bytes()); // permitted: CAP_NET_RAW
+    v.extend_from_slice(&0u32.to_le_bytes()); // inheritable
+    v.extend_from_slice(&[0u8; 8]);
+    v
+}
+
+#[test]
+fn file_capabilities_and_xattrs_survive_but_not_overlay_metadata() {
+    let cap = cap_net_raw();
+    let mut t = Vec::new();
+    raw(&mut t, "bin/", b'5', "", b"", 0o755);
+    let pax = pax_records(&[
+        ("SCHILY.xattr.security.capability", &cap),
+        ("SCHILY.xattr.user.origin", b"layer"),
+        ("SCHILY.xattr.trusted.overlay.redirect", b"/etc"),
+        ("SCHILY.xattr.trusted.overlay.metacopy", b""),
+    ]);
+    raw(&mut t, "PaxHeaders/ping", b'x', "", &pax, 0o644);
+    raw(&mut t, "bin/ping", b'0', "", b"#!/bin/sh\n", 0o755);
+    // user.* cannot be set on a symlink: skipped, as containerd does.
+    let pax = pax_records(&[("SCHILY.xattr.user.origin", b"layer")]);
+    raw(&mut t, "PaxHeaders/link", b'x', "", &pax, 0o644);
+    raw(&mut t, "bin/link", b'2', "ping", b"", 0o777);
+    let layer = finish(t);
+    let d = tempfile::tempdir().unwrap();
+    let s = Store::open(d.path()).unwrap();
+    load(&s, &one_layer(layer.clone())).unwrap();
+    let fs = Snapshots::open(d.path())
+        .unwrap()
+        .fs_path(&digest::of(&layer))
+        .unwrap();
+    let ping = fs.join("bin/ping");
+    // Set after the chown and chmod, which would clear it.
+    assert_eq!(xattr_of(&ping, "security.capability"), Some(cap.clone()));
+    assert_eq!(std::fs::read(&ping).unwrap(), b"#!/bin/sh\n");
+    assert_eq!(xattr_of(&ping, "trusted.overlay.redirect"), None);
+    assert_eq!(xattr_of(&ping, "trusted.overlay.metacopy"), None);
+    if xattr_of(&ping, "user.origin").is_some() {
+        assert_eq!(xattr_of(&ping, "user.origin"), Some(b"layer".to_vec()));
+    }
+    assert_eq!(
+        std::fs::read_link(fs.join("bin/link")).unwrap(),
+        Path::new("ping")
+    );
+    // export / commit write them back out as PAX records.
+    let mut out = Vec::new();
+    amphi_images::layer::tar_tree(&fs, &mut out).unwrap();
+    let mut a = tar::Archive::new(out.as_slice());
+    let mut found = None;
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        if e.path().unwrap() == Path::new("bin/ping") {
+            found = e.pax_extensions().unwrap().and_then(|p| {
+                p.map(|r| r.unwrap())
+                    .find(|r| r.key() == Ok("SCHILY.xattr.security.capability"))
+                    .map(|r| r.value_bytes().to_vec())
+            });
+        }
+    }
+    assert_eq!(found, Some(cap));
+
+    // A capability the kernel cannot parse is refused, naming the entry.
+    let mut t = Vec::new();
+    let pax = pax_records(&[("SCHILY.xattr.security.capability", b"bad")]);
+    raw(&mut t, "PaxHeaders/f", b'x', "", &pax, 0o644);
+    raw(&mut t, "f", b'0', "", b"x", 0o755);
+    rejects(
+        one_layer(finish(t)),
+        "extended attribute security.capability",
+    );
+}
