@@ -183,6 +183,11 @@ pub fn apply(layer: &str, input: impl Read, dest: &Path, limits: Limits) -> Resu
                 limits.max_entries
             )));
         }
+        // A PAX global header (`git archive` writes one) describes the
+        // archive, not a file: containerd and Docker ignore it too.
+        if entry.header().entry_type() == tar::EntryType::XGlobalHeader {
+            continue;
+        }
         let raw = entry
             .path()
             .map_err(|e| Error::Invalid(format!("layer {layer}: bad entry name: {e}")))?
@@ -229,8 +234,12 @@ pub fn apply(layer: &str, input: impl Read, dest: &Path, limits: Limits) -> Resu
                 std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
                     .map_err(|e| Error::io(&path, e))?;
             }
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let size = header.size().unwrap_or(0);
+            // A GNU sparse file is read with its holes as zeros.
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                // The entry's size, not the header field: a PAX `size`
+                // record (files past 8 GiB) or a sparse file's real size
+                // overrides it.
+                let size = entry.size();
                 bytes = bytes.saturating_add(size);
                 if bytes > limits.max_bytes {
                     return Err(Error::Invalid(format!(

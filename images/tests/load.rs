@@ -596,3 +596,47 @@ fn file_capabilities_and_xattrs_survive_but_not_overlay_metadata() {
         "extended attribute security.capability",
     );
 }
+
+#[test]
+fn gnu_sparse_files_and_pax_global_headers_unpack() {
+    use std::io::{Seek, SeekFrom};
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let mut f = std::fs::File::create(src.join("lastlog")).unwrap();
+    f.write_all(b"head").unwrap();
+    f.seek(SeekFrom::Start(1 << 20)).unwrap();
+    f.write_all(b"tail").unwrap();
+    f.set_len(3 << 20).unwrap();
+    drop(f);
+    // GNU tar's own sparse format, as `tar --sparse` writes a rootfs.
+    let tar_file = d.path().join("sparse.tar");
+    let st = std::process::Command::new("tar")
+        .args(["--sparse", "--format=gnu", "-cf"])
+        .arg(&tar_file)
+        .arg("-C")
+        .arg(&src)
+        .arg("lastlog")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let gnu = std::fs::read(&tar_file).unwrap();
+    assert_eq!(gnu[156], b'S', "tar wrote no GNU sparse entry");
+    // Led by a PAX global header, as `git archive` writes one.
+    let mut layer = Vec::new();
+    let global = pax_records(&[("comment", b"0123abcd")]);
+    raw(&mut layer, "pax_global_header", b'g', "", &global, 0o666);
+    layer.extend_from_slice(&gnu);
+    let s = Store::open(d.path().join("store")).unwrap();
+    load(&s, &one_layer(layer.clone())).unwrap();
+    let fs = Snapshots::open(&d.path().join("store"))
+        .unwrap()
+        .fs_path(&digest::of(&layer))
+        .unwrap();
+    let got = std::fs::read(fs.join("lastlog")).unwrap();
+    assert_eq!(got.len(), 3 << 20);
+    assert_eq!(&got[..4], b"head");
+    assert_eq!(&got[1 << 20..(1 << 20) + 4], b"tail");
+    assert!(got[4..1 << 20].iter().all(|b| *b == 0));
+    assert!(!fs.join("pax_global_header").exists());
+}
