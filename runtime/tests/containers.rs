@@ -909,6 +909,10 @@ fn main() {
             runs("native/cat", 0, amphi_examples::MESSAGE)
         }),
         t("wasm_exit_42", || runs("wasm/exit42", 42, "")),
+        // Preview 0 (`wasi_unstable`), which `wasmtime run` still links.
+        t("wasm_preview0_module", || {
+            runs("wasm/unstable", 7, "argc=1 from wasi_unstable\n")
+        }),
         // Proposals wasmtime's CLI enables by default, one module each.
         t("wasm_exception_handling", || {
             runs("wasm/exceptions", 0, "caught 42\n")

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
 
-use super::{component, engine, one_line, WASI_P1};
+use super::{component, engine, one_line, WASI_P0, WASI_P1};
 use crate::{Error, Result};
 
 /// What a compiled artifact holds, told by its file name so that the init
@@ -280,14 +280,18 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A WASI command exports `_start` and imports only WASI preview 1.
+/// A WASI command exports `_start` and imports only WASI preview 1 (or
+/// its predecessor, as `wasmtime run` links both).
 fn check_wasi_command(module: &Module) -> std::result::Result<(), String> {
     if module.get_export("_start").is_none() {
         return Err("exports no _start function: not a WASI command module".into());
     }
-    if let Some(i) = module.imports().find(|i| i.module() != WASI_P1) {
+    if let Some(i) = module
+        .imports()
+        .find(|i| i.module() != WASI_P1 && i.module() != WASI_P0)
+    {
         return Err(format!(
-            "imports {}::{}, but only {WASI_P1} is provided",
+            "imports {}::{}, but only {WASI_P1} and {WASI_P0} are provided",
             i.module(),
             i.name()
         ));

@@ -36,6 +36,9 @@ use cache::{process_engine, Kind, ModuleCache};
 
 /// The WASI preview 1 import module name.
 const WASI_P1: &str = "wasi_snapshot_preview1";
+/// WASI's preview 0 (`wasi_unstable`), which older toolchains emit and
+/// wasmtime's CLI still links; the same context serves it.
+const WASI_P0: &str = "wasi_unstable";
 
 /// The engine every compile and every load uses: the settings are part of
 /// the cache key, so they live in one place.
@@ -273,6 +276,10 @@ fn load_module(cwasm: &Path, file: std::fs::File) -> Result<InstancePre<Ctx>> {
     let module = unsafe { Module::deserialize_open_file(&engine, file) }.map_err(bad)?;
     let mut linker: Linker<Ctx> = Linker::new(&engine);
     wasmtime_wasi::p1::add_to_linker_async(&mut linker, |c| &mut c.wasi).map_err(bad)?;
+    // Only when imported: linking costs each run of the others.
+    if module.imports().any(|i| i.module() == WASI_P0) {
+        wasmtime_wasi::p0::add_to_linker_async(&mut linker, |c| &mut c.wasi).map_err(bad)?;
+    }
     linker.instantiate_pre(&module).map_err(bad)
 }
 
