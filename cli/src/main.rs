@@ -52,6 +52,34 @@ struct Globals {
     insecure_registries: Vec<String>,
 }
 
+/// Docker's top-level shorthands of image commands (`docker images`,
+/// `rmi`, `load`, `save`, `import`) as amphi's `image` subcommands, so a
+/// Docker user's habit works; the global options may come first.
+fn docker_shorthands(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut i = 1;
+    while let Some(a) = args.get(i).and_then(|a| a.to_str()) {
+        match a {
+            "--root" | "--state" | "--insecure-registry" => i += 2,
+            _ if a.starts_with("--root=")
+                || a.starts_with("--state=")
+                || a.starts_with("--insecure-registry=") =>
+            {
+                i += 1
+            }
+            _ => break,
+        }
+    }
+    let sub = match args.get(i).and_then(|a| a.to_str()) {
+        Some("images") => "ls",
+        Some("rmi") => "rm",
+        Some(s @ ("load" | "save" | "import")) => s,
+        _ => return args,
+    };
+    let sub = std::ffi::OsString::from(sub);
+    args.splice(i..=i, [std::ffi::OsString::from("image"), sub]);
+    args
+}
+
 /// Parses the command line. `amphi run ...` is tried first with a command
 /// of `run` alone: building every subcommand's options costs ~0.3 ms, a
 /// few percent of a Wasm container's whole run. Whatever that refuses,
@@ -60,7 +88,7 @@ struct Globals {
 /// from the same definitions.
 fn parse() -> Result<Cli, clap::Error> {
     use clap::FromArgMatches;
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let args = docker_shorthands(std::env::args_os().collect());
     if args.get(1).is_some_and(|a| a == "run") {
         let run = Globals::augment_args(clap::Command::new("amphi"))
             .subcommand(RunOptions::augment_args(clap::Command::new("run")));

@@ -205,3 +205,60 @@ fn load_reads_an_archive_from_stdin() {
     );
     assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
 }
+
+#[test]
+fn docker_shorthands_of_image_commands() {
+    let dirs = TestDirs::new();
+    let module = dirs.tmp.path().join("hello.wasm");
+    let hello = amphi_examples::WASM
+        .iter()
+        .find(|(n, _)| *n == "hello")
+        .unwrap()
+        .1;
+    std::fs::write(&module, hello).unwrap();
+    let ok = |args: &[&str]| {
+        let out = amphi(&dirs, args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    ok(&[
+        "image",
+        "pack",
+        "--wasm",
+        module.to_str().unwrap(),
+        "-t",
+        "hello:v1",
+    ]);
+    let archive = dirs.tmp.path().join("saved.tar");
+    // `docker save`, `rmi`, `load`, `images`; global options may come first.
+    let root = dirs.store.to_str().unwrap();
+    ok(&[
+        "--root",
+        root,
+        "save",
+        "-o",
+        archive.to_str().unwrap(),
+        "hello:v1",
+    ]);
+    ok(&["rmi", "hello:v1"]);
+    assert!(!ok(&["images"]).contains("hello:v1"));
+    ok(&[
+        &format!("--root={root}"),
+        "load",
+        "-i",
+        archive.to_str().unwrap(),
+    ]);
+    let ls = ok(&["images"]);
+    assert!(
+        ls.starts_with("REFERENCE") && ls.contains("hello:v1"),
+        "{ls}"
+    );
+    // What `image ls` refuses, `images` refuses in the same words.
+    let out = amphi(&dirs, &["images", "--bogus"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        text(&out.stderr).contains("--bogus"),
+        "{}",
+        text(&out.stderr)
+    );
+}
