@@ -26,13 +26,7 @@ fn snapshot(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
 #[test]
 fn pack_ls_save() {
     let dirs = TestDirs::new();
-    let module = dirs.tmp.path().join("hello.wasm");
-    let hello = amphi_examples::WASM
-        .iter()
-        .find(|(n, _)| *n == "hello")
-        .unwrap()
-        .1;
-    std::fs::write(&module, hello).unwrap();
+    let module = hello_module(&dirs);
     let out = amphi(
         &dirs,
         &[
@@ -209,13 +203,7 @@ fn load_reads_an_archive_from_stdin() {
 #[test]
 fn docker_shorthands_of_image_commands() {
     let dirs = TestDirs::new();
-    let module = dirs.tmp.path().join("hello.wasm");
-    let hello = amphi_examples::WASM
-        .iter()
-        .find(|(n, _)| *n == "hello")
-        .unwrap()
-        .1;
-    std::fs::write(&module, hello).unwrap();
+    let module = hello_module(&dirs);
     let ok = |args: &[&str]| {
         let out = amphi(&dirs, args);
         assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
@@ -261,4 +249,16 @@ fn docker_shorthands_of_image_commands() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// The hello example module, written into the test's temp dir.
+fn hello_module(dirs: &TestDirs) -> std::path::PathBuf {
+    let module = dirs.tmp.path().join("hello.wasm");
+    let hello = amphi_examples::WASM
+        .iter()
+        .find(|(n, _)| *n == "hello")
+        .unwrap()
+        .1;
+    std::fs::write(&module, hello).unwrap();
+    module
 }

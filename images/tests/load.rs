@@ -427,12 +427,7 @@ fn device_nodes_and_fifos_are_made_as_containerd_makes_them() {
     raw(&mut t, "run/fifo", b'6', "", b"", 0o640);
     let layer = finish(t);
     let d = tempfile::tempdir().unwrap();
-    let s = Store::open(d.path()).unwrap();
-    load(&s, &one_layer(layer.clone())).unwrap();
-    let fs = Snapshots::open(d.path())
-        .unwrap()
-        .fs_path(&digest::of(&layer))
-        .unwrap();
+    let fs = unpacked(d.path(), layer);
     let node = |p: &str| std::fs::symlink_metadata(fs.join(p)).unwrap();
     for (name, major, minor) in [
         ("dev/null", 1, 3),
@@ -550,12 +545,7 @@ fn file_capabilities_and_xattrs_survive_but_not_overlay_metadata() {
     raw(&mut t, "bin/link", b'2', "ping", b"", 0o777);
     let layer = finish(t);
     let d = tempfile::tempdir().unwrap();
-    let s = Store::open(d.path()).unwrap();
-    load(&s, &one_layer(layer.clone())).unwrap();
-    let fs = Snapshots::open(d.path())
-        .unwrap()
-        .fs_path(&digest::of(&layer))
-        .unwrap();
+    let fs = unpacked(d.path(), layer);
     let ping = fs.join("bin/ping");
     // Set after the chown and chmod, which would clear it.
     assert_eq!(xattr_of(&ping, "security.capability"), Some(cap.clone()));
@@ -627,16 +617,22 @@ fn gnu_sparse_files_and_pax_global_headers_unpack() {
     let global = pax_records(&[("comment", b"0123abcd")]);
     raw(&mut layer, "pax_global_header", b'g', "", &global, 0o666);
     layer.extend_from_slice(&gnu);
-    let s = Store::open(d.path().join("store")).unwrap();
-    load(&s, &one_layer(layer.clone())).unwrap();
-    let fs = Snapshots::open(&d.path().join("store"))
-        .unwrap()
-        .fs_path(&digest::of(&layer))
-        .unwrap();
+    let fs = unpacked(&d.path().join("store"), layer);
     let got = std::fs::read(fs.join("lastlog")).unwrap();
     assert_eq!(got.len(), 3 << 20);
     assert_eq!(&got[..4], b"head");
     assert_eq!(&got[1 << 20..(1 << 20) + 4], b"tail");
     assert!(got[4..1 << 20].iter().all(|b| *b == 0));
     assert!(!fs.join("pax_global_header").exists());
+}
+
+/// Loads an image of the one layer `layer` into a store at `dir`; the
+/// layer's unpacked snapshot.
+fn unpacked(dir: &Path, layer: Vec<u8>) -> std::path::PathBuf {
+    let s = Store::open(dir).unwrap();
+    load(&s, &one_layer(layer.clone())).unwrap();
+    Snapshots::open(dir)
+        .unwrap()
+        .fs_path(&digest::of(&layer))
+        .unwrap()
 }
