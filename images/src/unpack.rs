@@ -170,6 +170,9 @@ pub fn apply(layer: &str, input: impl Read, dest: &Path, limits: Limits) -> Resu
     let mut buf = vec![0u8; 256 << 10];
     let mut bytes = 0u64;
     let mut count = 0u64;
+    // Directories get their times once everything is in them: each entry
+    // made inside one changes its mtime (containerd does the same).
+    let mut dir_times: Vec<(PathBuf, u64)> = Vec::new();
     let entries = archive
         .entries()
         .map_err(|e| Error::Invalid(format!("layer {layer}: not a tar archive: {e}")))?;
@@ -365,7 +368,14 @@ pub fn apply(layer: &str, input: impl Read, dest: &Path, limits: Limits) -> Resu
             crate::xattr::set(&path, name, value)
                 .map_err(|e| bad(layer, &shown, &format!("extended attribute {name}: {e}")))?;
         }
-        set_mtime(&path, mtime);
+        if kind == tar::EntryType::Directory {
+            dir_times.push((path, mtime));
+        } else {
+            set_mtime(&path, mtime);
+        }
+    }
+    for (dir, mtime) in dir_times {
+        set_mtime(&dir, mtime);
     }
     Ok(())
 }

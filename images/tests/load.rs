@@ -636,3 +636,13 @@ fn unpacked(dir: &Path, layer: Vec<u8>) -> std::path::PathBuf {
         .fs_path(&digest::of(&layer))
         .unwrap()
 }
+
+#[test]
+fn directories_keep_their_times_though_entries_are_made_in_them() {
+    use std::os::unix::fs::MetadataExt;
+    let d = tempfile::tempdir().unwrap();
+    // simple_layer's entries all carry mtime 0; etc/ comes before its file.
+    let fs = unpacked(d.path(), simple_layer());
+    assert_eq!(std::fs::metadata(fs.join("etc")).unwrap().mtime(), 0);
+    assert_eq!(std::fs::metadata(fs.join("etc/hello")).unwrap().mtime(), 0);
+}
