@@ -136,7 +136,23 @@ impl Runtime {
     /// Like [`Runtime::create`] for an already loaded (possibly adjusted) bundle.
     pub fn create_from(&self, id: &str, bundle: Bundle, opts: CreateOptions) -> Result<Container> {
         validate_id(id)?;
-        let (clone_flags, pid_ns) = check_namespaces(&bundle)?;
+        let (mut clone_flags, pid_ns) = check_namespaces(&bundle)?;
+        // Asked before the thread below exists: a Wasm init may be forked
+        // from a process single-threaded but for that thread, once joined.
+        let single_threaded = crate::spawn::single_threaded();
+        // A new network namespace costs the kernel ~0.7 ms: it is made now,
+        // on a thread of ours, while the rest of the create runs, instead
+        // of on the init's path; the init joins it by path. Should we fail
+        // before the join, the thread's handle closes with it.
+        let early_net = (clone_flags & libc::CLONE_NEWNET != 0)
+            .then(|| {
+                std::thread::Builder::new()
+                    .name("netns".into())
+                    .stack_size(64 << 10)
+                    .spawn(crate::netdev::new_namespace)
+                    .ok()
+            })
+            .flatten();
         // Compiled here, so a bad profile fails before anything exists.
         let seccomp = match bundle
             .spec
@@ -231,9 +247,26 @@ impl Runtime {
             .as_ref()
             .and_then(|r| r.memory().as_ref())
             .and_then(|m| m.limit());
+        let mut spec = bundle.spec.clone();
+        // Kept open until the init has joined it (it reports ready).
+        let _netns = match early_net.map(|t| t.join()) {
+            Some(Ok(made)) => {
+                let fd = made.map_err(|e| Error::io("making the network namespace", e))?;
+                let path = format!(
+                    "/proc/{}/fd/{}",
+                    std::process::id(),
+                    std::os::fd::AsRawFd::as_raw_fd(&fd)
+                );
+                join_network_at(&mut spec, path.into());
+                clone_flags &= !libc::CLONE_NEWNET;
+                Some(fd)
+            }
+            // The thread panicked: the init makes its own, as without one.
+            Some(Err(_)) | None => None,
+        };
         let cfg = InitConfig {
             id: id.to_string(),
-            spec: bundle.spec.clone(),
+            spec,
             bundle: bundle.dir.clone(),
             rootfs: bundle.rootfs.clone(),
             entrypoint: ep.inside.clone(),
@@ -259,7 +292,7 @@ impl Runtime {
             && ep.kind == PayloadKind::Wasm
             && pid_ns.is_none()
             && crate::init::runs_wasm()
-            && crate::spawn::single_threaded()
+            && single_threaded
         {
             Start::Fork
         } else {
@@ -449,6 +482,19 @@ impl Drop for Undo {
 /// Which namespaces the clone creates, and the pid namespace it joins
 /// instead of making one (a pod's shared, or the host's); rejects what the
 /// runtime can't do.
+/// Points the spec's new network namespace at `path`, to be joined.
+fn join_network_at(spec: &mut oci_spec::runtime::Spec, path: PathBuf) {
+    let namespaces = spec
+        .linux_mut()
+        .as_mut()
+        .and_then(|l| l.namespaces_mut().as_mut());
+    for ns in namespaces.into_iter().flatten() {
+        if ns.typ() == LinuxNamespaceType::Network && ns.path().is_none() {
+            ns.set_path(Some(path.clone()));
+        }
+    }
+}
+
 fn check_namespaces(bundle: &Bundle) -> Result<(libc::c_int, Option<PathBuf>)> {
     let namespaces = bundle
         .spec

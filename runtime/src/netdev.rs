@@ -32,3 +32,16 @@ pub fn loopback_up() -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Makes a new network namespace with `lo` up, on the calling thread
+/// (`unshare` moves only this thread into it), and returns a handle on
+/// it: the namespace lives while the handle is open. Meant for a thread
+/// of its own, which then ends.
+pub(crate) fn new_namespace() -> io::Result<std::os::fd::OwnedFd> {
+    // SAFETY: plain unshare(2) of this thread's network namespace.
+    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    loopback_up()?;
+    Ok(std::fs::File::open("/proc/thread-self/ns/net")?.into())
+}
