@@ -204,6 +204,7 @@ impl Runtime {
         let mut undo = Undo {
             dir: Some(dir.clone()),
             cgroup: None,
+            making: None,
             pid: None,
         };
         let cgroup = Cgroup::open(&cgroup_path)?;
@@ -235,6 +236,44 @@ impl Runtime {
                     .unwrap_or_default(),
             )
         };
+        let start = if self.config.fork_wasm_init
+            && ep.kind == PayloadKind::Wasm
+            && pid_ns.is_none()
+            && crate::init::runs_wasm()
+            && single_threaded
+        {
+            Start::Fork
+        } else {
+            Start::Exec
+        };
+        // The cgroup is made on a thread of ours while the rest of create
+        // (and, for an exec'd init, the clone and exec) runs, so the init
+        // rarely waits for CGROUP_READY. A forked init needs us
+        // single-threaded at the clone: the thread is joined before it.
+        // systemd's scope needs the init's pid: it comes after.
+        if !cgroup.is_systemd() {
+            let (cg, res) = (cgroup.clone(), resources.clone());
+            let linux = bundle.spec.linux().as_ref();
+            let rules = res
+                .as_ref()
+                .and_then(|r| r.devices().clone())
+                .unwrap_or_default();
+            let listed = linux.and_then(|l| l.devices().clone()).unwrap_or_default();
+            // Set first: should we fail, Undo joins the thread, then
+            // removes whatever of the cgroup it made.
+            undo.cgroup = Some(cgroup.clone());
+            undo.making = std::thread::Builder::new()
+                .name("cgroup".into())
+                .stack_size(256 << 10)
+                .spawn(move || -> Result<()> {
+                    cg.create()?;
+                    if let Some(r) = &res {
+                        cg.apply(r)?;
+                    }
+                    cg.limit_devices(&rules, &listed)
+                })
+                .ok();
+        }
         if let Some(prog) = &seccomp {
             // Exec'd processes get the same filter (see `Container::exec`).
             let file = dir.join(SECCOMP_FILE);
@@ -288,16 +327,6 @@ impl Runtime {
         };
         let cfg_self_joins = cfg.self_join.is_some();
         let exe = self.config.init_exe_for(ep.kind);
-        let start = if self.config.fork_wasm_init
-            && ep.kind == PayloadKind::Wasm
-            && pid_ns.is_none()
-            && crate::init::runs_wasm()
-            && single_threaded
-        {
-            Start::Fork
-        } else {
-            Start::Exec
-        };
         // The config goes first (a forked init has it in its copy of our
         // memory): the init reads it, brings lo up and finds its module
         // while we make the cgroup, and waits for CGROUP_READY before
@@ -311,6 +340,10 @@ impl Runtime {
                 serde_json::to_vec(&InitMessage::Create(Box::new(cfg))).expect("config serialises"),
             ),
         };
+        let mut early_cgroup = None;
+        if start == Start::Fork {
+            early_cgroup = undo.making.take().map(|t| t.join());
+        }
         let spawned = spawn_init(exe, id, clone_flags, pid_ns.as_deref(), &stdio, start);
         drop(crate::init::take_fork_config());
         let (pid, sock) = spawned?;
@@ -325,19 +358,23 @@ impl Runtime {
         }
         // The cgroup is made while the init execs and sets up what needs
         // none (it waits for CGROUP_READY, sent below, before it joins).
-        if cgroup.is_systemd() {
+        if let Some(made) = early_cgroup.or_else(|| undo.making.take().map(|t| t.join())) {
+            made.unwrap_or_else(|_| Err(init_err("making the cgroup: thread panicked".into())))?;
+        } else if cgroup.is_systemd() {
             // systemd's scope takes the init at once, whatever its payload,
             // and before the init sets up (it mounts the scope's cgroup);
             // a scope exists only with a process in it.
             cgroup.start_scope(pid, resources.as_ref())?;
+            limit_devices(&cgroup)?;
         } else {
+            // No thread could be started: made here.
             cgroup.create()?;
             undo.cgroup = Some(cgroup.clone());
             if let Some(res) = &resources {
                 cgroup.apply(res)?;
             }
+            limit_devices(&cgroup)?;
         }
-        limit_devices(&cgroup)?;
         (&sock)
             .write_all(&[crate::sync::CGROUP_READY])
             .map_err(|e| init_err(format!("sync socket: {e}")))?;
@@ -453,6 +490,8 @@ impl Runtime {
 struct Undo {
     dir: Option<PathBuf>,
     cgroup: Option<Cgroup>,
+    /// The thread making `cgroup`, until joined.
+    making: Option<std::thread::JoinHandle<Result<()>>>,
     pid: Option<i32>,
 }
 
@@ -466,6 +505,10 @@ impl Undo {
 
 impl Drop for Undo {
     fn drop(&mut self) {
+        // Whatever the thread makes is removed below, so it ends first.
+        if let Some(t) = self.making.take() {
+            let _ = t.join();
+        }
         if let Some(pid) = self.pid {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
             let _ = waitpid(Pid::from_raw(pid), None);
