@@ -374,13 +374,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
     let reg = || registry::options(&cli.globals.root, &cli.globals.insecure_registries);
     match cli.command {
         Command::Run(opts) => {
-            // Docker's habit: an image the store lacks is pulled first.
-            if let (None, Some(image)) = (&opts.bundle, opts.rest.first()) {
-                let store = store()?;
-                if registry::missing(&store, image) {
-                    registry::pull_for_run(&store, reg()?, image)?;
-                }
-            }
+            pull_for(&opts, &store, &reg)?;
             run::run(&engine, *opts)
         }
         Command::Pull {
@@ -399,6 +393,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
         Command::Logout { server } => registry::logout(reg()?, &server).map(|()| 0),
         Command::Tag { source, target } => registry::tag(&store()?, &source, &target).map(|()| 0),
         Command::Create(opts) => {
+            pull_for(&opts, &store, &reg)?;
             let rec = engine.create(&opts)?;
             println!("{}", rec.id);
             Ok(0)
@@ -412,4 +407,28 @@ fn dispatch(cli: Cli) -> Result<u8> {
         Command::Volume { command } => network::volume(&engine, command),
         other => containers::run(&engine, other),
     }
+}
+
+/// Docker's habit for `run` and `create`: the image is pulled first when
+/// the store lacks it (`--pull missing`, the default), every time
+/// (`always`), or never; `--platform` picks it from an index.
+fn pull_for(
+    opts: &RunOptions,
+    store: &dyn Fn() -> Result<amphi_images::Store>,
+    reg: &dyn Fn() -> Result<amphi_images::registry::RegistryOptions>,
+) -> Result<()> {
+    let (None, Some(image)) = (&opts.bundle, opts.rest.first()) else {
+        return Ok(());
+    };
+    let store = store()?;
+    let missing = registry::missing(&store, image);
+    let pull = match opts.pull.as_deref() {
+        Some("never") => false,
+        Some("always") => missing || !registry::is_archive(image),
+        _ => missing,
+    };
+    if pull {
+        registry::pull_for_run(&store, reg()?, image, opts.platform.clone(), missing)?;
+    }
+    Ok(())
 }

@@ -145,8 +145,7 @@ pub fn pull(
 /// Whether `image` (as `amphi run` takes it) must be pulled first: a
 /// reference the store lacks, not a path to an archive.
 pub fn missing(store: &Store, image: &str) -> bool {
-    let path = Path::new(image);
-    if image.contains('/') && path.exists() || image.ends_with(".tar") {
+    if is_archive(image) {
         return false;
     }
     matches!(
@@ -156,12 +155,21 @@ pub fn missing(store: &Store, image: &str) -> bool {
 }
 
 /// `amphi run`'s pull of an image it lacks, reported on stderr as Docker does.
-pub fn pull_for_run(store: &Store, opts: RegistryOptions, image: &str) -> Result<()> {
-    eprintln!("Unable to find image '{image}' locally");
+pub fn pull_for_run(
+    store: &Store,
+    opts: RegistryOptions,
+    image: &str,
+    platform: Option<String>,
+    missing: bool,
+) -> Result<()> {
+    if missing {
+        eprintln!("Unable to find image '{image}' locally");
+    }
     let r = registry::pull(
         store,
         image,
         &PullOptions {
+            platform,
             registry: opts,
             ..PullOptions::default()
         },
@@ -169,8 +177,17 @@ pub fn pull_for_run(store: &Store, opts: RegistryOptions, image: &str) -> Result
     )
     .with_context(|| format!("pulling {image}"))?;
     eprintln!("Digest: {}", r.digest);
-    eprintln!("Status: Downloaded newer image for {}", familiar(&r.name));
+    if r.up_to_date {
+        eprintln!("Status: Image is up to date for {}", familiar(&r.name));
+    } else {
+        eprintln!("Status: Downloaded newer image for {}", familiar(&r.name));
+    }
     Ok(())
+}
+
+/// Whether `image` names an archive on disk rather than a reference.
+pub fn is_archive(image: &str) -> bool {
+    image.contains('/') && Path::new(image).exists() || image.ends_with(".tar")
 }
 
 /// `amphi push`.

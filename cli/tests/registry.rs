@@ -543,6 +543,69 @@ fn pull_run_and_push_round_trip_with_skopeo() {
         "{}",
         text(&run.stderr)
     );
+    // --pull never: a missing image is not fetched; always: one present is
+    // checked again; --platform picks the index's Wasm image.
+    let never = amphi(
+        &dirs,
+        &[
+            "run",
+            "--rm",
+            "--pull",
+            "never",
+            &format!("{base}/app:gz"),
+            "true",
+        ],
+    );
+    assert_eq!(never.status.code(), Some(125));
+    assert!(
+        !text(&never.stderr).contains("Unable to find"),
+        "{}",
+        text(&never.stderr)
+    );
+    let always = amphi(
+        &dirs,
+        &[
+            "run",
+            "--rm",
+            "--pull",
+            "always",
+            &format!("{base}/app:zst"),
+            "cat",
+            "/etc/zstd-was-here",
+        ],
+    );
+    assert_eq!(text(&always.stdout), "yes\n", "{}", text(&always.stderr));
+    assert!(
+        text(&always.stderr).contains("Status: Image is up to date"),
+        "{}",
+        text(&always.stderr)
+    );
+    let bad = amphi(&dirs, &["run", "--rm", "--pull", "sometimes", "x"]);
+    assert_eq!(bad.status.code(), Some(125));
+    assert!(
+        text(&bad.stderr).contains("sometimes"),
+        "{}",
+        text(&bad.stderr)
+    );
+    let wasm = amphi(
+        &dirs,
+        &[
+            "run",
+            "--rm",
+            "--pull",
+            "always",
+            "--platform",
+            "wasip1/wasm",
+            &format!("{base}/app:multi"),
+        ],
+    );
+    assert_eq!(
+        text(&wasm.stdout),
+        "Hello from Wasm!\n",
+        "{}",
+        text(&wasm.stderr)
+    );
+    ok(&dirs, &["pull", &format!("{base}/app:multi")]);
     // The shared layer was not fetched again.
     let again = ok(&dirs, &["pull", &format!("{base}/app:multi")]);
     assert!(again.contains("Status: Image is up to date"), "{again}");

@@ -114,6 +114,16 @@ pub struct RunOptions {
     /// Run this OCI runtime bundle (config.json + rootfs).
     #[cfg_attr(feature = "clap", arg(long))]
     pub bundle: Option<PathBuf>,
+    /// When to pull the image first, as Docker's `--pull`: missing (the
+    /// default), always, or never.
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, value_parser = ["always", "missing", "never"])
+    )]
+    pub pull: Option<String>,
+    /// The platform (OS/ARCH[/VARIANT]) to pull from an index.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub platform: Option<String>,
     /// Add a capability (e.g. NET_ADMIN, or ALL).
     #[cfg_attr(feature = "clap", arg(long = "cap-add"))]
     pub cap_add: Vec<String>,
