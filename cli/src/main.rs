@@ -53,8 +53,9 @@ struct Globals {
 }
 
 /// Docker's top-level shorthands of image commands (`docker images`,
-/// `rmi`, `load`, `save`, `import`) as amphi's `image` subcommands, so a
-/// Docker user's habit works; the global options may come first.
+/// `rmi`, `load`, `save`, `import`) as amphi's `image` subcommands, and
+/// its `container VERB` forms as amphi's verbs (`container ls` is `ps`),
+/// so a Docker user's habit works; the global options may come first.
 fn docker_shorthands(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     let mut i = 1;
     while let Some(a) = args.get(i).and_then(|a| a.to_str()) {
@@ -68,6 +69,20 @@ fn docker_shorthands(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsStrin
             }
             _ => break,
         }
+    }
+    if args.get(i).is_some_and(|a| a == "container") {
+        let verb = match args.get(i + 1).and_then(|a| a.to_str()) {
+            Some("ls" | "list" | "ps") => "ps",
+            Some(
+                v @ ("run" | "create" | "start" | "stop" | "restart" | "kill" | "rm" | "wait"
+                | "inspect" | "top" | "cp" | "commit" | "logs" | "attach" | "exec" | "export"
+                | "stats"),
+            ) => v,
+            _ => return args,
+        };
+        let verb = std::ffi::OsString::from(verb);
+        args.splice(i..=i + 1, [verb]);
+        return args;
     }
     let sub = match args.get(i).and_then(|a| a.to_str()) {
         Some("images") => "ls",

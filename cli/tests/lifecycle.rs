@@ -840,3 +840,31 @@ fn cap_net_raw() -> Vec<u8> {
     v.extend_from_slice(&[0u8; 12]);
     v
 }
+
+#[test]
+fn docker_container_verbs_are_amphis() {
+    let b = Box_::new();
+    let n = unique_id("verbs");
+    let id = b.ok(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        &n,
+        "bb:1",
+        "sleep",
+        "600",
+    ]);
+    let ls = b.ok(&["container", "ls"]);
+    assert!(ls.starts_with("CONTAINER ID") && ls.contains(&n), "{ls}");
+    assert_eq!(b.ok(&["container", "ps", "-q"]).trim(), &id.trim()[..12]);
+    assert_eq!(b.ok(&["container", "exec", &n, "echo", "in"]), "in\n");
+    let v: Value = serde_json::from_str(&b.ok(&["container", "inspect", &n])).unwrap();
+    assert_eq!(v[0]["State"]["Running"], true);
+    b.ok(&["container", "rm", "-f", &n]);
+    // A verb Docker has and amphi does not is clap's one-line error.
+    let out = b.amphi(&["container", "frobnicate"]);
+    assert_eq!(out.status.code(), Some(125));
+    let ids = b.ids();
+    b.assert_clean(&ids);
+}
