@@ -439,7 +439,7 @@ fn pull_for(
     let missing = registry::missing(&store, image);
     let pull = match opts.pull.as_deref() {
         Some("never") => false,
-        Some("always") => missing || !registry::is_archive(image),
+        Some("always") => !registry::is_archive(image),
         _ => missing,
     };
     if pull {

@@ -224,18 +224,17 @@ impl Runtime {
             .linux()
             .as_ref()
             .and_then(|l| l.resources().clone());
-        let limit_devices = |cgroup: &Cgroup| -> Result<()> {
-            let linux = bundle.spec.linux().as_ref();
-            cgroup.limit_devices(
-                resources
-                    .as_ref()
-                    .and_then(|r| r.devices().as_deref())
-                    .unwrap_or_default(),
-                linux
-                    .and_then(|l| l.devices().as_deref())
-                    .unwrap_or_default(),
-            )
-        };
+        // The devices cgroup's rules: the spec's, and its listed devices.
+        let device_rules = resources
+            .as_ref()
+            .and_then(|r| r.devices().clone())
+            .unwrap_or_default();
+        let devices = bundle
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.devices().clone())
+            .unwrap_or_default();
         let start = if self.config.fork_wasm_init
             && ep.kind == PayloadKind::Wasm
             && pid_ns.is_none()
@@ -253,25 +252,14 @@ impl Runtime {
         // systemd's scope needs the init's pid: it comes after.
         if !cgroup.is_systemd() {
             let (cg, res) = (cgroup.clone(), resources.clone());
-            let linux = bundle.spec.linux().as_ref();
-            let rules = res
-                .as_ref()
-                .and_then(|r| r.devices().clone())
-                .unwrap_or_default();
-            let listed = linux.and_then(|l| l.devices().clone()).unwrap_or_default();
+            let (rules, listed) = (device_rules.clone(), devices.clone());
             // Set first: should we fail, Undo joins the thread, then
             // removes whatever of the cgroup it made.
             undo.cgroup = Some(cgroup.clone());
             undo.making = std::thread::Builder::new()
                 .name("cgroup".into())
                 .stack_size(256 << 10)
-                .spawn(move || -> Result<()> {
-                    cg.create()?;
-                    if let Some(r) = &res {
-                        cg.apply(r)?;
-                    }
-                    cg.limit_devices(&rules, &listed)
-                })
+                .spawn(move || make_cgroup(&cg, res.as_ref(), &rules, &listed))
                 .ok();
         }
         if let Some(prog) = &seccomp {
@@ -356,8 +344,8 @@ impl Runtime {
             crate::sync::send_config(&sock, &config)
                 .map_err(|e| init_err(format!("sending config to init: {e}")))?;
         }
-        // The cgroup is made while the init execs and sets up what needs
-        // none (it waits for CGROUP_READY, sent below, before it joins).
+        // The init sets up what needs no cgroup meanwhile (it waits for
+        // CGROUP_READY, sent below, before it joins).
         if let Some(made) = early_cgroup.or_else(|| undo.making.take().map(|t| t.join())) {
             made.unwrap_or_else(|_| Err(init_err("making the cgroup: thread panicked".into())))?;
         } else if cgroup.is_systemd() {
@@ -365,15 +353,10 @@ impl Runtime {
             // and before the init sets up (it mounts the scope's cgroup);
             // a scope exists only with a process in it.
             cgroup.start_scope(pid, resources.as_ref())?;
-            limit_devices(&cgroup)?;
+            cgroup.limit_devices(&device_rules, &devices)?;
         } else {
             // No thread could be started: made here.
-            cgroup.create()?;
-            undo.cgroup = Some(cgroup.clone());
-            if let Some(res) = &resources {
-                cgroup.apply(res)?;
-            }
-            limit_devices(&cgroup)?;
+            make_cgroup(&cgroup, resources.as_ref(), &device_rules, &devices)?;
         }
         (&sock)
             .write_all(&[crate::sync::CGROUP_READY])
@@ -522,9 +505,6 @@ impl Drop for Undo {
     }
 }
 
-/// Which namespaces the clone creates, and the pid namespace it joins
-/// instead of making one (a pod's shared, or the host's); rejects what the
-/// runtime can't do.
 /// Points the spec's new network namespace at `path`, to be joined.
 fn join_network_at(spec: &mut oci_spec::runtime::Spec, path: PathBuf) {
     let namespaces = spec
@@ -538,6 +518,24 @@ fn join_network_at(spec: &mut oci_spec::runtime::Spec, path: PathBuf) {
     }
 }
 
+/// Makes a non-systemd cgroup (every hierarchy, for v1) with the spec's
+/// limits and device rules.
+fn make_cgroup(
+    cgroup: &Cgroup,
+    resources: Option<&oci_spec::runtime::LinuxResources>,
+    rules: &[oci_spec::runtime::LinuxDeviceCgroup],
+    devices: &[oci_spec::runtime::LinuxDevice],
+) -> Result<()> {
+    cgroup.create()?;
+    if let Some(r) = resources {
+        cgroup.apply(r)?;
+    }
+    cgroup.limit_devices(rules, devices)
+}
+
+/// Which namespaces the clone creates, and the pid namespace it joins
+/// instead of making one (a pod's shared, or the host's); rejects what the
+/// runtime can't do.
 fn check_namespaces(bundle: &Bundle) -> Result<(libc::c_int, Option<PathBuf>)> {
     let namespaces = bundle
         .spec
