@@ -27,7 +27,12 @@ pub fn winsize_path(dir: &Path) -> PathBuf {
     dir.join("winsize")
 }
 
-nix::ioctl_write_ptr_bad!(set_winsize, libc::TIOCSWINSZ, libc::winsize);
+nix::ioctl_write_ptr_bad!(
+    /// Sets a terminal's window size (TIOCSWINSZ).
+    set_winsize,
+    libc::TIOCSWINSZ,
+    libc::winsize
+);
 
 /// A watcher's side of a detached container's streams.
 pub(crate) struct DetachedIo {

@@ -16,6 +16,7 @@
 //! [`commit`], [`prune`], and the spec building in `bundle`, `spec`,
 //! [`flags`], [`security`], [`seccomp_profile`] and [`process_opts`].
 
+#![warn(missing_docs)]
 #![recursion_limit = "256"]
 
 pub mod bundle;

@@ -11,6 +11,8 @@
 //! native, `/NAME.wasm` for Wasm modules and components) plus
 //! `/etc/message`, so one bundle can run any of them by its args.
 
+#![warn(missing_docs)]
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};

@@ -7,13 +7,20 @@ pub enum Error {
     /// A filesystem operation failed.
     #[error("{path}: {source}")]
     Io {
+        /// The path operated on.
         path: PathBuf,
+        /// The OS error.
         #[source]
         source: std::io::Error,
     },
     /// Content did not hash to the digest it claimed.
     #[error("digest mismatch: expected {expected}, content hashes to {actual}")]
-    DigestMismatch { expected: String, actual: String },
+    DigestMismatch {
+        /// The digest claimed.
+        expected: String,
+        /// The digest of the content.
+        actual: String,
+    },
     /// A digest string is not `sha256:` + 64 lowercase hex digits.
     #[error("invalid digest {0:?}")]
     InvalidDigest(String),

@@ -7,6 +7,8 @@
 //! archive writing (`image save`) and packing a Wasm module into a runnable
 //! image (`image pack --wasm`).
 
+#![warn(missing_docs)]
+
 pub mod archive;
 pub mod digest;
 mod error;

@@ -15,40 +15,72 @@ pub enum Error {
     NotFound(String),
     /// The bundle (config.json or rootfs) is missing or malformed.
     #[error("bundle {path}: {msg}")]
-    Bundle { path: PathBuf, msg: String },
+    Bundle {
+        /// The bundle's directory or file.
+        path: PathBuf,
+        /// What is wrong with it.
+        msg: String,
+    },
     /// The spec asks for something invalid or unsupported.
     #[error("invalid spec: {0}")]
     Spec(String),
     /// The entrypoint cannot be run.
     #[error("entrypoint {path}: {msg}")]
-    Entrypoint { path: String, msg: String },
+    Entrypoint {
+        /// The entrypoint as the spec names it.
+        path: String,
+        /// Why it cannot run.
+        msg: String,
+    },
     /// A Wasm module failed to compile or load.
     #[error("wasm module {path}: {msg}")]
-    Wasm { path: PathBuf, msg: String },
+    Wasm {
+        /// The module's file.
+        path: PathBuf,
+        /// The engine's complaint.
+        msg: String,
+    },
     /// A cgroup operation failed.
     #[error("cgroup {path}: {msg}")]
-    Cgroup { path: PathBuf, msg: String },
+    Cgroup {
+        /// The cgroup's directory.
+        path: PathBuf,
+        /// What failed.
+        msg: String,
+    },
     /// The container's init reported a failure while setting up the sandbox.
     #[error("container {id}: {msg}")]
-    Init { id: String, msg: String },
+    Init {
+        /// The container.
+        id: String,
+        /// The init's report.
+        msg: String,
+    },
     /// The operation does not fit the container's current status.
     #[error("container {id} is {status}: {msg}")]
     BadStatus {
+        /// The container.
         id: String,
+        /// Its current status.
         status: String,
+        /// What the operation needs.
         msg: String,
     },
     /// A filesystem operation failed.
     #[error("{path}: {source}")]
     Io {
+        /// The path operated on.
         path: PathBuf,
+        /// The OS error.
         #[source]
         source: std::io::Error,
     },
     /// A system call failed.
     #[error("{what}: {source}")]
     Sys {
+        /// The call and its arguments.
         what: String,
+        /// The errno.
         #[source]
         source: nix::Error,
     },

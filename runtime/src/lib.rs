@@ -10,6 +10,8 @@
 //! A front end that passes no Wasm engine there links none of wasmtime and
 //! names a helper binary for Wasm inits ([`RuntimeConfig::wasm_init_exe`]).
 
+#![warn(missing_docs)]
+
 pub mod bundle;
 pub mod cgroup;
 mod container;

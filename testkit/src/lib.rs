@@ -1,6 +1,8 @@
 //! Test support shared by amphi's test suites: unique container ids,
 //! per-test directories, and the leak check every test ends with.
 
+#![warn(missing_docs)]
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
