@@ -5,6 +5,7 @@ mod containers;
 mod format;
 mod image;
 mod network;
+mod ps;
 mod registry;
 mod run;
 mod system;
@@ -186,7 +187,7 @@ enum Command {
         ids: Vec<String>,
     },
     /// List containers.
-    Ps(containers::PsArgs),
+    Ps(ps::PsArgs),
     /// Show containers or images as JSON (Docker's shape).
     Inspect {
         /// Go-template-like format, e.g. '{{.State.Status}}'.
