@@ -105,15 +105,14 @@ pub fn apply(bundle: Bundle, id: &str, a: &RunOptions, args: Option<&[String]>) 
     // Without -t the container shares amphi's own stdio (a terminal
     // included); with it, a console of its own that amphi relays.
     v["process"]["terminal"] = json!(a.tty);
-    if !a.env.is_empty() {
+    if !a.env.is_empty() || !a.env_files.is_empty() {
         let mut env: Vec<String> =
             serde_json::from_value(v["process"]["env"].take()).unwrap_or_default();
-        for kv in &a.env {
-            let Some((k, _)) = kv.split_once('=') else {
-                bail!("bad -e {kv:?}: use KEY=VALUE")
-            };
-            env.retain(|e| e.split_once('=').map(|(ek, _)| ek) != Some(k));
-            env.push(kv.clone());
+        // The caller's environment now: the spec keeps what it resolved to.
+        for kv in crate::env::resolve(&a.env_files, &a.env, |k| std::env::var(k).ok())? {
+            let k = kv.split_once('=').map(|(k, _)| k.to_string());
+            env.retain(|e| e.split_once('=').map(|(ek, _)| ek) != k.as_deref());
+            env.push(kv);
         }
         v["process"]["env"] = json!(env);
     }
@@ -135,24 +134,36 @@ pub fn apply(bundle: Bundle, id: &str, a: &RunOptions, args: Option<&[String]>) 
         &a.group_add,
         &a.ulimits,
     )?;
+    crate::kernel_opts::apply(&mut v, a)?;
     if a.read_only {
         v["root"]["readonly"] = json!(true);
     }
     obj(&mut v, "linux");
     obj(&mut v["linux"], "resources");
     let res = &mut v["linux"]["resources"];
-    if let Some(m) = &a.memory {
-        let bytes = units::parse_bytes(m)?;
-        obj(res, "memory");
-        // No swap on top, so the limit is the limit.
-        res["memory"]["limit"] = json!(bytes);
-        res["memory"]["swap"] = json!(bytes);
-    }
+    apply_memory(res, a)?;
     if let Some(c) = &a.cpus {
         let (quota, period) = units::parse_cpus(c)?;
         obj(res, "cpu");
         res["cpu"]["quota"] = json!(quota);
         res["cpu"]["period"] = json!(period);
+    }
+    if let Some(s) = a.cpu_shares {
+        if !(2..=262_144).contains(&s) {
+            bail!("bad --cpu-shares {s}: must be between 2 and 262144");
+        }
+        obj(res, "cpu");
+        res["cpu"]["shares"] = json!(s);
+    }
+    for (flag, value, key) in [
+        ("--cpuset-cpus", &a.cpuset_cpus, "cpus"),
+        ("--cpuset-mems", &a.cpuset_mems, "mems"),
+    ] {
+        if let Some(list) = value {
+            check_cpu_list(flag, list)?;
+            obj(res, "cpu");
+            res["cpu"][key] = json!(list);
+        }
     }
     if let Some(p) = a.pids_limit {
         if p <= 0 {
@@ -165,6 +176,70 @@ pub fn apply(bundle: Bundle, id: &str, a: &RunOptions, args: Option<&[String]>) 
     }
     let spec: Spec = serde_json::from_value(v).context("applying flags to the spec")?;
     Ok(Bundle::from_spec(bundle.dir, spec)?)
+}
+
+/// `-m`, `--memory-swap` and `--memory-reservation`, as Docker reads
+/// them: the swap figure is memory and swap together, -1 for unlimited
+/// swap; without it a limit allows no swap on top.
+fn apply_memory(res: &mut Value, a: &RunOptions) -> Result<()> {
+    let limit = a.memory.as_deref().map(units::parse_bytes).transpose()?;
+    let swap = match a.memory_swap.as_deref() {
+        None => limit,
+        Some(_) if limit.is_none() => {
+            bail!("--memory-swap needs --memory (the limit it adds swap to)")
+        }
+        Some("-1") => Some(-1),
+        Some(s) => {
+            let total = units::parse_bytes(s)?;
+            if limit.is_some_and(|l| total < l) {
+                bail!("bad --memory-swap {s}: must be at least --memory (it is memory and swap together)");
+            }
+            Some(total)
+        }
+    };
+    let reservation = a
+        .memory_reservation
+        .as_deref()
+        .map(units::parse_bytes)
+        .transpose()?;
+    if let (Some(r), Some(l)) = (reservation, limit) {
+        if r > l {
+            bail!("bad --memory-reservation: must be at most --memory");
+        }
+    }
+    if limit.is_none() && reservation.is_none() {
+        return Ok(());
+    }
+    if !res["memory"].is_object() {
+        res["memory"] = json!({});
+    }
+    if let Some(l) = limit {
+        res["memory"]["limit"] = json!(l);
+    }
+    if let Some(s) = swap {
+        res["memory"]["swap"] = json!(s);
+    }
+    if let Some(r) = reservation {
+        res["memory"]["reservation"] = json!(r);
+    }
+    Ok(())
+}
+
+/// A cpuset list: numbers and ranges, comma-separated (e.g. 0-2,4).
+fn check_cpu_list(flag: &str, list: &str) -> Result<()> {
+    let ok = !list.is_empty()
+        && list.split(',').all(|part| {
+            let mut ends = part.splitn(2, '-').map(|n| n.parse::<u32>());
+            match (ends.next(), ends.next()) {
+                (Some(Ok(_)), None) => true,
+                (Some(Ok(a)), Some(Ok(b))) => a <= b,
+                _ => false,
+            }
+        });
+    if !ok {
+        bail!("bad {flag} {list:?}: use numbers and ranges, e.g. 0-1 or 0,2");
+    }
+    Ok(())
 }
 
 /// The cgroups path of `--cgroup-parent`: a slice means systemd's

@@ -237,6 +237,20 @@ fn container_json(root: &Path, rec: &Record, dir: &Path, spec: &Value, image: &V
         .as_deref()
         .and_then(|m| crate::units::parse_bytes(m).ok())
         .unwrap_or(0);
+    let bytes = |v: &Option<String>| -> i64 {
+        match v.as_deref() {
+            Some("-1") => -1,
+            v => v
+                .and_then(|m| crate::units::parse_bytes(m).ok())
+                .unwrap_or(0),
+        }
+    };
+    let sysctls: serde_json::Map<String, Value> = o
+        .sysctls
+        .iter()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
     let nano_cpus = o
         .cpus
         .as_deref()
@@ -296,7 +310,19 @@ fn container_json(root: &Path, rec: &Record, dir: &Path, spec: &Value, image: &V
             "ReadonlyRootfs": o.read_only,
             "SecurityOpt": o.security_opt,
             "Memory": memory,
+            // Without --memory-swap a limit allows no swap on top.
+            "MemorySwap": if o.memory_swap.is_some() { bytes(&o.memory_swap) } else { memory },
+            "MemoryReservation": bytes(&o.memory_reservation),
             "NanoCpus": nano_cpus,
+            "CpuShares": o.cpu_shares.unwrap_or(0),
+            "CpusetCpus": o.cpuset_cpus.clone().unwrap_or_default(),
+            "CpusetMems": o.cpuset_mems.clone().unwrap_or_default(),
+            "ShmSize": o.shm_size.as_ref().map_or(64 << 20, |s| bytes(&Some(s.clone()))),
+            "Sysctls": sysctls,
+            "OomScoreAdj": o.oom_score_adj.unwrap_or(0),
+            "PidMode": o.pid.clone().unwrap_or_default(),
+            "IpcMode": o.ipc.clone().unwrap_or_else(|| "private".into()),
+            "UTSMode": o.uts.clone().unwrap_or_default(),
             "PidsLimit": o.pids_limit,
             "Devices": o.devices.iter().map(|d| {
                 let mut p = d.splitn(3, ':');

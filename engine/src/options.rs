@@ -30,6 +30,11 @@ pub struct RunOptions {
     /// Set an environment variable (K=V).
     #[cfg_attr(feature = "clap", arg(short = 'e', long = "env"))]
     pub env: Vec<String>,
+    /// Read environment variables from a file: one KEY=VALUE per line (a
+    /// bare KEY takes the caller's value; `#` lines are comments). Read
+    /// before `-e`, which wins.
+    #[cfg_attr(feature = "clap", arg(long = "env-file"))]
+    pub env_files: Vec<PathBuf>,
     /// Set a label (K=V, or K for an empty value).
     #[cfg_attr(feature = "clap", arg(short = 'l', long = "label"))]
     pub labels: Vec<String>,
@@ -83,6 +88,42 @@ pub struct RunOptions {
     /// Maximum number of processes.
     #[cfg_attr(feature = "clap", arg(long))]
     pub pids_limit: Option<i64>,
+    /// Memory plus swap: the limit of both together (-1: unlimited swap);
+    /// needs --memory. Default: no swap beyond --memory.
+    #[cfg_attr(feature = "clap", arg(long, allow_hyphen_values = true))]
+    pub memory_swap: Option<String>,
+    /// A soft memory limit, reclaimed to under contention.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub memory_reservation: Option<String>,
+    /// The CPU weight relative to other containers (default 1024).
+    #[cfg_attr(feature = "clap", arg(short = 'c', long))]
+    pub cpu_shares: Option<u64>,
+    /// CPUs the container may run on, e.g. 0-1 or 0,2.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes the container may use, e.g. 0.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub cpuset_mems: Option<String>,
+    /// The size of /dev/shm, e.g. 256m (default 64m).
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub shm_size: Option<String>,
+    /// A namespaced kernel parameter: KEY=VALUE (net.*, kernel.shm*,
+    /// kernel.msg*, kernel.sem, fs.mqueue.*).
+    #[cfg_attr(feature = "clap", arg(long = "sysctl"))]
+    pub sysctls: Vec<String>,
+    /// The OOM killer's preference for this container (-1000 to 1000).
+    #[cfg_attr(feature = "clap", arg(long, allow_hyphen_values = true))]
+    pub oom_score_adj: Option<i32>,
+    /// The pid namespace: `host` shares the host's (default: its own).
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub pid: Option<String>,
+    /// The IPC namespace: `host` shares the host's, `private` (the
+    /// default) is its own.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub ipc: Option<String>,
+    /// The UTS namespace (hostname): `host` shares the host's.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub uts: Option<String>,
     /// The container's cgroup parent: a systemd slice (`NAME.slice`: the
     /// container is the transient scope `amphi-<id>.scope` in it, through
     /// systemd, as Docker's systemd driver does) or a cgroupfs path (the

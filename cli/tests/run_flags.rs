@@ -1,0 +1,302 @@
+//! Docker's `run` flags for a container's environment, its share of the
+//! host's kernel and its resources, through real containers of the busybox
+//! image: `--env-file` and `-e KEY` (the caller's value), `--pid`/`--ipc`/
+//! `--uts host`, `--sysctl`, `--shm-size`, `--oom-score-adj`,
+//! `--cpu-shares`, `--cpuset-cpus`, `--memory-reservation` and
+//! `--memory-swap`; bad values are one line and leave nothing behind.
+
+mod common;
+
+use amphi_testkit::unique_id;
+use common::{amphi_cmd, succeeded, text, Bb};
+
+/// `amphi run --rm ARGS` on `bb`'s store with `env` added to amphi's own
+/// environment; its stdout.
+fn run_with_env(bb: &Bb, env: &[(&str, &str)], args: &[&str]) -> String {
+    let mut v = vec!["run", "--rm"];
+    v.extend(args);
+    let mut cmd = amphi_cmd(&bb.dirs, &v);
+    for (k, val) in env {
+        cmd.env(k, val);
+    }
+    cmd.env_remove("AMPHI_TEST_UNSET");
+    succeeded(&v, cmd.output().unwrap())
+}
+
+fn no_containers_left(bb: &Bb) {
+    let left = bb.ok(&["ps", "-aq"]);
+    assert!(left.trim().is_empty(), "containers left: {left}");
+    assert!(common::container_dirs(&bb.dirs).is_empty());
+}
+
+#[test]
+fn environment_from_files_and_the_callers() {
+    let bb = Bb::new();
+    let file = bb.dirs.tmp.path().join("app.env");
+    std::fs::write(
+        &file,
+        "# settings\n\nA=from-file\n  B=\"kept as written\"\nAMPHI_TEST_CALLER\nAMPHI_TEST_UNSET\n",
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let env = run_with_env(
+        &bb,
+        &[("AMPHI_TEST_CALLER", "yes"), ("AMPHI_TEST_FLAG", "also")],
+        &[
+            "--env-file",
+            f,
+            "-e",
+            "A=from-flag",
+            "-e",
+            "AMPHI_TEST_FLAG",
+            "-e",
+            "AMPHI_TEST_UNSET",
+            "bb:1",
+            "env",
+        ],
+    );
+    let lines: Vec<&str> = env.lines().collect();
+    for want in [
+        "A=from-flag",
+        "B=\"kept as written\"",
+        "AMPHI_TEST_CALLER=yes",
+        "AMPHI_TEST_FLAG=also",
+    ] {
+        assert!(lines.contains(&want), "{want} not in:\n{env}");
+    }
+    assert!(!env.contains("AMPHI_TEST_UNSET"), "{env}");
+    assert_eq!(lines.iter().filter(|l| l.starts_with("A=")).count(), 1);
+    // A file that is not there, or a line that is no variable: one line.
+    let missing = bb.dirs.tmp.path().join("missing.env");
+    let err = bb.fails(&[
+        "run",
+        "--rm",
+        "--env-file",
+        missing.to_str().unwrap(),
+        "bb:1",
+        "true",
+    ]);
+    assert!(err.contains("missing.env"), "{err}");
+    std::fs::write(&file, "GOOD=1\nNOT A NAME=2\n").unwrap();
+    let err = bb.fails(&["run", "--rm", "--env-file", f, "bb:1", "true"]);
+    assert!(
+        err.contains("line 2") && err.contains("whitespace"),
+        "{err}"
+    );
+    no_containers_left(&bb);
+}
+
+#[test]
+fn host_namespaces_sysctls_shm_and_oom_score() {
+    let bb = Bb::new();
+    let own = |ns: &str| std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
+    let script = "readlink /proc/self/ns/pid; readlink /proc/self/ns/ipc; readlink /proc/self/ns/uts; hostname; \
+                  cat /proc/self/oom_score_adj /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmni; \
+                  grep ' /dev/shm ' /proc/mounts";
+    let shared = run_with_env(
+        &bb,
+        &[],
+        &[
+            "--network",
+            "none",
+            "--pid",
+            "host",
+            "--ipc",
+            "host",
+            "--uts",
+            "host",
+            "--oom-score-adj",
+            "500",
+            "--sysctl",
+            "net.ipv4.ip_forward=1",
+            "bb:1",
+            "sh",
+            "-c",
+            script,
+        ],
+    );
+    let l: Vec<&str> = shared.lines().collect();
+    assert_eq!(l[0], own("pid").to_str().unwrap(), "{shared}");
+    assert_eq!(l[1], own("ipc").to_str().unwrap(), "{shared}");
+    assert_eq!(l[2], own("uts").to_str().unwrap(), "{shared}");
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(l[3], host_name.trim(), "{shared}");
+    assert_eq!(l[4], "500");
+    // Set in the container's own network namespace, not the host's.
+    assert_eq!(l[5], "1");
+    // The host's /dev/shm, as Docker's --ipc host gives.
+    let size = |line: &str| {
+        line.split([' ', ','])
+            .find(|o| o.starts_with("size="))
+            .map(String::from)
+    };
+    let host_shm = std::fs::read_to_string("/proc/mounts").unwrap();
+    let host_shm = host_shm
+        .lines()
+        .find(|m| m.contains(" /dev/shm "))
+        .map(size);
+    if let Some(host_size) = host_shm {
+        assert_eq!(size(l[7]), host_size, "{shared}");
+    }
+    // By default each is the container's own; --shm-size sizes its /dev/shm
+    // and an IPC sysctl is set in its own IPC namespace.
+    let own_ns = run_with_env(
+        &bb,
+        &[],
+        &[
+            "--network",
+            "none",
+            "--shm-size",
+            "32m",
+            "--sysctl",
+            "kernel.shmmni=1000",
+            "bb:1",
+            "sh",
+            "-c",
+            script,
+        ],
+    );
+    let l: Vec<&str> = own_ns.lines().collect();
+    assert_ne!(l[0], own("pid").to_str().unwrap(), "{own_ns}");
+    assert_ne!(l[1], own("ipc").to_str().unwrap(), "{own_ns}");
+    assert_ne!(l[2], own("uts").to_str().unwrap(), "{own_ns}");
+    assert_eq!(l[6], "1000", "{own_ns}");
+    assert!(l[7].contains("size=32768k"), "{own_ns}");
+    let host_shmmni = std::fs::read_to_string("/proc/sys/kernel/shmmni").unwrap();
+    assert_ne!(host_shmmni.trim(), "1000", "the host's own was changed");
+    // What would reach the host, or is no flag value: one line, nothing made.
+    for (args, says) in [
+        (vec!["--sysctl", "kernel.hostname=x"], "not a namespaced"),
+        (
+            vec!["--network", "host", "--sysctl", "net.ipv4.ip_forward=1"],
+            "--network host",
+        ),
+        (
+            vec!["--ipc", "host", "--sysctl", "kernel.shmmni=1"],
+            "--ipc host",
+        ),
+        (vec!["--uts", "host", "--hostname", "x"], "conflicting"),
+        (vec!["--pid", "sideways"], "bad --pid"),
+        (vec!["--oom-score-adj", "-1001"], "-1000 and 1000"),
+        (vec!["--shm-size", "lots"], "--shm-size"),
+    ] {
+        let mut v = vec!["run", "--rm"];
+        v.extend(&args);
+        v.extend(["bb:1", "true"]);
+        let err = bb.fails(&v);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    no_containers_left(&bb);
+}
+
+/// The container's cgroup directory of `controller` on the host (v1), or
+/// its unified one (v2).
+fn cgroup_dir(pid: &str, controller: &str) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let path = text
+        .lines()
+        .find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+            let hit = if v2 {
+                ctrls.is_empty()
+            } else {
+                ctrls.split(',').any(|c| c == controller)
+            };
+            hit.then(|| path.to_string())
+        })
+        .unwrap_or_else(|| panic!("no {controller} cgroup in {text}"));
+    let base = if v2 {
+        "/sys/fs/cgroup".to_string()
+    } else {
+        format!("/sys/fs/cgroup/{controller}")
+    };
+    std::path::PathBuf::from(base + &path)
+}
+
+#[test]
+fn cpu_shares_cpuset_and_memory_figures_reach_the_cgroup() {
+    let bb = Bb::new();
+    let name = unique_id("res");
+    bb.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "--cpu-shares",
+        "512",
+        "--cpuset-cpus",
+        "0",
+        "-m",
+        "64m",
+        "--memory-reservation",
+        "32m",
+        "bb:1",
+        "sleep",
+        "60",
+    ]);
+    let pid = bb.get(&name, "{{.State.Pid}}");
+    let read = |c: &str, f: &str| {
+        let p = cgroup_dir(&pid, c).join(f);
+        std::fs::read_to_string(&p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .trim()
+            .to_string()
+    };
+    if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        // 512 shares are weight 20 (runc's conversion).
+        assert_eq!(read("cpu", "cpu.weight"), "20");
+        assert_eq!(read("memory", "memory.low"), (32u64 << 20).to_string());
+    } else {
+        assert_eq!(read("cpu", "cpu.shares"), "512");
+        assert_eq!(
+            read("memory", "memory.soft_limit_in_bytes"),
+            (32u64 << 20).to_string()
+        );
+    }
+    assert_eq!(read("cpuset", "cpuset.cpus"), "0");
+    assert_eq!(bb.get(&name, "{{.HostConfig.CpuShares}}"), "512");
+    assert_eq!(bb.get(&name, "{{.HostConfig.CpusetCpus}}"), "0");
+    assert_eq!(
+        bb.get(&name, "{{.HostConfig.MemoryReservation}}"),
+        (32u64 << 20).to_string()
+    );
+    bb.ok(&["rm", "-f", &name]);
+    for (args, says) in [
+        (vec!["--memory-swap", "128m"], "needs --memory"),
+        (
+            vec!["-m", "64m", "--memory-swap", "32m"],
+            "at least --memory",
+        ),
+        (
+            vec!["-m", "64m", "--memory-reservation", "128m"],
+            "at most --memory",
+        ),
+        (vec!["--cpuset-cpus", "0-x"], "bad --cpuset-cpus"),
+        (vec!["--cpu-shares", "1"], "bad --cpu-shares"),
+    ] {
+        let mut v = vec!["run", "--rm"];
+        v.extend(&args);
+        v.extend(["bb:1", "true"]);
+        let err = bb.fails(&v);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    // Unlimited swap on top of the limit is accepted.
+    let out = bb.amphi(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-m",
+        "64m",
+        "--memory-swap",
+        "-1",
+        "bb:1",
+        "true",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    no_containers_left(&bb);
+}
