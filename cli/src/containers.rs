@@ -8,7 +8,7 @@ use std::time::Duration;
 use amphi_engine::commit::CommitOptions;
 use amphi_engine::{units, Engine, Status};
 use anyhow::{bail, Context, Result};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::Command;
 
@@ -116,7 +116,7 @@ pub fn run(engine: &Engine, command: Command) -> Result<u8> {
             Ok(0)
         }
         Command::Attach { id } => attach(engine, &id),
-        Command::Exec { id, cmd } => exec(engine, &id, cmd),
+        Command::Exec(a) => crate::exec::exec(engine, a),
         Command::Export { output, id } => export(engine, &id, &output),
         Command::Stats { id } => {
             let rec = engine.container(&id)?;
@@ -306,32 +306,6 @@ fn attach(engine: &Engine, query: &str) -> Result<u8> {
     follower.join().expect("log follower")?;
     let code = engine.wait(&rec.id)?;
     drop(hold);
-    Ok(code.clamp(0, 255) as u8)
-}
-
-fn exec(engine: &Engine, query: &str, cmd: Vec<String>) -> Result<u8> {
-    let rec = engine.container(query)?;
-    let container = engine.runtime().load(&rec.id)?;
-    let config = container.state().bundle.join("config.json");
-    let spec: Value = serde_json::from_slice(
-        &std::fs::read(&config).with_context(|| format!("reading {}", config.display()))?,
-    )?;
-    let mut process = spec["process"].clone();
-    process["args"] = json!(cmd);
-    process["terminal"] = json!(false);
-    let process = serde_json::from_value(process).context("the container's process spec")?;
-    // The exec'd process is a grandchild: adopt it to reap it.
-    nix::sys::prctl::set_child_subreaper(true)?;
-    let started = container.exec(
-        engine.runtime().config(),
-        &process,
-        amphi_runtime::Stdio::default(),
-    )?;
-    let code = match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(started.pid), None)? {
-        nix::sys::wait::WaitStatus::Exited(_, c) => c,
-        nix::sys::wait::WaitStatus::Signaled(_, s, _) => 128 + s as i32,
-        _ => 125,
-    };
     Ok(code.clamp(0, 255) as u8)
 }
 

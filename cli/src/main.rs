@@ -2,6 +2,7 @@
 //! (containers) and the image store, with Docker's command line.
 
 mod containers;
+mod exec;
 mod format;
 mod image;
 mod network;
@@ -243,13 +244,7 @@ enum Command {
         id: String,
     },
     /// Run a command in a running container.
-    Exec {
-        /// Container.
-        id: String,
-        /// The command and its arguments.
-        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
-        cmd: Vec<String>,
-    },
+    Exec(exec::ExecArgs),
     /// Write a container's filesystem as a flat tar.
     Export {
         /// The tar to write.

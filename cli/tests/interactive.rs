@@ -30,7 +30,7 @@ fn import_busybox(dirs: &TestDirs) {
     h.set_size(bin.len() as u64);
     b.append_data(&mut h, "bin/busybox", bin.as_slice())
         .unwrap();
-    for applet in ["sh", "stty", "sleep", "cat", "echo"] {
+    for applet in ["sh", "stty", "sleep", "cat", "echo", "id", "pwd", "env"] {
         let mut h = tar::Header::new_ustar();
         h.set_entry_type(tar::EntryType::Symlink);
         h.set_mode(0o777);
@@ -310,4 +310,113 @@ fn run_di_reads_what_attach_sends() {
     }
     amphi_testkit::assert_no_leaks(&id, &dirs.state, &dirs.store);
     assert!(!dirs.store.join("containers").join(&id).exists());
+}
+
+#[test]
+fn exec_it_gives_a_shell_in_a_running_container_and_exec_takes_docker_flags() {
+    let dirs = TestDirs::new();
+    import_busybox(&dirs);
+    let name = unique_id("ex");
+    let _rm = OnDrop(amphi_cmd(&dirs, &["rm", "-f", &name]));
+    let out = amphi(
+        &dirs,
+        &[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--network",
+            "none",
+            "bb:1",
+            "sleep",
+            "120",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // -it under a real terminal: its size, Ctrl-C, the exit code, our modes.
+    let pty = nix::pty::openpty(None, None).unwrap();
+    set_size(&pty.master, 31, 101);
+    let before = nix::sys::termios::tcgetattr(&pty.slave).unwrap();
+    let (child, screen) = on_terminal(&dirs, &pty, &["exec", "-it", &name, "sh"]);
+    let mut child = Guard(child, amphi_cmd(&dirs, &["kill", &name]));
+    let mut keys = std::fs::File::from(pty.master.try_clone().unwrap());
+    let mut type_line = |s: &str| keys.write_all(s.as_bytes()).unwrap();
+    type_line("stty size\r");
+    screen.wait_for("31 101");
+    set_size(&pty.master, 41, 121);
+    std::thread::sleep(Duration::from_millis(200));
+    type_line("stty size\r");
+    screen.wait_for("41 121");
+    type_line("sleep 30; echo not-interrupted-$((1+1))\r");
+    std::thread::sleep(Duration::from_millis(300));
+    type_line("\x03");
+    type_line("echo after-$((40+2))\r");
+    screen.wait_for("after-42");
+    type_line("exit 4\r");
+    assert_eq!(child.0.wait().unwrap().code(), Some(4));
+    let after = nix::sys::termios::tcgetattr(&pty.slave).unwrap();
+    assert_eq!(after.local_flags, before.local_flags);
+    assert_eq!(after.input_flags, before.input_flags);
+    // Without a terminal: -i reads a pipe, -e/-w/-u shape the process, the
+    // exit status is the command's, -d returns at once.
+    let mut cmd = amphi_cmd(&dirs, &["exec", "-i", &name, "cat"]);
+    let mut c = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(b"through the pipe\n")
+        .unwrap();
+    let out = c.wait_with_output().unwrap();
+    assert_eq!(text(&out.stdout), "through the pipe\n");
+    let out = amphi(
+        &dirs,
+        &[
+            "exec",
+            "-e",
+            "GREETING=hi",
+            "-w",
+            "/bin",
+            "-u",
+            "1234:5678",
+            &name,
+            "sh",
+            "-c",
+            "echo $GREETING; pwd; id -u; id -g; exit 7",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hi\n/bin\n1234\n5678\n");
+    // After the container, flags are the command's, as Docker parses.
+    let out = amphi(
+        &dirs,
+        &[
+            "exec",
+            &name,
+            "sh",
+            "-c",
+            "printf '%s|%s\\n' \"$0\" \"$1\"",
+            "-e",
+            "-w",
+        ],
+    );
+    assert_eq!(text(&out.stdout), "-e|-w\n", "{}", text(&out.stderr));
+    let out = amphi(&dirs, &["exec", "-d", &name, "sleep", "60"]);
+    assert!(
+        out.status.success() && out.stdout.is_empty(),
+        "{}",
+        text(&out.stderr)
+    );
+    // A container that is not running: one line.
+    let out = amphi(&dirs, &["exec", "no-such-container", "true"]);
+    assert!(!out.status.success());
+    assert_eq!(
+        text(&out.stderr).trim().lines().count(),
+        1,
+        "{}",
+        text(&out.stderr)
+    );
 }

@@ -26,6 +26,7 @@ pub mod copy;
 mod create;
 pub mod env;
 mod error;
+pub mod exec;
 pub mod flags;
 pub mod inspect;
 mod kernel_opts;
