@@ -38,6 +38,27 @@ pub fn resolve(
     Ok(out)
 }
 
+/// Resolves `files` and `flags` against the caller's environment now and
+/// sets them in the spec's `process.env` (`process` is the spec's process
+/// object), each replacing a variable of its name there.
+pub(crate) fn apply(
+    process: &mut serde_json::Value,
+    files: &[impl AsRef<Path>],
+    flags: &[String],
+) -> Result<()> {
+    if files.is_empty() && flags.is_empty() {
+        return Ok(());
+    }
+    let mut env: Vec<String> = serde_json::from_value(process["env"].take()).unwrap_or_default();
+    for kv in resolve(files, flags, |k| std::env::var(k).ok())? {
+        let k = kv.split_once('=').map(|(k, _)| k.to_string());
+        env.retain(|e| e.split_once('=').map(|(ek, _)| ek) != k.as_deref());
+        env.push(kv);
+    }
+    process["env"] = serde_json::json!(env);
+    Ok(())
+}
+
 /// Adds one entry, replacing an earlier one of the same name.
 fn entry(kv: &str, lookup: &impl Fn(&str) -> Option<String>, out: &mut Vec<String>) -> Result<()> {
     let (key, value) = match kv.split_once('=') {

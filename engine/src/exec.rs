@@ -54,16 +54,7 @@ impl Engine {
             // The container's console size is not this terminal's.
             p.remove("consoleSize");
         }
-        if !o.env.is_empty() || !o.env_files.is_empty() {
-            let mut env: Vec<String> =
-                serde_json::from_value(v["process"]["env"].take()).unwrap_or_default();
-            for kv in crate::env::resolve(&o.env_files, &o.env, |k| std::env::var(k).ok())? {
-                let k = kv.split_once('=').map(|(k, _)| k.to_string());
-                env.retain(|e| e.split_once('=').map(|(ek, _)| ek) != k.as_deref());
-                env.push(kv);
-            }
-            v["process"]["env"] = json!(env);
-        }
+        crate::env::apply(&mut v["process"], &o.env_files, &o.env)?;
         if let Some(w) = &o.workdir {
             if !w.starts_with('/') {
                 bail!("bad -w {w:?}: must be an absolute path");

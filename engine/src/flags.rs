@@ -105,17 +105,8 @@ pub fn apply(bundle: Bundle, id: &str, a: &RunOptions, args: Option<&[String]>) 
     // Without -t the container shares amphi's own stdio (a terminal
     // included); with it, a console of its own that amphi relays.
     v["process"]["terminal"] = json!(a.tty);
-    if !a.env.is_empty() || !a.env_files.is_empty() {
-        let mut env: Vec<String> =
-            serde_json::from_value(v["process"]["env"].take()).unwrap_or_default();
-        // The caller's environment now: the spec keeps what it resolved to.
-        for kv in crate::env::resolve(&a.env_files, &a.env, |k| std::env::var(k).ok())? {
-            let k = kv.split_once('=').map(|(k, _)| k.to_string());
-            env.retain(|e| e.split_once('=').map(|(ek, _)| ek) != k.as_deref());
-            env.push(kv);
-        }
-        v["process"]["env"] = json!(env);
-    }
+    // The caller's environment now: the spec keeps what it resolved to.
+    crate::env::apply(&mut v["process"], &a.env_files, &a.env)?;
     if let Some(w) = &a.workdir {
         if !w.starts_with('/') {
             bail!("bad -w {w:?}: must be an absolute path");
