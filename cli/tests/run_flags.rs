@@ -219,6 +219,14 @@ fn cgroup_dir(pid: &str, controller: &str) -> std::path::PathBuf {
 fn cpu_shares_cpuset_and_memory_figures_reach_the_cgroup() {
     let bb = Bb::new();
     let name = unique_id("res");
+    // Removed whatever happens, so a failing assert leaks nothing.
+    struct Rm<'a>(&'a Bb, String);
+    impl Drop for Rm<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.amphi(&["rm", "-f", &self.1]);
+        }
+    }
+    let _rm = Rm(&bb, name.clone());
     bb.ok(&[
         "run",
         "-d",
