@@ -111,8 +111,17 @@ pub fn run(engine: &Engine, command: Command) -> Result<u8> {
             println!("{}", ids.config);
             Ok(0)
         }
-        Command::Logs { follow, id } => {
-            engine.copy_log(&id, follow, 0, &mut std::io::stdout())?;
+        Command::Logs { follow, tail, id } => {
+            let from = match tail.as_str() {
+                "all" => 0,
+                n => {
+                    let n: u64 = n
+                        .parse()
+                        .with_context(|| format!("bad --tail {n:?}: use a number or all"))?;
+                    engine.log_tail_offset(&id, n)?
+                }
+            };
+            engine.copy_log(&id, follow, from, &mut std::io::stdout())?;
             Ok(0)
         }
         Command::Attach { id } => attach(engine, &id),

@@ -8,6 +8,8 @@ use amphi_images::{archive, pack, Store};
 use anyhow::{Context, Result};
 use clap::Subcommand;
 
+use crate::images_ls::ImageLsArgs;
+
 /// Image subcommands.
 #[derive(Subcommand)]
 pub enum ImageCommand {
@@ -35,8 +37,9 @@ pub enum ImageCommand {
         #[arg(short = 'i', long = "input")]
         input: PathBuf,
     },
-    /// List images.
-    Ls,
+    /// List images (Docker's columns: REPOSITORY, TAG, IMAGE ID, CREATED, SIZE).
+    #[command(alias = "list")]
+    Ls(ImageLsArgs),
     /// Remove images (refused while a container uses one, unless forced);
     /// blobs and snapshots nothing uses any more are removed too.
     Rm {
@@ -183,27 +186,13 @@ pub fn run(engine: &amphi_engine::Engine, command: ImageCommand) -> Result<u8> {
             store.tag(&reference, &ids.manifest)?;
             println!("{}", ids.config);
         }
-        ImageCommand::Ls => {
-            println!("{:<40} {:<14} {:>10}", "REFERENCE", "IMAGE ID", "SIZE");
-            for (name, digest) in store.refs()? {
-                let manifest: serde_json::Value =
-                    serde_json::from_slice(&store.read_blob(&digest)?)?;
-                let config = manifest["config"]["digest"].as_str().unwrap_or("");
-                let size = amphi_images::media::layers_size(&manifest);
-                let short = config.strip_prefix("sha256:").unwrap_or(config);
-                println!(
-                    "{:<40} {:<14} {:>10}",
-                    familiar(&name),
-                    &short[..short.len().min(12)],
-                    human(size)
-                );
-            }
-        }
+        ImageCommand::Ls(a) => return crate::images_ls::ls(&store, &a),
     }
     Ok(0)
 }
 
-fn human(bytes: u64) -> String {
+/// A size as Docker prints it (1.2MB).
+pub(crate) fn human(bytes: u64) -> String {
     match bytes {
         b if b >= 1 << 30 => format!("{:.1}GB", b as f64 / (1u64 << 30) as f64),
         b if b >= 1 << 20 => format!("{:.1}MB", b as f64 / (1u64 << 20) as f64),

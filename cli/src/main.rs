@@ -5,6 +5,7 @@ mod containers;
 mod exec;
 mod format;
 mod image;
+mod images_ls;
 mod network;
 mod ps;
 mod registry;
@@ -234,6 +235,9 @@ enum Command {
         /// Follow: keep printing until the container stops.
         #[arg(short, long)]
         follow: bool,
+        /// Only the last N lines (or all).
+        #[arg(short = 'n', long, default_value = "all")]
+        tail: String,
         /// Container.
         id: String,
     },
@@ -263,6 +267,9 @@ enum Command {
         /// OS/ARCH[/VARIANT] to pick from a multi-platform image.
         #[arg(long)]
         platform: Option<String>,
+        /// Print only the image's name when done.
+        #[arg(short, long)]
+        quiet: bool,
         /// The image (Docker's reference rules: busybox = docker.io/library/busybox:latest).
         reference: String,
     },
@@ -390,8 +397,9 @@ fn dispatch(cli: Cli) -> Result<u8> {
         }
         Command::Pull {
             platform,
+            quiet,
             reference,
-        } => registry::pull(&store()?, reg()?, &reference, platform).map(|()| 0),
+        } => registry::pull(&store()?, reg()?, &reference, platform, quiet).map(|()| 0),
         Command::Push { reference, dest } => {
             registry::push(&store()?, reg()?, &reference, dest.as_deref()).map(|()| 0)
         }

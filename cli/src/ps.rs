@@ -30,7 +30,7 @@ pub struct PsArgs {
 }
 
 /// "5 seconds", "About a minute", "3 hours", as Docker's HumanDuration.
-fn human(d: Duration) -> String {
+pub(crate) fn human(d: Duration) -> String {
     let s = d.as_secs();
     match s {
         0 => "Less than a second".into(),
@@ -46,7 +46,7 @@ fn human(d: Duration) -> String {
     }
 }
 
-fn ago(t: Option<SystemTime>) -> String {
+pub(crate) fn ago(t: Option<SystemTime>) -> String {
     let d = t
         .and_then(|t| SystemTime::now().duration_since(t).ok())
         .unwrap_or_default();
@@ -204,7 +204,7 @@ pub fn ps(engine: &Engine, a: &PsArgs) -> Result<u8> {
 }
 
 /// A table header from a template: each `{{.Field}}` becomes FIELD.
-fn header_of(t: &str) -> String {
+pub(crate) fn header_of(t: &str) -> String {
     let mut out = String::new();
     let mut rest = t.replace("\\t", "\t");
     while let Some(s) = rest.find("{{") {
@@ -224,7 +224,7 @@ fn header_of(t: &str) -> String {
 
 /// Tab-separated rows as aligned columns, three spaces apart (Docker's
 /// tabwriter settings).
-fn align(lines: &[String]) -> String {
+pub(crate) fn align(lines: &[String]) -> String {
     let rows: Vec<Vec<&str>> = lines.iter().map(|l| l.split('\t').collect()).collect();
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let mut widths = vec![0; cols];

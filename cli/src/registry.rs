@@ -117,20 +117,23 @@ pub fn pull(
     opts: RegistryOptions,
     reference: &str,
     platform: Option<String>,
+    quiet: bool,
 ) -> Result<()> {
     let r = registry::Reference::parse(reference)?;
+    let popts = PullOptions {
+        platform,
+        registry: opts,
+        ..PullOptions::default()
+    };
+    if quiet {
+        // As `docker pull -q`: the name alone.
+        let pulled = registry::pull(store, reference, &popts, &registry::Quiet)?;
+        println!("{}", pulled.name);
+        return Ok(());
+    }
     println!("{}: Pulling from {}", r.locator(), r.repository);
     let display = Display::new();
-    let pulled = registry::pull(
-        store,
-        reference,
-        &PullOptions {
-            platform,
-            registry: opts,
-            ..PullOptions::default()
-        },
-        &display,
-    )?;
+    let pulled = registry::pull(store, reference, &popts, &display)?;
     println!("Digest: {}", pulled.digest);
     let name = familiar(&pulled.name);
     if pulled.up_to_date {

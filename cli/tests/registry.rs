@@ -609,6 +609,9 @@ fn pull_run_and_push_round_trip_with_skopeo() {
     // The shared layer was not fetched again.
     let again = ok(&dirs, &["pull", &format!("{base}/app:multi")]);
     assert!(again.contains("Status: Image is up to date"), "{again}");
+    // -q: the name alone, as `docker pull -q` prints it.
+    let quiet = ok(&dirs, &["pull", "-q", &format!("{base}/app:multi")]);
+    assert_eq!(quiet, format!("{base}/app:multi\n"));
     // The Wasm platform of the index, and its artifact, run.
     ok(
         &dirs,

@@ -3,7 +3,8 @@
 //! image: `--env-file` and `-e KEY` (the caller's value), `--pid`/`--ipc`/
 //! `--uts host`, `--sysctl`, `--shm-size`, `--oom-score-adj`,
 //! `--cpu-shares`, `--cpuset-cpus`, `--memory-reservation` and
-//! `--memory-swap`; bad values are one line and leave nothing behind.
+//! `--memory-swap`, and `logs --tail`; bad values are one line and leave
+//! nothing behind.
 
 mod common;
 
@@ -307,4 +308,43 @@ fn cpu_shares_cpuset_and_memory_figures_reach_the_cgroup() {
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     no_containers_left(&bb);
+}
+
+#[test]
+fn logs_tail_shows_the_last_lines() {
+    let bb = Bb::new();
+    let name = unique_id("tail");
+    struct Rm<'a>(&'a Bb, String);
+    impl Drop for Rm<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.amphi(&["rm", "-f", &self.1]);
+        }
+    }
+    let _rm = Rm(&bb, name.clone());
+    bb.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "bb:1",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5; do echo line$i; done; sleep 60",
+    ]);
+    let t = std::time::Instant::now();
+    while !bb.ok(&["logs", &name]).contains("line5") {
+        assert!(t.elapsed().as_secs() < 20, "no output in the log");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(bb.ok(&["logs", "--tail", "2", &name]), "line4\nline5\n");
+    assert_eq!(
+        bb.ok(&["logs", "-n", "9", &name]),
+        "line1\nline2\nline3\nline4\nline5\n"
+    );
+    assert_eq!(bb.ok(&["logs", "--tail", "0", &name]), "");
+    assert_eq!(bb.ok(&["logs", "--tail", "all", &name]).lines().count(), 5);
+    let err = bb.fails(&["logs", "--tail", "some", &name]);
+    assert!(err.contains("--tail"), "{err}");
 }

@@ -35,6 +35,54 @@ pub fn rfc3339(t: Option<SystemTime>) -> String {
 
 /// Howard Hinnant's days-to-civil: (year, month, day) of a day count
 /// since 1970-01-01.
+/// Parses an RFC 3339 time as image configs carry it
+/// (`2024-05-01T12:00:00.123Z`, or with a `+HH:MM` offset).
+pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    let (date, time) = s.split_once(['T', 't', ' '])?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    // The offset: Z, or +HH:MM / -HH:MM after the seconds.
+    let (clock, offset) = if let Some(c) = time.strip_suffix(['Z', 'z']) {
+        (c, 0)
+    } else {
+        let at = time.rfind(['+', '-'])?;
+        let (c, o) = time.split_at(at);
+        let sign = if o.starts_with('-') { -1 } else { 1 };
+        let (oh, om) = o[1..].split_once(':')?;
+        (
+            c,
+            sign * (oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60),
+        )
+    };
+    let (hms, frac) = clock.split_once('.').unwrap_or((clock, ""));
+    let mut t = hms.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (h, mi, sec) = (t.next()??, t.next()??, t.next()??);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let nanos: u32 = if frac.is_empty() {
+        0
+    } else {
+        let digits: String = frac.chars().take(9).collect();
+        digits.parse::<u32>().ok()? * 10u32.pow(9 - digits.len() as u32)
+    };
+    let secs = days_from_civil(y, m as u32, day as u32) * 86400 + h * 3600 + mi * 60 + sec - offset;
+    let secs = u64::try_from(secs).ok()?;
+    Some(SystemTime::UNIX_EPOCH + std::time::Duration::new(secs, nanos))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (the inverse of
+/// `civil_from_days`).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 } as i64;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
@@ -360,4 +408,23 @@ fn container_json(root: &Path, rec: &Record, dir: &Path, spec: &Value, image: &V
         "NetworkSettings": crate::network::settings(root, rec),
         "Amphi": {"Payload": rec.payload, "ProcessUser": user, "Watcher": st.watcher.map(|w| w.pid)},
     })
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_round_trips_and_offsets_count() {
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::new(1_714_564_800, 123_000_000);
+        assert_eq!(parse_rfc3339(&rfc3339(Some(t))), Some(t));
+        assert_eq!(parse_rfc3339("2024-05-01T12:00:00.123Z"), Some(t));
+        assert_eq!(parse_rfc3339("2024-05-01T14:00:00.123+02:00"), Some(t));
+        assert_eq!(
+            parse_rfc3339("1970-01-01T00:00:00Z"),
+            Some(SystemTime::UNIX_EPOCH)
+        );
+        assert_eq!(parse_rfc3339("2024-13-01T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339("yesterday"), None);
+    }
 }

@@ -72,6 +72,43 @@ impl Engine {
         }
     }
 
+    /// Where the last `lines` lines of `query`'s log begin (`logs --tail`):
+    /// a final newline ends the last line, it does not start another.
+    pub fn log_tail_offset(&self, query: &str, lines: u64) -> Result<u64> {
+        let rec = self.container(query)?;
+        let path = self.log_path(&rec.id);
+        let mut f = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        let len = f.metadata().map_err(|e| Error::io(&path, e))?.len();
+        if lines == 0 {
+            return Ok(len);
+        }
+        // Backwards, a block at a time: a log may be large.
+        let mut pos = len;
+        let mut seen = 0;
+        let mut buf = vec![0u8; 64 << 10];
+        while pos > 0 {
+            let n = buf.len().min(pos as usize);
+            pos -= n as u64;
+            f.seek(SeekFrom::Start(pos))
+                .and_then(|_| f.read_exact(&mut buf[..n]))
+                .map_err(|e| Error::io(&path, e))?;
+            for i in (0..n).rev() {
+                let at = pos + i as u64;
+                if buf[i] == b'\n' && at + 1 != len {
+                    seen += 1;
+                    if seen == lines {
+                        return Ok(at + 1);
+                    }
+                }
+            }
+        }
+        Ok(0)
+    }
+
     /// Holds off the removal of a `--rm` container while an `attach` is
     /// on it, so the attach can read how it exited: a shared lock its
     /// watcher takes exclusively before removing it.
