@@ -95,7 +95,7 @@ pub fn ls(store: &Store, a: &ImageLsArgs) -> Result<u8> {
         ));
     }
     // Newest first, as Docker's.
-    rows.sort_by(|x, y| y.0.cmp(&x.0));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.0));
     if a.quiet {
         let mut seen = HashSet::new();
         for (_, id, _) in &rows {
