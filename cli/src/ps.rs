@@ -54,7 +54,7 @@ pub(crate) fn ago(t: Option<SystemTime>) -> String {
 }
 
 /// Docker's STATUS column.
-fn status_text(r: &Record) -> String {
+fn status_text(root: &Path, r: &Record) -> String {
     let st = &r.state;
     match st.status {
         Status::Created => "Created".into(),
@@ -63,7 +63,13 @@ fn status_text(r: &Record) -> String {
                 .started_at
                 .and_then(|t| SystemTime::now().duration_since(t).ok())
                 .unwrap_or_default();
-            format!("Up {}", human(up))
+            let health = r.health.as_ref().and_then(|_| {
+                amphi_engine::health::load(root, &r.id).map(|h| match h.status.as_str() {
+                    "starting" => " (health: starting)".to_string(),
+                    s => format!(" ({s})"),
+                })
+            });
+            format!("Up {}{}", human(up), health.unwrap_or_default())
         }
         Status::Restarting => format!("Restarting ({}) {}", st.exit_code, ago(st.finished_at)),
         Status::Exited => format!("Exited ({}) {}", st.exit_code, ago(st.finished_at)),
@@ -95,7 +101,7 @@ fn ps_row(root: &Path, r: &Record, no_trunc: bool) -> Value {
         "RunningFor": ago(Some(r.created)),
         "Ports": ports,
         "State": r.state.status.to_string(),
-        "Status": status_text(r),
+        "Status": status_text(root, r),
         "Size": "",
         "Names": r.name,
         "Labels": labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
@@ -110,7 +116,7 @@ fn ps_row(root: &Path, r: &Record, no_trunc: bool) -> Value {
 }
 
 /// Whether `r` passes every filter kind (values of one kind are alternatives).
-fn matches(r: &Record, filters: &[(String, String)]) -> Result<bool> {
+fn matches(root: &Path, r: &Record, filters: &[(String, String)]) -> Result<bool> {
     let mut kinds: Vec<&str> = filters.iter().map(|(k, _)| k.as_str()).collect();
     kinds.dedup();
     for kind in kinds {
@@ -130,8 +136,18 @@ fn matches(r: &Record, filters: &[(String, String)]) -> Result<bool> {
                 }
                 "exited" => r.state.status == Status::Exited && v.parse() == Ok(r.state.exit_code),
                 "ancestor" => r.image == *v || r.image_id.as_deref() == Some(v.as_str()),
+                "health" => {
+                    let h = r
+                        .health
+                        .as_ref()
+                        .and_then(|_| amphi_engine::health::load(root, &r.id));
+                    match h {
+                        Some(h) => r.state.status == Status::Running && h.status == *v,
+                        None => v == "none",
+                    }
+                }
                 other => {
-                    bail!("bad --filter {other:?}: use status, name, id, label, exited or ancestor")
+                    bail!("bad --filter {other:?}: use status, name, id, label, exited, ancestor or health")
                 }
             };
         }
@@ -162,7 +178,7 @@ pub fn ps(engine: &Engine, a: &PsArgs) -> Result<u8> {
     let mut recs = Vec::new();
     // As Docker's: without -a, the running and the restarting.
     for r in containers.into_iter().rev() {
-        if (a.all || status_filtered || r.is_active()) && matches(&r, &filters)? {
+        if (a.all || status_filtered || r.is_active()) && matches(engine.root(), &r, &filters)? {
             recs.push(r);
         }
     }

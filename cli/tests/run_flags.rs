@@ -3,8 +3,8 @@
 //! image: `--env-file` and `-e KEY` (the caller's value), `--pid`/`--ipc`/
 //! `--uts host`, `--sysctl`, `--shm-size`, `--oom-score-adj`,
 //! `--cpu-shares`, `--cpuset-cpus`, `--memory-reservation` and
-//! `--memory-swap`, and `logs --tail`; bad values are one line and leave
-//! nothing behind.
+//! `--memory-swap`, `logs --tail`, and health checks (`--health-*`); bad
+//! values are one line and leave nothing behind.
 
 mod common;
 
@@ -347,4 +347,121 @@ fn logs_tail_shows_the_last_lines() {
     assert_eq!(bb.ok(&["logs", "--tail", "all", &name]).lines().count(), 5);
     let err = bb.fails(&["logs", "--tail", "some", &name]);
     assert!(err.contains("--tail"), "{err}");
+}
+
+#[test]
+fn health_checks_go_starting_healthy_unhealthy() {
+    let bb = Bb::new();
+    struct Rm<'a>(&'a Bb, Vec<String>);
+    impl Drop for Rm<'_> {
+        fn drop(&mut self) {
+            for n in &self.1 {
+                let _ = self.0.amphi(&["rm", "-f", n]);
+            }
+        }
+    }
+    let (name, slow) = (unique_id("health"), unique_id("slow"));
+    let _rm = Rm(&bb, vec![name.clone(), slow.clone()]);
+    let status = |n: &str| bb.get(n, "{{.State.Health.Status}}");
+    let wait_for = |n: &str, want: &str| {
+        let t = std::time::Instant::now();
+        while status(n) != want {
+            assert!(
+                t.elapsed().as_secs() < 30,
+                "{n} never {want}: {}",
+                status(n)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    bb.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "--health-cmd",
+        "test -f /tmp/ok",
+        "--health-interval",
+        "100ms",
+        "--health-retries",
+        "2",
+        "--health-start-period",
+        "60s",
+        "bb:1",
+        "sleep",
+        "120",
+    ]);
+    // Failing in its start period: still starting.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(status(&name), "starting");
+    let ps = bb.ok(&["ps", "--format", "{{.Names}} {{.Status}}"]);
+    assert!(
+        ps.contains(&format!("{name} Up")) && ps.contains("(health: starting)"),
+        "{ps}"
+    );
+    bb.ok(&["exec", &name, "touch", "/tmp/ok"]);
+    wait_for(&name, "healthy");
+    let ps = bb.ok(&[
+        "ps",
+        "--filter",
+        "health=healthy",
+        "--format",
+        "{{.Names}} {{.Status}}",
+    ]);
+    assert!(ps.contains(&name) && ps.contains("(healthy)"), "{ps}");
+    // Healthy once, the start period is over: two failures make it unhealthy.
+    bb.ok(&["exec", &name, "rm", "/tmp/ok"]);
+    wait_for(&name, "unhealthy");
+    let streak: u32 = bb
+        .get(&name, "{{.State.Health.FailingStreak}}")
+        .parse()
+        .unwrap();
+    assert!(streak >= 2, "{streak}");
+    let log = bb.ok(&["inspect", &name]);
+    assert!(log.contains("\"ExitCode\": 1"), "{log}");
+    // A check that outlives its timeout fails, and is killed.
+    bb.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &slow,
+        "--network",
+        "none",
+        "--health-cmd",
+        "sleep 30",
+        "--health-interval",
+        "100ms",
+        "--health-timeout",
+        "200ms",
+        "--health-retries",
+        "1",
+        "bb:1",
+        "sleep",
+        "120",
+    ]);
+    wait_for(&slow, "unhealthy");
+    let log = bb.ok(&["inspect", &slow]);
+    assert!(log.contains("exceeded timeout"), "{log}");
+    let top = bb.ok(&["top", &slow]);
+    assert!(
+        top.matches("sleep 30").count() <= 1,
+        "timed-out checks left running: {top}"
+    );
+    // Flags without a check, or against --no-healthcheck: one line.
+    let err = bb.fails(&["run", "--rm", "--health-interval", "1s", "bb:1", "true"]);
+    assert!(err.contains("no health check"), "{err}");
+    let err = bb.fails(&[
+        "run",
+        "--rm",
+        "--no-healthcheck",
+        "--health-cmd",
+        "true",
+        "bb:1",
+        "true",
+    ]);
+    assert!(err.contains("conflicting"), "{err}");
+    bb.ok(&["rm", "-f", &name, &slow]);
+    no_containers_left(&bb);
 }

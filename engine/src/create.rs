@@ -139,6 +139,7 @@ impl Engine {
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "SIGTERM".into());
         units::parse_signal(&stop_signal)?;
+        let health = crate::health::config(&image_config, opts)?;
         let wasm = spec
             .annotations()
             .as_ref()
@@ -164,6 +165,7 @@ impl Engine {
                 .unwrap_or(DEFAULT_STOP_TIMEOUT),
             options: opts.clone(),
             mounts,
+            health,
             state: RunState {
                 creator,
                 ..RunState::default()

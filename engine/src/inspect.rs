@@ -326,6 +326,13 @@ fn container_json(root: &Path, rec: &Record, dir: &Path, spec: &Value, image: &V
             "Error": st.error,
             "StartedAt": rfc3339(st.started_at),
             "FinishedAt": rfc3339(st.finished_at),
+            "Health": rec.health.as_ref().map(|_| {
+                let h = crate::health::load(root, &rec.id).unwrap_or_else(|| crate::health::Health {
+                    status: "starting".into(),
+                    ..Default::default()
+                });
+                serde_json::to_value(h).expect("json")
+            }),
         },
         "Image": rec.image_id.clone().unwrap_or_default(),
         "ResolvConfPath": dir.join("resolv.conf"),

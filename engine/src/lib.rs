@@ -28,6 +28,7 @@ pub mod env;
 mod error;
 pub mod exec;
 pub mod flags;
+pub mod health;
 pub mod inspect;
 mod kernel_opts;
 mod logs;

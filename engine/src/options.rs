@@ -149,6 +149,25 @@ pub struct RunOptions {
     /// Seconds `stop` waits before SIGKILL (default 10).
     #[cfg_attr(feature = "clap", arg(long, allow_hyphen_values = true))]
     pub stop_timeout: Option<i64>,
+    /// A health check: a shell command run in the container every
+    /// interval (exit 0: healthy); replaces the image's HEALTHCHECK.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub health_cmd: Option<String>,
+    /// Time between health checks, e.g. 30s (default: the image's, else 30s).
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub health_interval: Option<String>,
+    /// A check running longer fails, e.g. 30s.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub health_timeout: Option<String>,
+    /// Failures this soon after the start do not count, e.g. 10s.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub health_start_period: Option<String>,
+    /// Failures in a row that make it unhealthy (default 3).
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub health_retries: Option<u32>,
+    /// No health check, not even the image's.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub no_healthcheck: bool,
     /// Write the container's id to this file (which must not exist).
     #[cfg_attr(feature = "clap", arg(long))]
     pub cidfile: Option<PathBuf>,

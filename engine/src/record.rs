@@ -141,6 +141,9 @@ pub struct Record {
     /// Its mounts (volumes, binds, tmpfs), resolved at create.
     #[serde(default)]
     pub mounts: Vec<crate::mounts::MountPoint>,
+    /// Its health check, settled at create (the image's and the flags).
+    #[serde(default)]
+    pub health: Option<crate::health::HealthConfig>,
     /// Where it stands.
     pub state: RunState,
 }

@@ -24,6 +24,8 @@ pub struct Task {
     started: Option<Instant>,
     /// This process, its watcher.
     watcher: ProcessId,
+    /// Its health checks while it runs.
+    health: Option<crate::health::Monitor>,
 }
 
 /// What follows a run.
@@ -129,6 +131,7 @@ impl Engine {
                 console,
                 started: None,
                 watcher: me,
+                health: None,
             })
         })();
         if let Err(e) = &made {
@@ -157,7 +160,11 @@ impl Engine {
                 rec.state.oom_killed = false;
                 rec.payload = task.container.state().payload.to_string();
                 tracing::debug!(id = task.id, "started");
-                record::save(root, &rec)
+                record::save(root, &rec)?;
+                if let Some(cfg) = rec.health.clone() {
+                    task.health = Some(self.start_health(&task.id, cfg));
+                }
+                Ok(())
             }
             Err(e) => {
                 rec.state.failed(e.to_string());
@@ -171,7 +178,9 @@ impl Engine {
     /// what follows: a restart, the removal of a `--rm` container, or
     /// nothing. The caller undoes a task that never started with
     /// [`Engine::abandon_task`] instead.
-    pub fn finish_task(&self, task: Task, status: ExitStatus) -> Result<Finished> {
+    pub fn finish_task(&self, mut task: Task, status: ExitStatus) -> Result<Finished> {
+        // No check runs in what is being taken down.
+        drop(task.health.take());
         let root = self.root();
         let ran_for = task.started.map(|s| s.elapsed()).unwrap_or_default();
         let id = task.id.clone();
@@ -236,7 +245,8 @@ impl Engine {
     /// Undoes a prepared run that could not start (the caller failed
     /// before [`Engine::start_task`]): the runtime container goes, the
     /// record says exited with `error`.
-    pub fn abandon_task(&self, task: Task, error: &str) -> Result<()> {
+    pub fn abandon_task(&self, mut task: Task, error: &str) -> Result<()> {
+        drop(task.health.take());
         let id = task.id.clone();
         let _ = task.container.delete(true);
         let _ = self.disconnect(&id);
