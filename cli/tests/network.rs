@@ -542,3 +542,72 @@ fn a_deleted_stores_bridge_is_removed_by_the_next_network_made() {
     n.ok(&["network", "rm", "next"]);
     n.assert_clean(Vec::new());
 }
+
+#[test]
+fn network_container_joins_another_containers_network() {
+    let n = Net::new();
+    let web = amphi_testkit::unique_id("web");
+    // Its own network on the default bridge; the sidecar shares it.
+    httpd(&n, &web, &[]);
+    let ip = n.get(&web, "{{.NetworkSettings.IPAddress}}");
+    let mode = format!("container:{web}");
+    let sidecar = |cmd: &str| {
+        let out = n.amphi(&["run", "--rm", "--network", &mode, "bb:1", "sh", "-c", cmd]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    // The server's loopback is the sidecar's, and so are its address and name.
+    let page =
+        sidecar("for i in $(seq 100); do wget -q -O- http://127.0.0.1/ && exit; sleep 0.1; done");
+    assert_eq!(page, format!("{web}\n"));
+    let seen = sidecar("ip -4 -o addr show eth0; hostname; cat /etc/resolv.conf");
+    assert!(seen.contains(&ip), "{seen}");
+    let web_host = n.ok(&["exec", &web, "hostname"]);
+    assert!(seen.contains(web_host.trim()), "{seen}");
+    let detached = n.ok(&["run", "-d", "--network", &mode, "bb:1", "sleep", "60"]);
+    assert_eq!(
+        n.get(detached.trim(), "{{.HostConfig.NetworkMode}}"),
+        format!("container:{}", n.get(&web, "{{.Id}}"))
+    );
+    // What cannot go with it, or a container that does not run: one line.
+    for (extra, says) in [
+        (vec!["-p", "8080:80"], "conflicting"),
+        (vec!["--hostname", "x"], "conflicting"),
+        (vec!["--dns", "10.0.0.1"], "conflicting"),
+    ] {
+        let mut v = vec!["run", "--rm", "--network", &mode];
+        v.extend(&extra);
+        v.extend(["bb:1", "true"]);
+        let err = n.fails(&v);
+        assert!(err.contains(says), "{extra:?}: {err}");
+    }
+    let err = n.fails(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:no-such",
+        "bb:1",
+        "true",
+    ]);
+    assert!(err.contains("no-such"), "{err}");
+    let stopped = amphi_testkit::unique_id("stopped");
+    n.ok(&[
+        "create",
+        "--name",
+        &stopped,
+        "--network",
+        "none",
+        "bb:1",
+        "true",
+    ]);
+    let err = n.fails(&[
+        "run",
+        "--rm",
+        "--network",
+        &format!("container:{stopped}"),
+        "bb:1",
+        "true",
+    ]);
+    assert!(err.contains("not running"), "{err}");
+    n.assert_clean(vec![ip]);
+}

@@ -226,6 +226,27 @@ impl Engine {
                     }
                 }
             }
+            m if m.starts_with(network::CONTAINER_MODE) => {
+                let target = &m[network::CONTAINER_MODE.len()..];
+                let other = self.container(target)?;
+                let given = [
+                    (!opts.publish.is_empty(), "port publishing"),
+                    (!opts.network_aliases.is_empty(), "--network-alias"),
+                    (
+                        !opts.dns.is_empty()
+                            || !opts.dns_search.is_empty()
+                            || !opts.dns_options.is_empty(),
+                        "--dns",
+                    ),
+                    (!opts.add_hosts.is_empty(), "--add-host"),
+                    (opts.hostname.is_some(), "--hostname"),
+                ];
+                if let Some((_, what)) = given.iter().find(|(g, _)| *g) {
+                    bail!("conflicting options: {what} and --network container:{target}");
+                }
+                // By id: a rename or a new container of that name is not it.
+                opts.network = Some(format!("{}{}", network::CONTAINER_MODE, other.id));
+            }
             network::DEFAULT => {
                 if !opts.network_aliases.is_empty() {
                     bail!("network-scoped aliases are only supported for user-defined networks");
@@ -270,6 +291,13 @@ impl Engine {
                 _ => ns.push(json!({"type": "network", "path": self.netns_path(id)})),
             }
             v["linux"]["namespaces"] = json!(ns);
+            // Another container's network: its name too, as Docker's.
+            if let Some(other) = mode.strip_prefix(network::CONTAINER_MODE) {
+                let name = std::fs::read_to_string(record::dir(root, other).join("hostname"));
+                if let Ok(name) = name {
+                    v["hostname"] = json!(name.trim());
+                }
+            }
         }
         let points = mounts::resolve(opts, image_config)?;
         for m in &points {

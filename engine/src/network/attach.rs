@@ -83,10 +83,13 @@ pub fn attached(root: &Path, network: &str) -> Vec<(String, Attachment)> {
 }
 
 /// Whether a network mode is a network to attach to (not `host`, `none`,
-/// or a bundle's own spec).
+/// another container's, or a bundle's own spec).
 pub fn is_attached_mode(mode: &str) -> bool {
-    !matches!(mode, "host" | "none" | "")
+    !matches!(mode, "host" | "none" | "") && !mode.starts_with(CONTAINER_MODE)
 }
+
+/// The prefix of `--network container:NAME` (the record keeps the id).
+pub const CONTAINER_MODE: &str = "container:";
 
 /// Removes the rules the firewall plugin's `same-bridge` ingress policy
 /// made for `bridge` (it leaves them, as the bridge may still be used):
@@ -150,6 +153,9 @@ impl Engine {
     /// then writes its /etc/hosts and its peers'. Undone on failure.
     pub(crate) fn connect(&self, rec: &Record) -> Result<()> {
         let mode = rec.network_mode();
+        if let Some(target) = mode.strip_prefix(CONTAINER_MODE) {
+            return self.join_network_of(rec, target);
+        }
         if !is_attached_mode(mode) {
             return Ok(());
         }
@@ -221,6 +227,45 @@ impl Engine {
             return Err(e);
         }
         tracing::debug!(id = rec.id, network = net.name, "attached");
+        Ok(())
+    }
+
+    /// `--network container:ID`: `rec`'s run joins the network namespace
+    /// of the running container `target` (pinned, so it is `rec`'s until
+    /// its run ends even should the target stop), with the target's
+    /// /etc/hosts and /etc/resolv.conf, as Docker shares them.
+    fn join_network_of(&self, rec: &Record, target: &str) -> Result<()> {
+        let root = self.root();
+        let other = record::load(root, target).map_err(|_| {
+            Error::Invalid(format!(
+                "container {}: the container whose network it joins ({target}) is gone",
+                rec.name
+            ))
+        })?;
+        let pid = self
+            .runtime()
+            .load(&other.id)
+            .ok()
+            .map(|c| c.pid())
+            .filter(|p| *p > 0 && other.state.status == crate::record::Status::Running)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "cannot join the network of container {}: it is not running",
+                    other.name
+                ))
+            })?;
+        let pin = self.netns_path(&rec.id);
+        netns::pin_existing(&pin, Path::new(&format!("/proc/{pid}/ns/net")))?;
+        let (from, to) = (record::dir(root, &other.id), record::dir(root, &rec.id));
+        for f in ["hosts", "resolv.conf"] {
+            if let Ok(bytes) = std::fs::read(from.join(f)) {
+                if let Err(e) = crate::bundle::write(&to.join(f), bytes) {
+                    let _ = netns::unpin(&pin);
+                    return Err(e);
+                }
+            }
+        }
+        tracing::debug!(id = rec.id, target = other.id, "joined its network");
         Ok(())
     }
 

@@ -29,7 +29,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-pub use attach::Attachment;
+pub use attach::{Attachment, CONTAINER_MODE};
 
 use crate::error::{Error, Result};
 use crate::Engine;

@@ -38,6 +38,18 @@ pub fn pin(path: &Path) -> Result<()> {
     made
 }
 
+/// Pins the existing namespace `ns` (a `/proc/PID/ns/net`) at `path`: a
+/// container joining another's network (`--network container:NAME`).
+pub fn pin_existing(path: &Path, ns: &Path) -> Result<()> {
+    make_pin_file(path)?;
+    let bound = mount(Some(ns), path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .map_err(|e| Error::io(ns, e.into()));
+    if bound.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    bound
+}
+
 /// Creates the (empty) file a namespace is bind-mounted on, and its
 /// directory. An unpin of the last other pin may remove that directory
 /// between the two: then it is made again.
