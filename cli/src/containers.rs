@@ -70,6 +70,55 @@ pub fn run(engine: &Engine, command: Command) -> Result<u8> {
             println!("{q}");
             Ok(())
         }),
+        Command::Pause { ids } => each(&ids, |q| {
+            engine.pause(q)?;
+            println!("{q}");
+            Ok(())
+        }),
+        Command::Unpause { ids } => each(&ids, |q| {
+            engine.unpause(q)?;
+            println!("{q}");
+            Ok(())
+        }),
+        Command::Rename { id, name } => {
+            engine.rename(&id, &name)?;
+            Ok(0)
+        }
+        Command::Port { id, port } => {
+            let rec = engine.container(&id)?;
+            let ports = amphi_engine::network::attachment(engine.root(), &rec.id)
+                .map(|a| a.ports)
+                .unwrap_or_default();
+            let want = port.as_deref().map(|p| match p.split_once('/') {
+                Some((n, proto)) => (n.to_string(), proto.to_string()),
+                None => (p.to_string(), "tcp".to_string()),
+            });
+            let mut found = false;
+            for p in &ports {
+                let ip = if p.host_ip.is_empty() {
+                    "0.0.0.0"
+                } else {
+                    &p.host_ip
+                };
+                match &want {
+                    Some((n, proto))
+                        if *n == p.container_port.to_string() && *proto == p.protocol =>
+                    {
+                        println!("{ip}:{}", p.host_port)
+                    }
+                    Some(_) => continue,
+                    None => println!(
+                        "{}/{} -> {ip}:{}",
+                        p.container_port, p.protocol, p.host_port
+                    ),
+                }
+                found = true;
+            }
+            if let (Some(p), false) = (&port, found) {
+                bail!("no public port {p} published for {}", rec.name);
+            }
+            Ok(0)
+        }
         Command::Wait { ids } => each(&ids, |q| {
             println!("{}", engine.wait(q)?);
             Ok(())

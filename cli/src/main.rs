@@ -79,7 +79,7 @@ fn docker_shorthands(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsStrin
             Some(
                 v @ ("run" | "create" | "start" | "stop" | "restart" | "kill" | "rm" | "wait"
                 | "inspect" | "top" | "cp" | "commit" | "logs" | "attach" | "exec" | "export"
-                | "stats"),
+                | "stats" | "pause" | "unpause" | "rename" | "port"),
             ) => v,
             _ => return args,
         };
@@ -181,6 +181,32 @@ enum Command {
         /// Containers.
         #[arg(required = true)]
         ids: Vec<String>,
+    },
+    /// Freeze every process of running containers.
+    Pause {
+        /// Containers.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Thaw paused containers.
+    Unpause {
+        /// Containers.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Rename a container.
+    Rename {
+        /// The container.
+        id: String,
+        /// Its new name.
+        name: String,
+    },
+    /// List a container's published ports (or where one of its ports is).
+    Port {
+        /// The container.
+        id: String,
+        /// PORT[/PROTO]: only this one.
+        port: Option<String>,
     },
     /// Block until containers stop; print their exit codes.
     Wait {

@@ -54,7 +54,7 @@ pub(crate) fn ago(t: Option<SystemTime>) -> String {
 }
 
 /// Docker's STATUS column.
-fn status_text(root: &Path, r: &Record) -> String {
+fn status_text(root: &Path, r: &Record, paused: bool) -> String {
     let st = &r.state;
     match st.status {
         Status::Created => "Created".into(),
@@ -69,7 +69,8 @@ fn status_text(root: &Path, r: &Record) -> String {
                     s => format!(" ({s})"),
                 })
             });
-            format!("Up {}{}", human(up), health.unwrap_or_default())
+            let paused = if paused { " (Paused)" } else { "" };
+            format!("Up {}{paused}{}", human(up), health.unwrap_or_default())
         }
         Status::Restarting => format!("Restarting ({}) {}", st.exit_code, ago(st.finished_at)),
         Status::Exited => format!("Exited ({}) {}", st.exit_code, ago(st.finished_at)),
@@ -77,7 +78,7 @@ fn status_text(root: &Path, r: &Record) -> String {
 }
 
 /// A container as `ps --format` sees it.
-fn ps_row(root: &Path, r: &Record, no_trunc: bool) -> Value {
+fn ps_row(root: &Path, r: &Record, no_trunc: bool, paused: bool) -> Value {
     let ports = amphi_engine::network::attachment(root, &r.id)
         .map(|a| {
             a.ports
@@ -100,8 +101,8 @@ fn ps_row(root: &Path, r: &Record, no_trunc: bool) -> Value {
         "CreatedAt": rfc3339(Some(r.created)),
         "RunningFor": ago(Some(r.created)),
         "Ports": ports,
-        "State": r.state.status.to_string(),
-        "Status": status_text(root, r),
+        "State": if paused { "paused".to_string() } else { r.state.status.to_string() },
+        "Status": status_text(root, r, paused),
         "Size": "",
         "Names": r.name,
         "Labels": labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
@@ -206,7 +207,12 @@ pub fn ps(engine: &Engine, a: &PsArgs) -> Result<u8> {
     for r in &recs {
         lines.push(crate::format::render(
             body,
-            &ps_row(engine.root(), r, a.no_trunc),
+            &ps_row(
+                engine.root(),
+                r,
+                a.no_trunc,
+                r.state.status == Status::Running && engine.is_paused(&r.id),
+            ),
         )?);
     }
     if table {

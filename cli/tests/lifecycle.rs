@@ -2,7 +2,7 @@
 //! stop/start/restart/kill/rm -f/wait, restart policies and the boot
 //! command after a simulated reboot, a foreground `amphi run` killed with
 //! SIGKILL, inspect, ps filters, top, cp, commit, logs -f, attach,
-//! system df/prune and --init. Each test has its own store and state roots
+//! system df/prune, --init, pause/unpause, rename and port. Each test has its own store and state roots
 //! and ends with no container, watcher, cgroup, mount or state left.
 
 mod common;
@@ -866,5 +866,98 @@ fn docker_container_verbs_are_amphis() {
     let out = b.amphi(&["container", "frobnicate"]);
     assert_eq!(out.status.code(), Some(125));
     let ids = b.ids();
+    b.assert_clean(&ids);
+}
+
+#[test]
+fn pause_unpause_rename_and_port() {
+    let b = Box_::new();
+    let n = unique_id("pz");
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &n,
+        "--network",
+        "none",
+        "bb:1",
+        "sh",
+        "-c",
+        "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.05; done",
+    ]);
+    let merged = b.inspect(&n)["GraphDriver"]["Data"]["MergedDir"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let count =
+        || std::fs::read_to_string(Path::new(&merged).join("tmp/count")).unwrap_or_default();
+    b.wait_for("the counter", || !count().is_empty());
+    // Paused: every process frozen, and said so.
+    b.ok(&["pause", &n]);
+    assert_eq!(b.status(&n), "paused");
+    assert_eq!(b.get(&n, "{{.State.Paused}}"), "true");
+    let ps = b.ok(&["ps", "--format", "{{.Names}} {{.Status}}"]);
+    assert!(ps.contains(&n) && ps.contains("(Paused)"), "{ps}");
+    let frozen = count();
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(count(), frozen, "a paused container ran on");
+    let err = b.fails(&["pause", &n]);
+    assert!(err.contains("already paused"), "{err}");
+    b.ok(&["container", "unpause", &n]);
+    assert_eq!(b.status(&n), "running");
+    b.wait_for("the counter again", || count() != frozen);
+    let err = b.fails(&["unpause", &n]);
+    assert!(err.contains("not paused"), "{err}");
+    // A paused container stops (thawed to take the signal).
+    b.ok(&["pause", &n]);
+    b.ok(&["stop", "-t", "1", &n]);
+    assert_eq!(b.status(&n), "exited");
+    // Renamed: found by the new name only; a taken name is refused.
+    let m = unique_id("renamed");
+    b.ok(&["rename", &n, &m]);
+    assert_eq!(b.get(&m, "{{.Name}}"), format!("/{m}"));
+    assert!(!b.amphi(&["inspect", &n]).status.success());
+    let other = unique_id("other");
+    b.ok(&[
+        "create",
+        "--name",
+        &other,
+        "--network",
+        "none",
+        "bb:1",
+        "true",
+    ]);
+    let err = b.fails(&["rename", &m, &other]);
+    assert!(err.contains("already in use"), "{err}");
+    let err = b.fails(&["rename", &m, "bad name"]);
+    assert!(err.contains("bad container name"), "{err}");
+    // Its published ports, as `docker port` lists them.
+    let web = unique_id("port");
+    let host_port = amphi_testkit::free_port();
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &web,
+        "-p",
+        &format!("127.0.0.1:{host_port}:80"),
+        "bb:1",
+        "sleep",
+        "60",
+    ]);
+    assert_eq!(
+        b.ok(&["port", &web]),
+        format!("80/tcp -> 127.0.0.1:{host_port}\n")
+    );
+    assert_eq!(
+        b.ok(&["port", &web, "80"]),
+        format!("127.0.0.1:{host_port}\n")
+    );
+    let err = b.fails(&["port", &web, "81/udp"]);
+    assert!(err.contains("no public port"), "{err}");
+    let ids: Vec<String> = [&m, &other, &web]
+        .iter()
+        .map(|n| b.get(n, "{{.Id}}"))
+        .collect();
     b.assert_clean(&ids);
 }

@@ -106,12 +106,14 @@ impl Engine {
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or(Value::Null);
         let image_config = self.image_config(&rec);
+        let paused = rec.state.status == Status::Running && self.is_paused(&rec.id);
         Ok(container_json(
             self.root(),
             &rec,
             &dir,
             &spec,
             &image_config,
+            paused,
         ))
     }
 
@@ -212,7 +214,14 @@ fn graph_driver(root: &Path, rec: &Record) -> Value {
     }
 }
 
-fn container_json(root: &Path, rec: &Record, dir: &Path, spec: &Value, image: &Value) -> Value {
+fn container_json(
+    root: &Path,
+    rec: &Record,
+    dir: &Path,
+    spec: &Value,
+    image: &Value,
+    paused: bool,
+) -> Value {
     let o = &rec.options;
     let st = &rec.state;
     let ic = &image["config"];
@@ -315,9 +324,9 @@ fn container_json(root: &Path, rec: &Record, dir: &Path, spec: &Value, image: &V
         "Path": rec.args.first().cloned().unwrap_or_default(),
         "Args": rec.args.iter().skip(1).collect::<Vec<_>>(),
         "State": {
-            "Status": st.status.to_string(),
+            "Status": if paused { "paused".to_string() } else { st.status.to_string() },
             "Running": st.status == Status::Running,
-            "Paused": false,
+            "Paused": paused,
             "Restarting": st.status == Status::Restarting,
             "OOMKilled": st.oom_killed,
             "Dead": false,

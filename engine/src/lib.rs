@@ -36,6 +36,7 @@ pub mod mounts;
 pub mod names;
 pub mod network;
 pub mod options;
+mod pause;
 pub mod process_opts;
 pub mod prune;
 mod reconcile;

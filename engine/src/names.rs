@@ -122,6 +122,29 @@ pub fn resolve(root: &Path, query: &str) -> Result<String> {
     }
 }
 
+impl crate::Engine {
+    /// Renames container `query` to `new` (Docker's `rename`): checked and
+    /// unique as at create; on a network, its peers know it by the new
+    /// name from now on.
+    pub fn rename(&self, query: &str, new: &str) -> Result<()> {
+        validate_name(new)?;
+        let root = self.root();
+        let _names = lock_names(root)?;
+        let id = resolve(root, query)?;
+        if let Some(other) = record::list(root)?.iter().find(|r| r.name == new) {
+            if other.id == id {
+                bail!("container {new} is named {new} already");
+            }
+            return Err(Error::NameInUse(new.to_string(), other.id.clone()));
+        }
+        let mut old = String::new();
+        record::update(root, &id, |r| {
+            old = std::mem::replace(&mut r.name, new.to_string());
+        })?;
+        self.renamed(&id, &old, new)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

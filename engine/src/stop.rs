@@ -23,6 +23,7 @@ impl Engine {
         }
         let sig = units::parse_signal(&rec.stop_signal)?;
         let grace = timeout.unwrap_or(Duration::from_secs(rec.stop_timeout));
+        self.thaw_if_paused(&rec.id);
         if let Ok(c) = self.runtime().load(&rec.id) {
             let _ = c.kill(sig, false);
         }
@@ -43,6 +44,7 @@ impl Engine {
         if rec.state.status != Status::Running {
             return Err(Error::NotRunning(rec.name));
         }
+        self.thaw_if_paused(&rec.id);
         let stop_sig = units::parse_signal(&rec.stop_signal).ok();
         if matches!(
             sig,

@@ -293,6 +293,26 @@ impl Engine {
         Ok(())
     }
 
+    /// `id` was renamed from `old` to `new`: the name its network's
+    /// members know it by follows.
+    pub(crate) fn renamed(&self, id: &str, old: &str, new: &str) -> Result<()> {
+        let root = self.root();
+        let Some(mut att) = load(root, id) else {
+            return Ok(());
+        };
+        for n in att.names.iter_mut().filter(|n| n.as_str() == old) {
+            *n = new.to_string();
+        }
+        {
+            let _lock = super::flock(&super::dir(root).join(".attach.lock"))?;
+            save(root, id, &att)?;
+        }
+        match super::find(root, &att.network) {
+            Ok(net) => self.refresh_hosts(&net),
+            Err(_) => Ok(()),
+        }
+    }
+
     /// Rewrites /etc/hosts of every container attached to `net`: each
     /// lists the others on a network that resolves names.
     fn refresh_hosts(&self, net: &Network) -> Result<()> {
