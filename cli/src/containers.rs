@@ -193,6 +193,7 @@ pub fn run(engine: &Engine, command: Command) -> Result<u8> {
         | Command::System { .. }
         | Command::Network { .. }
         | Command::Volume { .. }
+        | Command::ContainerPrune { .. }
         | Command::ContainerWatch { .. } => unreachable!("dispatched in main"),
     }
 }

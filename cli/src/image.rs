@@ -40,6 +40,15 @@ pub enum ImageCommand {
     /// List images (Docker's columns: REPOSITORY, TAG, IMAGE ID, CREATED, SIZE).
     #[command(alias = "list")]
     Ls(ImageLsArgs),
+    /// Remove unused data: with -a, every image no container uses.
+    Prune {
+        /// Every image without a container (amphi keeps no dangling ones).
+        #[arg(short, long)]
+        all: bool,
+        /// Do not ask.
+        #[arg(short, long)]
+        force: bool,
+    },
     /// Remove images (refused while a container uses one, unless forced);
     /// blobs and snapshots nothing uses any more are removed too.
     Rm {
@@ -187,6 +196,14 @@ pub fn run(engine: &amphi_engine::Engine, command: ImageCommand) -> Result<u8> {
             println!("{}", ids.config);
         }
         ImageCommand::Ls(a) => return crate::images_ls::ls(&store, &a),
+        ImageCommand::Prune { all, force } => {
+            let what = if all {
+                "all images without at least one container associated to them"
+            } else {
+                "all dangling images"
+            };
+            return crate::system::prune(engine, what, force, false, all);
+        }
     }
     Ok(0)
 }

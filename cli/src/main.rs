@@ -76,6 +76,7 @@ fn docker_shorthands(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsStrin
     if args.get(i).is_some_and(|a| a == "container") {
         let verb = match args.get(i + 1).and_then(|a| a.to_str()) {
             Some("ls" | "list" | "ps") => "ps",
+            Some("prune") => "container-prune",
             Some(
                 v @ ("run" | "create" | "start" | "stop" | "restart" | "kill" | "rm" | "wait"
                 | "inspect" | "top" | "cp" | "commit" | "logs" | "attach" | "exec" | "export"
@@ -352,6 +353,13 @@ enum Command {
         #[command(subcommand)]
         command: system::SystemCommand,
     },
+    /// Remove stopped containers (`container prune`, as Docker's).
+    #[command(name = "container-prune", hide = true)]
+    ContainerPrune {
+        /// Do not ask.
+        #[arg(short, long)]
+        force: bool,
+    },
     /// A detached container's watcher (started by amphi itself).
     #[command(name = "container-watch", hide = true)]
     ContainerWatch {
@@ -442,6 +450,9 @@ fn dispatch(cli: Cli) -> Result<u8> {
             let rec = engine.create(&opts)?;
             println!("{}", rec.id);
             Ok(0)
+        }
+        Command::ContainerPrune { force } => {
+            system::prune(&engine, "all stopped containers", force, true, false)
         }
         Command::ContainerWatch { id, delay_ms } => {
             Ok(engine.watch(&id, delay_ms).clamp(0, 255) as u8)

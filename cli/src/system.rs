@@ -68,32 +68,45 @@ pub fn run(engine: &Engine, command: SystemCommand) -> Result<u8> {
             Ok(0)
         }
         SystemCommand::Prune { all, force } => {
-            if !force {
-                eprint!(
-                    "WARNING! This will remove all stopped containers{}.\nAre you sure you want to continue? [y/N] ",
-                    if all { " and all images without a container" } else { "" }
-                );
-                let mut answer = String::new();
-                std::io::stdin().read_line(&mut answer)?;
-                if !matches!(answer.trim(), "y" | "Y" | "yes") {
-                    return Ok(0);
-                }
-            }
-            let p = engine.prune(all)?;
-            if !p.containers.is_empty() {
-                println!("Deleted Containers:");
-                for c in &p.containers {
-                    println!("{c}");
-                }
-            }
-            if !p.images.is_empty() {
-                println!("Untagged Images:");
-                for i in &p.images {
-                    println!("untagged: {i}");
-                }
-            }
-            println!("Total reclaimed space: {}", size(p.bytes));
-            Ok(0)
+            let what = if all {
+                "all stopped containers and all images without a container"
+            } else {
+                "all stopped containers"
+            };
+            prune(engine, what, force, true, all)
         }
     }
+}
+
+/// Asks (unless `force`) and prunes, printing what went as Docker does.
+pub fn prune(
+    engine: &Engine,
+    what: &str,
+    force: bool,
+    containers: bool,
+    images: bool,
+) -> Result<u8> {
+    if !force {
+        eprint!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            return Ok(0);
+        }
+    }
+    let p = engine.prune_parts(containers, images)?;
+    if !p.containers.is_empty() {
+        println!("Deleted Containers:");
+        for c in &p.containers {
+            println!("{c}");
+        }
+    }
+    if !p.images.is_empty() {
+        println!("Untagged Images:");
+        for i in &p.images {
+            println!("untagged: {i}");
+        }
+    }
+    println!("Total reclaimed space: {}", size(p.bytes));
+    Ok(0)
 }

@@ -643,6 +643,25 @@ fn cp_commit_and_the_new_image_runs_with_the_changes() {
     );
     let stopped = unique_id("stopped");
     b.ok(&["run", "--name", &stopped, "bb:app", "true"]);
+    // Docker's narrower prunes: a stopped container, then images.
+    let gone = unique_id("gone");
+    b.ok(&["run", "--name", &gone, "bb:1", "true"]);
+    let running = unique_id("running");
+    b.ok(&["run", "-d", "--name", &running, "bb:1", "sleep", "60"]);
+    let pruned = b.ok(&["container", "prune", "-f"]);
+    assert!(pruned.contains("Deleted Containers:"), "{pruned}");
+    let running_id = b.get(&running, "{{.Id}}");
+    assert!(!pruned.contains(&running_id), "{pruned}");
+    assert!(!b.amphi(&["inspect", &gone]).status.success(), "{pruned}");
+    assert_eq!(b.status(&running), "running");
+    let kept = b.ok(&["image", "prune", "-f"]);
+    assert!(kept.contains("Total reclaimed space"), "{kept}");
+    assert!(
+        b.ok(&["images", "-q"]).lines().count() >= 2,
+        "image prune without -a removed images"
+    );
+    b.ok(&["rm", "-f", &running]);
+    b.ok(&["run", "--name", &stopped, "bb:app", "true"]);
     let pruned = b.ok(&["system", "prune", "-a", "-f"]);
     assert!(
         pruned.contains("Deleted Containers:") && pruned.contains("untagged: bb:app"),

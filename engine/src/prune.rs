@@ -152,9 +152,16 @@ impl Engine {
     /// of images no remaining container uses; then unused blobs and
     /// snapshots.
     pub fn prune(&self, all: bool) -> Result<Pruned> {
+        self.prune_parts(true, all)
+    }
+
+    /// `container prune` (`containers`: the stopped ones go) and `image
+    /// prune -a` (`images`: the tags of images no container uses go);
+    /// either way, then, blobs and snapshots nothing uses.
+    pub fn prune_parts(&self, containers: bool, images: bool) -> Result<Pruned> {
         let before = self.disk_usage()?;
         let mut out = Pruned::default();
-        for r in self.containers()? {
+        for r in self.containers()?.into_iter().filter(|_| containers) {
             if matches!(r.state.status, Status::Exited | Status::Created) {
                 self.remove(&r.id, false, false)?;
                 out.containers.push(r.id);
@@ -162,7 +169,7 @@ impl Engine {
         }
         let store = self.store()?;
         let users = bundle::images_in_use(self.root());
-        if all {
+        if images {
             for (reference, digest) in store.refs()? {
                 if !users.contains(&digest) {
                     store.untag(&reference)?;
