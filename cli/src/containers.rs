@@ -176,12 +176,7 @@ pub fn run(engine: &Engine, command: Command) -> Result<u8> {
         Command::Attach { id } => attach(engine, &id),
         Command::Exec(a) => crate::exec::exec(engine, a),
         Command::Export { output, id } => export(engine, &id, &output),
-        Command::Stats { id } => {
-            let rec = engine.container(&id)?;
-            let stats = engine.runtime().load(&rec.id)?.stats()?;
-            println!("{}", serde_json::to_string_pretty(&stats)?);
-            Ok(0)
-        }
+        Command::Stats(a) => crate::stats::stats(engine, &a),
         Command::Run(_)
         | Command::Pull { .. }
         | Command::Push { .. }

@@ -10,6 +10,7 @@ mod network;
 mod ps;
 mod registry;
 mod run;
+mod stats;
 mod system;
 mod tty;
 
@@ -284,11 +285,8 @@ enum Command {
         /// Container.
         id: String,
     },
-    /// Show a container's cgroup figures as JSON.
-    Stats {
-        /// Container.
-        id: String,
-    },
+    /// Show containers' CPU, memory, network and block I/O, as docker stats.
+    Stats(stats::StatsArgs),
     /// Pull an image from a registry.
     Pull {
         /// OS/ARCH[/VARIANT] to pick from a multi-platform image.

@@ -980,3 +980,73 @@ fn pause_unpause_rename_and_port() {
         .collect();
     b.assert_clean(&ids);
 }
+
+#[test]
+fn stats_shows_cpu_memory_and_pids_as_docker_stats() {
+    let b = Box_::new();
+    let (busy, idle) = (unique_id("busy"), unique_id("idle"));
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &busy,
+        "--network",
+        "none",
+        "-m",
+        "64m",
+        "bb:1",
+        "sh",
+        "-c",
+        "while true; do :; done",
+    ]);
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &idle,
+        "--network",
+        "none",
+        "bb:1",
+        "sleep",
+        "60",
+    ]);
+    let row = |n: &str| -> Value {
+        serde_json::from_str(&b.ok(&["stats", "--no-stream", "--format", "json", n])).unwrap()
+    };
+    let pct = |v: &Value, k: &str| -> f64 {
+        v[k].as_str()
+            .unwrap()
+            .trim_end_matches('%')
+            .parse()
+            .unwrap()
+    };
+    let hot = row(&busy);
+    assert!(pct(&hot, "CPUPerc") > 1.0, "{hot}");
+    assert!(
+        hot["MemUsage"].as_str().unwrap().ends_with("/ 64MiB"),
+        "{hot}"
+    );
+    assert_eq!(hot["PIDs"], "1");
+    assert_eq!(hot["Name"], busy.as_str());
+    let cold = row(&idle);
+    assert!(
+        pct(&cold, "CPUPerc") < pct(&hot, "CPUPerc"),
+        "{cold} vs {hot}"
+    );
+    // The table of every running container, and the raw cgroup figures.
+    let table = b.ok(&["stats", "--no-stream"]);
+    assert!(
+        table.starts_with("CONTAINER ID") && table.contains("MEM USAGE / LIMIT"),
+        "{table}"
+    );
+    assert!(table.contains(&busy) && table.contains(&idle), "{table}");
+    let raw: Value = serde_json::from_str(&b.ok(&["stats", "--raw", &idle])).unwrap();
+    assert!(
+        raw["hierarchy"].is_u64() && raw["pids"]["current"] == 1,
+        "{raw}"
+    );
+    b.ok(&["stop", "-t", "0", &idle]);
+    assert_eq!(row(&idle)["CPUPerc"], "--");
+    let ids: Vec<String> = [&busy, &idle].iter().map(|n| b.get(n, "{{.Id}}")).collect();
+    b.assert_clean(&ids);
+}
