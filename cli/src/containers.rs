@@ -80,6 +80,12 @@ pub fn run(engine: &Engine, command: Command) -> Result<u8> {
             println!("{q}");
             Ok(())
         }),
+        Command::Diff { id } => {
+            for c in engine.diff(&id)? {
+                println!("{} {}", c.kind, c.path);
+            }
+            Ok(0)
+        }
         Command::Rename { id, name } => {
             engine.rename(&id, &name)?;
             Ok(0)

@@ -81,7 +81,7 @@ fn docker_shorthands(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsStrin
             Some(
                 v @ ("run" | "create" | "start" | "stop" | "restart" | "kill" | "rm" | "wait"
                 | "inspect" | "top" | "cp" | "commit" | "logs" | "attach" | "exec" | "export"
-                | "stats" | "pause" | "unpause" | "rename" | "port"),
+                | "stats" | "pause" | "unpause" | "rename" | "port" | "diff"),
             ) => v,
             _ => return args,
         };
@@ -195,6 +195,11 @@ enum Command {
         /// Containers.
         #[arg(required = true)]
         ids: Vec<String>,
+    },
+    /// List the changes to a container's filesystem (A added, C changed, D deleted).
+    Diff {
+        /// The container.
+        id: String,
     },
     /// Rename a container.
     Rename {

@@ -1050,3 +1050,38 @@ fn stats_shows_cpu_memory_and_pids_as_docker_stats() {
     let ids: Vec<String> = [&busy, &idle].iter().map(|n| b.get(n, "{{.Id}}")).collect();
     b.assert_clean(&ids);
 }
+
+#[test]
+fn diff_lists_added_changed_and_deleted_paths() {
+    let b = Box_::new();
+    let n = unique_id("diff");
+    b.ok(&[
+        "run",
+        "--name",
+        &n,
+        "--network",
+        "none",
+        "bb:1",
+        "sh",
+        "-c",
+        "mkdir -p /srv/new && echo x > /srv/new/file && echo more >> /etc/passwd && rm /etc/group",
+    ]);
+    let diff = b.ok(&["diff", &n]);
+    let lines: Vec<&str> = diff.lines().collect();
+    for want in [
+        "A /srv/new",
+        "A /srv/new/file",
+        "C /etc",
+        "C /etc/passwd",
+        "D /etc/group",
+    ] {
+        assert!(lines.contains(&want), "{want} not in:\n{diff}");
+    }
+    // What amphi mounted is no change of the container's.
+    assert!(
+        !diff.contains("/etc/hosts") && !diff.contains("/etc/resolv.conf"),
+        "{diff}"
+    );
+    let id = b.get(&n, "{{.Id}}");
+    b.assert_clean(&[id]);
+}

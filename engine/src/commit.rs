@@ -124,7 +124,7 @@ impl Engine {
 
 /// The spec's mount destinations (relative): the empty files and
 /// directories made for them in the upper dir are no change of the user's.
-fn mount_points(spec: &Value) -> HashSet<PathBuf> {
+pub(crate) fn mount_points(spec: &Value) -> HashSet<PathBuf> {
     spec["mounts"]
         .as_array()
         .into_iter()
@@ -198,11 +198,11 @@ fn append_empty<W: std::io::Write>(b: &mut tar::Builder<W>, name: &Path, at: &Pa
         .map_err(|e| Error::io(at, e))
 }
 
-fn is_empty_dir(p: &Path) -> bool {
+pub(crate) fn is_empty_dir(p: &Path) -> bool {
     std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_none())
 }
 
-fn is_opaque(dir: &Path) -> bool {
+pub(crate) fn is_opaque(dir: &Path) -> bool {
     let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
         return false;
     };

@@ -24,6 +24,7 @@ pub mod commit;
 pub mod console;
 pub mod copy;
 mod create;
+pub mod diff;
 pub mod env;
 mod error;
 pub mod exec;
