@@ -81,7 +81,7 @@ fn docker_shorthands(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsStrin
             Some(
                 v @ ("run" | "create" | "start" | "stop" | "restart" | "kill" | "rm" | "wait"
                 | "inspect" | "top" | "cp" | "commit" | "logs" | "attach" | "exec" | "export"
-                | "stats" | "pause" | "unpause" | "rename" | "port" | "diff"),
+                | "stats" | "pause" | "unpause" | "rename" | "port" | "diff" | "update"),
             ) => v,
             _ => return args,
         };
@@ -200,6 +200,39 @@ enum Command {
     Diff {
         /// The container.
         id: String,
+    },
+    /// Change containers' resources or restart policy (live, and for every later start).
+    Update {
+        /// Memory limit, e.g. 64m.
+        #[arg(short = 'm', long)]
+        memory: Option<String>,
+        /// Memory plus swap (-1: unlimited swap).
+        #[arg(long, allow_hyphen_values = true)]
+        memory_swap: Option<String>,
+        /// A soft memory limit.
+        #[arg(long)]
+        memory_reservation: Option<String>,
+        /// CPU limit in CPUs, e.g. 0.5.
+        #[arg(long)]
+        cpus: Option<String>,
+        /// CPU weight (default 1024).
+        #[arg(short = 'c', long)]
+        cpu_shares: Option<u64>,
+        /// CPUs it may run on, e.g. 0-1.
+        #[arg(long)]
+        cpuset_cpus: Option<String>,
+        /// Memory nodes it may use.
+        #[arg(long)]
+        cpuset_mems: Option<String>,
+        /// Maximum number of processes.
+        #[arg(long)]
+        pids_limit: Option<i64>,
+        /// Restart policy: no, on-failure[:MAX], always or unless-stopped.
+        #[arg(long)]
+        restart: Option<String>,
+        /// Containers.
+        #[arg(required = true)]
+        ids: Vec<String>,
     },
     /// Rename a container.
     Rename {

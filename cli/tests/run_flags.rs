@@ -465,3 +465,96 @@ fn health_checks_go_starting_healthy_unhealthy() {
     bb.ok(&["rm", "-f", &name, &slow]);
     no_containers_left(&bb);
 }
+
+#[test]
+fn update_changes_a_running_containers_limits_and_restart_policy() {
+    let bb = Bb::new();
+    let (name, once) = (unique_id("upd"), unique_id("once"));
+    struct Rm<'a>(&'a Bb, Vec<String>);
+    impl Drop for Rm<'_> {
+        fn drop(&mut self) {
+            for n in &self.1 {
+                let _ = self.0.amphi(&["rm", "-f", n]);
+            }
+        }
+    }
+    let _rm = Rm(&bb, vec![name.clone(), once.clone()]);
+    bb.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "-m",
+        "64m",
+        "bb:1",
+        "sleep",
+        "120",
+    ]);
+    bb.ok(&[
+        "update",
+        "-m",
+        "128m",
+        "--cpus",
+        "0.5",
+        "--pids-limit",
+        "20",
+        "--restart",
+        "always",
+        &name,
+    ]);
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let read = |c: &str, f: &str| {
+        let pid = bb.get(&name, "{{.State.Pid}}");
+        let p = cgroup_dir(&pid, c).join(f);
+        std::fs::read_to_string(&p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .trim()
+            .to_string()
+    };
+    let check = || {
+        let mib128 = (128u64 << 20).to_string();
+        if v2 {
+            assert_eq!(read("memory", "memory.max"), mib128);
+            assert_eq!(read("cpu", "cpu.max"), "50000 100000");
+        } else {
+            assert_eq!(read("memory", "memory.limit_in_bytes"), mib128);
+            assert_eq!(read("cpu", "cpu.cfs_quota_us"), "50000");
+        }
+        assert_eq!(read("pids", "pids.max"), "20");
+    };
+    check();
+    assert_eq!(
+        bb.get(&name, "{{.HostConfig.Memory}}"),
+        (128u64 << 20).to_string()
+    );
+    assert_eq!(
+        bb.get(&name, "{{.HostConfig.RestartPolicy.Name}}"),
+        "always"
+    );
+    // Kept for the next start.
+    bb.ok(&["stop", "-t", "0", &name]);
+    bb.ok(&["start", &name]);
+    check();
+    // A bad value changes nothing; a policy against --rm is refused.
+    let err = bb.fails(&["update", "--cpus", "lots", &name]);
+    assert!(err.contains("--cpus"), "{err}");
+    assert_eq!(bb.get(&name, "{{.HostConfig.NanoCpus}}"), "500000000");
+    bb.ok(&[
+        "run",
+        "-d",
+        "--rm",
+        "--name",
+        &once,
+        "--network",
+        "none",
+        "bb:1",
+        "sleep",
+        "120",
+    ]);
+    let err = bb.fails(&["update", "--restart", "always", &once]);
+    assert!(err.contains("conflicting"), "{err}");
+    bb.ok(&["rm", "-f", &name, &once]);
+    no_containers_left(&bb);
+}

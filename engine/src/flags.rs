@@ -131,7 +131,22 @@ pub fn apply(bundle: Bundle, id: &str, a: &RunOptions, args: Option<&[String]>) 
     }
     obj(&mut v, "linux");
     obj(&mut v["linux"], "resources");
-    let res = &mut v["linux"]["resources"];
+    apply_resources(&mut v["linux"]["resources"], a)?;
+    if let Some(parent) = a.cgroup_parent.as_deref() {
+        v["linux"]["cgroupsPath"] = json!(cgroups_path(parent, id)?);
+    }
+    let spec: Spec = serde_json::from_value(v).context("applying flags to the spec")?;
+    Ok(Bundle::from_spec(bundle.dir, spec)?)
+}
+
+/// The resource flags over the spec's `linux.resources` (`run`, and
+/// `update` of a container's).
+pub(crate) fn apply_resources(res: &mut Value, a: &RunOptions) -> Result<()> {
+    let obj = |v: &mut Value, key: &str| {
+        if !v.get(key).is_some_and(Value::is_object) {
+            v[key] = json!({});
+        }
+    };
     apply_memory(res, a)?;
     if let Some(c) = &a.cpus {
         let (quota, period) = units::parse_cpus(c)?;
@@ -162,11 +177,7 @@ pub fn apply(bundle: Bundle, id: &str, a: &RunOptions, args: Option<&[String]>) 
         }
         res["pids"] = json!({ "limit": p });
     }
-    if let Some(parent) = a.cgroup_parent.as_deref() {
-        v["linux"]["cgroupsPath"] = json!(cgroups_path(parent, id)?);
-    }
-    let spec: Spec = serde_json::from_value(v).context("applying flags to the spec")?;
-    Ok(Bundle::from_spec(bundle.dir, spec)?)
+    Ok(())
 }
 
 /// `-m`, `--memory-swap` and `--memory-reservation`, as Docker reads

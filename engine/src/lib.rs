@@ -50,6 +50,7 @@ pub mod spec;
 mod stop;
 mod task;
 pub mod units;
+pub mod update;
 pub mod volume;
 pub mod watch;
 

@@ -1,0 +1,93 @@
+//! `update`: a container's resources and restart policy changed, as
+//! Docker's `update` does: live on a running container's cgroup, and in
+//! its record and final spec, so every later start has them too.
+
+use amphi_runtime::oci_spec::runtime::LinuxResources;
+use serde_json::{json, Value};
+
+use crate::bail;
+use crate::error::{Context, Error, Result};
+use crate::options::RunOptions;
+use crate::record::{self, Status};
+use crate::restart::Policy;
+use crate::Engine;
+
+/// What to change (`amphi update`'s flags); `None` keeps what it was.
+#[derive(Debug, Default, Clone)]
+pub struct UpdateOptions {
+    /// `-m`.
+    pub memory: Option<String>,
+    /// `--memory-swap`.
+    pub memory_swap: Option<String>,
+    /// `--memory-reservation`.
+    pub memory_reservation: Option<String>,
+    /// `--cpus`.
+    pub cpus: Option<String>,
+    /// `-c`, `--cpu-shares`.
+    pub cpu_shares: Option<u64>,
+    /// `--cpuset-cpus`.
+    pub cpuset_cpus: Option<String>,
+    /// `--cpuset-mems`.
+    pub cpuset_mems: Option<String>,
+    /// `--pids-limit`.
+    pub pids_limit: Option<i64>,
+    /// `--restart`.
+    pub restart: Option<String>,
+}
+
+impl Engine {
+    /// Applies `u` to container `query`.
+    pub fn update(&self, query: &str, u: &UpdateOptions) -> Result<()> {
+        let rec = self.container(query)?;
+        let mut o: RunOptions = rec.options.clone();
+        macro_rules! take {
+            ($($f:ident),*) => { $( if u.$f.is_some() { o.$f = u.$f.clone(); } )* };
+        }
+        take!(
+            memory,
+            memory_swap,
+            memory_reservation,
+            cpus,
+            cpu_shares,
+            cpuset_cpus,
+            cpuset_mems,
+            pids_limit
+        );
+        if let Some(r) = &u.restart {
+            let policy = Policy::parse(r)?;
+            if policy != Policy::No && o.rm {
+                bail!("conflicting options: --restart and the container's --rm");
+            }
+            o.restart = Some(r.clone());
+        }
+        // The resources the flags now give, over the spec's.
+        let dir = record::dir(self.root(), &rec.id);
+        let config = dir.join("config.json");
+        let mut spec: Value =
+            serde_json::from_slice(&std::fs::read(&config).map_err(|e| Error::io(&config, e))?)
+                .with_context(|| format!("reading {}", config.display()))?;
+        if !spec["linux"].is_object() {
+            spec["linux"] = json!({});
+        }
+        if !spec["linux"]["resources"].is_object() {
+            spec["linux"]["resources"] = json!({});
+        }
+        crate::flags::apply_resources(&mut spec["linux"]["resources"], &o)?;
+        let resources: LinuxResources = serde_json::from_value(spec["linux"]["resources"].clone())
+            .context("the updated resources")?;
+        // Live first: a value the kernel refuses changes nothing.
+        if rec.state.status == Status::Running {
+            if let Ok(c) = self.runtime().load(&rec.id) {
+                c.update(&resources)
+                    .map_err(|e| Error::Invalid(format!("updating {}: {e}", rec.name)))?;
+            }
+        }
+        // Whole or not at all: a start reads it.
+        let tmp = dir.join(".config.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&spec).expect("json"))
+            .and_then(|()| std::fs::rename(&tmp, &config))
+            .map_err(|e| Error::io(&config, e))?;
+        record::update(self.root(), &rec.id, |r| r.options = o)?;
+        Ok(())
+    }
+}
