@@ -224,6 +224,8 @@ pub fn run(engine: &Engine, command: Command) -> Result<u8> {
         | Command::Network { .. }
         | Command::Volume { .. }
         | Command::ContainerPrune { .. }
+        | Command::Version { .. }
+        | Command::Info { .. }
         | Command::ContainerWatch { .. } => unreachable!("dispatched in main"),
     }
 }

@@ -6,6 +6,7 @@ mod exec;
 mod format;
 mod image;
 mod images_ls;
+mod info;
 mod network;
 mod ps;
 mod registry;
@@ -384,6 +385,18 @@ enum Command {
         #[command(subcommand)]
         command: network::VolumeCommand,
     },
+    /// Show amphi's version.
+    Version {
+        /// Go-template-like format, or json.
+        #[arg(short, long)]
+        format: Option<String>,
+    },
+    /// Show what this box runs: containers, images, drivers, kernel, roots.
+    Info {
+        /// Go-template-like format ('{{.Containers}}'), or json.
+        #[arg(short, long)]
+        format: Option<String>,
+    },
     /// Disk usage and clean-up.
     System {
         #[command(subcommand)]
@@ -450,6 +463,9 @@ fn usage_error(e: clap::Error) -> ExitCode {
 }
 
 fn dispatch(cli: Cli) -> Result<u8> {
+    if let Command::Version { format } = &cli.command {
+        return info::version(format.as_deref());
+    }
     let engine = Engine::with_config(EngineConfig {
         root: cli.globals.root.clone(),
         state: cli.globals.state.clone(),
@@ -495,6 +511,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
         }
         Command::Image { command } => image::run(&engine, command),
         Command::System { command } => system::run(&engine, command),
+        Command::Info { format } => info::info(&engine, format.as_deref()),
         Command::Network { command } => network::network(&engine, command),
         Command::Volume { command } => network::volume(&engine, command),
         other => containers::run(&engine, other),

@@ -1085,3 +1085,24 @@ fn diff_lists_added_changed_and_deleted_paths() {
     let id = b.get(&n, "{{.Id}}");
     b.assert_clean(&[id]);
 }
+
+#[test]
+fn version_and_info_describe_the_box() {
+    let b = Box_::new();
+    assert_eq!(
+        b.ok(&["version", "--format", "{{.Version}}"]).trim(),
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(b.ok(&["version"]).contains("Client: amphi"));
+    let n = unique_id("info");
+    b.ok(&["create", "--name", &n, "--network", "none", "bb:1", "true"]);
+    let info: Value = serde_json::from_str(&b.ok(&["info", "--format", "json"])).unwrap();
+    assert_eq!(info["Containers"], 1, "{info}");
+    assert_eq!(info["ContainersStopped"], 1, "{info}");
+    assert_eq!(info["Images"], 1, "{info}");
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    assert_eq!(info["CgroupVersion"], if v2 { "2" } else { "1" });
+    assert!(b.ok(&["info"]).contains("Storage Driver: overlay2"));
+    let id = b.get(&n, "{{.Id}}");
+    b.assert_clean(&[id]);
+}

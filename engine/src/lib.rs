@@ -152,6 +152,11 @@ impl Engine {
             .ok_or_else(|| Error::NoSuchContainer(query.to_string()))
     }
 
+    /// Where it keeps things.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
     /// Every container's record, brought up to date, oldest first.
     pub fn containers(&self) -> Result<Vec<Record>> {
         Ok(self.containers_and_broken()?.0)
