@@ -107,28 +107,13 @@ pub fn ls(store: &Store, a: &ImageLsArgs) -> Result<u8> {
     }
     let default = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}";
     let template = a.format.as_deref().unwrap_or(default);
-    let (table, body) = match template.strip_prefix("table") {
-        Some(rest) => (true, rest.trim_start()),
-        None => (false, template),
-    };
-    let mut lines = Vec::new();
-    if table {
-        let header = body
-            .replace("{{.ID}}", "IMAGE ID")
-            .replace("{{.CreatedSince}}", "CREATED")
-            .replace("{{.CreatedAt}}", "CREATED AT");
-        lines.push(crate::ps::header_of(&header));
-    }
-    for (_, _, row) in &rows {
-        lines.push(crate::format::render(body, row)?);
-    }
-    if table {
-        print!("{}", crate::ps::align(&lines));
-    } else {
-        for l in lines {
-            println!("{l}");
-        }
-    }
+    let rows: Vec<Value> = rows.into_iter().map(|(_, _, row)| row).collect();
+    let headers = [
+        ("ID", "IMAGE ID"),
+        ("CreatedSince", "CREATED"),
+        ("CreatedAt", "CREATED AT"),
+    ];
+    print!("{}", crate::format::list(template, &headers, &rows)?);
     Ok(0)
 }
 

@@ -191,81 +191,22 @@ pub fn ps(engine: &Engine, a: &PsArgs) -> Result<u8> {
     }
     let default = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}";
     let template = a.format.as_deref().unwrap_or(default);
-    let (table, body) = match template.strip_prefix("table") {
-        Some(rest) => (true, rest.trim_start()),
-        None => (false, template),
-    };
-    let mut lines = Vec::new();
-    if table {
-        let header = body
-            .replace("{{.ID}}", "CONTAINER ID")
-            .replace("{{.RunningFor}}", "CREATED")
-            .replace("{{.CreatedAt}}", "CREATED AT");
-        let header = header_of(&header);
-        lines.push(header);
-    }
-    for r in &recs {
-        lines.push(crate::format::render(
-            body,
-            &ps_row(
+    let rows: Vec<Value> = recs
+        .iter()
+        .map(|r| {
+            ps_row(
                 engine.root(),
                 r,
                 a.no_trunc,
                 r.state.status == Status::Running && engine.is_paused(&r.id),
-            ),
-        )?);
-    }
-    if table {
-        print!("{}", align(&lines));
-    } else {
-        for l in lines {
-            println!("{l}");
-        }
-    }
+            )
+        })
+        .collect();
+    let headers = [
+        ("ID", "CONTAINER ID"),
+        ("RunningFor", "CREATED"),
+        ("CreatedAt", "CREATED AT"),
+    ];
+    print!("{}", crate::format::list(template, &headers, &rows)?);
     Ok(0)
-}
-
-/// A table header from a template: each `{{.Field}}` becomes FIELD.
-pub(crate) fn header_of(t: &str) -> String {
-    let mut out = String::new();
-    let mut rest = t.replace("\\t", "\t");
-    while let Some(s) = rest.find("{{") {
-        out.push_str(&rest[..s]);
-        let after = rest[s + 2..].to_string();
-        let e = after.find("}}").unwrap_or(after.len());
-        let word = after[..e]
-            .trim()
-            .trim_start_matches('.')
-            .to_ascii_uppercase();
-        out.push_str(&word);
-        rest = after[(e + 2).min(after.len())..].to_string();
-    }
-    out.push_str(&rest);
-    out
-}
-
-/// Tab-separated rows as aligned columns, three spaces apart (Docker's
-/// tabwriter settings).
-pub(crate) fn align(lines: &[String]) -> String {
-    let rows: Vec<Vec<&str>> = lines.iter().map(|l| l.split('\t').collect()).collect();
-    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let mut widths = vec![0; cols];
-    for r in &rows {
-        for (i, c) in r.iter().enumerate() {
-            widths[i] = widths[i].max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for r in &rows {
-        let mut line = String::new();
-        for (i, c) in r.iter().enumerate() {
-            line.push_str(c);
-            if i + 1 < r.len() {
-                line.push_str(&" ".repeat(widths[i] - c.chars().count() + 3));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
 }

@@ -13,6 +13,8 @@ use anyhow::Result;
 use clap::Args;
 use serde_json::{json, Value};
 
+use crate::format::{binary_size, decimal_size};
+
 /// `amphi stats` flags.
 #[derive(Args)]
 pub struct StatsArgs {
@@ -148,51 +150,28 @@ fn row(
         "ID": short,
         "Name": name,
         "CPUPerc": format!("{cpu:.2}%"),
-        "MemUsage": format!("{} / {}", binary(used), binary(limit)),
+        "MemUsage": format!("{} / {}", binary_size(used, 4), binary_size(limit, 4)),
         "MemPerc": format!("{mem_pct:.2}%"),
-        "NetIO": format!("{} / {}", decimal(rx), decimal(tx)),
-        "BlockIO": format!("{} / {}", decimal(r), decimal(w)),
+        "NetIO": format!("{} / {}", decimal_size(rx, 3), decimal_size(tx, 3)),
+        "BlockIO": format!("{} / {}", decimal_size(r, 3), decimal_size(w, 3)),
         "PIDs": s.pids.current.to_string(),
     })
 }
 
 fn render(format: Option<&str>, rows: &[Value]) -> Result<String> {
-    let mut out = String::new();
     if format == Some("json") {
-        for r in rows {
-            out += &format!("{r}\n");
-        }
-        return Ok(out);
+        return Ok(rows.iter().map(|r| format!("{r}\n")).collect());
     }
     let default = "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}";
-    let template = format.unwrap_or(default);
-    let (table, body) = match template.strip_prefix("table") {
-        Some(rest) => (true, rest.trim_start()),
-        None => (false, template),
-    };
-    let mut lines = Vec::new();
-    if table {
-        let header = body
-            .replace("{{.ID}}", "CONTAINER ID")
-            .replace("{{.CPUPerc}}", "CPU %")
-            .replace("{{.MemUsage}}", "MEM USAGE / LIMIT")
-            .replace("{{.MemPerc}}", "MEM %")
-            .replace("{{.NetIO}}", "NET I/O")
-            .replace("{{.BlockIO}}", "BLOCK I/O");
-        lines.push(crate::ps::header_of(&header));
-    }
-    for r in rows {
-        lines.push(crate::format::render(body, r)?);
-    }
-    if table {
-        out = crate::ps::align(&lines);
-    } else {
-        for l in lines {
-            out += &l;
-            out.push('\n');
-        }
-    }
-    Ok(out)
+    let headers = [
+        ("ID", "CONTAINER ID"),
+        ("CPUPerc", "CPU %"),
+        ("MemUsage", "MEM USAGE / LIMIT"),
+        ("MemPerc", "MEM %"),
+        ("NetIO", "NET I/O"),
+        ("BlockIO", "BLOCK I/O"),
+    ];
+    crate::format::list(format.unwrap_or(default), &headers, rows)
 }
 
 /// Bytes received and sent by the interfaces of `pid`'s network
@@ -226,56 +205,18 @@ fn host_memory() -> u64 {
         .map_or(u64::MAX, |kb| kb * 1024)
 }
 
-/// "1.5MiB", as Docker's BytesSize.
-fn binary(n: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < units.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    format!("{}{}", trim(v), units[i])
-}
-
-/// "1.5MB", as Docker's HumanSize.
-fn decimal(n: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i + 1 < units.len() {
-        v /= 1000.0;
-        i += 1;
-    }
-    format!("{}{}", trim(v), units[i])
-}
-
-/// Three significant digits at most, no trailing zeros.
-fn trim(v: f64) -> String {
-    let s = if v >= 100.0 {
-        format!("{v:.0}")
-    } else if v >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    };
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn sizes_as_docker_prints_them() {
-        assert_eq!(binary(0), "0B");
-        assert_eq!(binary(1536), "1.5KiB");
-        assert_eq!(binary(64 << 20), "64MiB");
-        assert_eq!(decimal(1_234_567), "1.23MB");
-        assert_eq!(decimal(999), "999B");
+        assert_eq!(binary_size(0, 4), "0B");
+        assert_eq!(binary_size(1536, 4), "1.5KiB");
+        assert_eq!(binary_size(64 << 20, 4), "64MiB");
+        assert_eq!(binary_size(25_275_000_000, 4), "23.54GiB");
+        assert_eq!(decimal_size(1_234_567, 3), "1.23MB");
+        assert_eq!(decimal_size(999, 3), "999B");
+        assert_eq!(decimal_size(12_500_000, 4), "12.5MB");
     }
 }

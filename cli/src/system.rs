@@ -20,24 +20,9 @@ pub enum SystemCommand {
     },
 }
 
-/// "1.2MB", as Docker's HumanSize (decimal units).
+/// "1.2MB", as Docker's HumanSize (decimal units, four digits).
 fn size(n: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i + 1 < units.len() {
-        v /= 1000.0;
-        i += 1;
-    }
-    // Go's %.4g: four significant digits.
-    let decimals = 3usize.saturating_sub(v.log10().floor().max(0.0) as usize);
-    let text = format!("{v:.decimals$}");
-    let text = if text.contains('.') {
-        text.trim_end_matches('0').trim_end_matches('.')
-    } else {
-        &text
-    };
-    format!("{text}{}", units[i])
+    crate::format::decimal_size(n, 4)
 }
 
 pub fn run(engine: &Engine, command: SystemCommand) -> Result<u8> {

@@ -24,6 +24,18 @@ fn run_with_env(bb: &Bb, env: &[(&str, &str)], args: &[&str]) -> String {
     succeeded(&v, cmd.output().unwrap())
 }
 
+/// Removes the named containers when dropped: a failing assert leaks
+/// nothing.
+struct Rm<'a>(&'a Bb, Vec<String>);
+
+impl Drop for Rm<'_> {
+    fn drop(&mut self) {
+        for n in &self.1 {
+            let _ = self.0.amphi(&["rm", "-f", n]);
+        }
+    }
+}
+
 fn no_containers_left(bb: &Bb) {
     let left = bb.ok(&["ps", "-aq"]);
     assert!(left.trim().is_empty(), "containers left: {left}");
@@ -220,14 +232,7 @@ fn cgroup_dir(pid: &str, controller: &str) -> std::path::PathBuf {
 fn cpu_shares_cpuset_and_memory_figures_reach_the_cgroup() {
     let bb = Bb::new();
     let name = unique_id("res");
-    // Removed whatever happens, so a failing assert leaks nothing.
-    struct Rm<'a>(&'a Bb, String);
-    impl Drop for Rm<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.amphi(&["rm", "-f", &self.1]);
-        }
-    }
-    let _rm = Rm(&bb, name.clone());
+    let _rm = Rm(&bb, vec![name.clone()]);
     bb.ok(&[
         "run",
         "-d",
@@ -314,13 +319,7 @@ fn cpu_shares_cpuset_and_memory_figures_reach_the_cgroup() {
 fn logs_tail_shows_the_last_lines() {
     let bb = Bb::new();
     let name = unique_id("tail");
-    struct Rm<'a>(&'a Bb, String);
-    impl Drop for Rm<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.amphi(&["rm", "-f", &self.1]);
-        }
-    }
-    let _rm = Rm(&bb, name.clone());
+    let _rm = Rm(&bb, vec![name.clone()]);
     bb.ok(&[
         "run",
         "-d",
@@ -352,14 +351,6 @@ fn logs_tail_shows_the_last_lines() {
 #[test]
 fn health_checks_go_starting_healthy_unhealthy() {
     let bb = Bb::new();
-    struct Rm<'a>(&'a Bb, Vec<String>);
-    impl Drop for Rm<'_> {
-        fn drop(&mut self) {
-            for n in &self.1 {
-                let _ = self.0.amphi(&["rm", "-f", n]);
-            }
-        }
-    }
     let (name, slow) = (unique_id("health"), unique_id("slow"));
     let _rm = Rm(&bb, vec![name.clone(), slow.clone()]);
     let status = |n: &str| bb.get(n, "{{.State.Health.Status}}");
@@ -470,14 +461,6 @@ fn health_checks_go_starting_healthy_unhealthy() {
 fn update_changes_a_running_containers_limits_and_restart_policy() {
     let bb = Bb::new();
     let (name, once) = (unique_id("upd"), unique_id("once"));
-    struct Rm<'a>(&'a Bb, Vec<String>);
-    impl Drop for Rm<'_> {
-        fn drop(&mut self) {
-            for n in &self.1 {
-                let _ = self.0.amphi(&["rm", "-f", n]);
-            }
-        }
-    }
     let _rm = Rm(&bb, vec![name.clone(), once.clone()]);
     bb.ok(&[
         "run",
