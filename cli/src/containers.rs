@@ -86,35 +86,11 @@ pub fn run(engine: &Engine, command: Command) -> Result<u8> {
             }
             Ok(0)
         }
-        Command::Update {
-            memory,
-            memory_swap,
-            memory_reservation,
-            cpus,
-            cpu_shares,
-            cpuset_cpus,
-            cpuset_mems,
-            pids_limit,
-            restart,
-            ids,
-        } => {
-            let u = amphi_engine::update::UpdateOptions {
-                memory,
-                memory_swap,
-                memory_reservation,
-                cpus,
-                cpu_shares,
-                cpuset_cpus,
-                cpuset_mems,
-                pids_limit,
-                restart,
-            };
-            each(&ids, |q| {
-                engine.update(q, &u)?;
-                println!("{q}");
-                Ok(())
-            })
-        }
+        Command::Update { opts, ids } => each(&ids, |q| {
+            engine.update(q, &opts)?;
+            println!("{q}");
+            Ok(())
+        }),
         Command::Rename { id, name } => {
             engine.rename(&id, &name)?;
             Ok(0)

@@ -204,33 +204,8 @@ enum Command {
     },
     /// Change containers' resources or restart policy (live, and for every later start).
     Update {
-        /// Memory limit, e.g. 64m.
-        #[arg(short = 'm', long)]
-        memory: Option<String>,
-        /// Memory plus swap (-1: unlimited swap).
-        #[arg(long, allow_hyphen_values = true)]
-        memory_swap: Option<String>,
-        /// A soft memory limit.
-        #[arg(long)]
-        memory_reservation: Option<String>,
-        /// CPU limit in CPUs, e.g. 0.5.
-        #[arg(long)]
-        cpus: Option<String>,
-        /// CPU weight (default 1024).
-        #[arg(short = 'c', long)]
-        cpu_shares: Option<u64>,
-        /// CPUs it may run on, e.g. 0-1.
-        #[arg(long)]
-        cpuset_cpus: Option<String>,
-        /// Memory nodes it may use.
-        #[arg(long)]
-        cpuset_mems: Option<String>,
-        /// Maximum number of processes.
-        #[arg(long)]
-        pids_limit: Option<i64>,
-        /// Restart policy: no, on-failure[:MAX], always or unless-stopped.
-        #[arg(long)]
-        restart: Option<String>,
+        #[command(flatten)]
+        opts: amphi_engine::update::UpdateOptions,
         /// Containers.
         #[arg(required = true)]
         ids: Vec<String>,

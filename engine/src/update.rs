@@ -12,26 +12,37 @@ use crate::record::{self, Status};
 use crate::restart::Policy;
 use crate::Engine;
 
-/// What to change (`amphi update`'s flags); `None` keeps what it was.
+/// What to change (`amphi update`'s flags; with the `clap` feature, the
+/// command line's); `None` keeps what it was.
 #[derive(Debug, Default, Clone)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct UpdateOptions {
-    /// `-m`.
+    /// Memory limit, e.g. 64m.
+    #[cfg_attr(feature = "clap", arg(short = 'm', long))]
     pub memory: Option<String>,
-    /// `--memory-swap`.
+    /// Memory plus swap (-1: unlimited swap).
+    #[cfg_attr(feature = "clap", arg(long, allow_hyphen_values = true))]
     pub memory_swap: Option<String>,
-    /// `--memory-reservation`.
+    /// A soft memory limit.
+    #[cfg_attr(feature = "clap", arg(long))]
     pub memory_reservation: Option<String>,
-    /// `--cpus`.
+    /// CPU limit in CPUs, e.g. 0.5.
+    #[cfg_attr(feature = "clap", arg(long))]
     pub cpus: Option<String>,
-    /// `-c`, `--cpu-shares`.
+    /// CPU weight (default 1024).
+    #[cfg_attr(feature = "clap", arg(short = 'c', long))]
     pub cpu_shares: Option<u64>,
-    /// `--cpuset-cpus`.
+    /// CPUs it may run on, e.g. 0-1.
+    #[cfg_attr(feature = "clap", arg(long))]
     pub cpuset_cpus: Option<String>,
-    /// `--cpuset-mems`.
+    /// Memory nodes it may use.
+    #[cfg_attr(feature = "clap", arg(long))]
     pub cpuset_mems: Option<String>,
-    /// `--pids-limit`.
+    /// Maximum number of processes.
+    #[cfg_attr(feature = "clap", arg(long))]
     pub pids_limit: Option<i64>,
-    /// `--restart`.
+    /// Restart policy: no, on-failure[:MAX], always or unless-stopped.
+    #[cfg_attr(feature = "clap", arg(long))]
     pub restart: Option<String>,
 }
 
