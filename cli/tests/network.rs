@@ -108,8 +108,13 @@ fn published_ports_answer_on_loopback_and_the_bridge_and_are_released() {
     httpd(&n, "web2", &["-p", &publish]);
     assert_eq!(http_get((Ipv4Addr::LOCALHOST, port)), "web2\n");
 
-    // -P: the image's EXPOSE 80 on an ephemeral host port.
-    httpd(&n, "all", &["-P"]);
+    // -P: the image's EXPOSE 80 (and --expose's ports) on ephemeral host ports.
+    httpd(&n, "all", &["-P", "--expose", "8081"]);
+    let listed = n.ok(&["port", "all"]);
+    assert!(
+        listed.contains("80/tcp -> ") && listed.contains("8081/tcp -> "),
+        "{listed}"
+    );
     let ports: serde_json::Value =
         serde_json::from_str(&n.get("all", "{{json .NetworkSettings.Ports}}")).unwrap();
     let all_port: u16 = ports["80/tcp"][0]["HostPort"]

@@ -541,3 +541,59 @@ fn update_changes_a_running_containers_limits_and_restart_policy() {
     bb.ok(&["rm", "-f", &name, &once]);
     no_containers_left(&bb);
 }
+
+#[test]
+fn label_files_and_exposed_ports() {
+    let bb = Bb::new();
+    let name = unique_id("lbl");
+    let _rm = Rm(&bb, vec![name.clone()]);
+    let file = bb.dirs.tmp.path().join("labels");
+    std::fs::write(&file, "# team labels\ntier=web\nowner=ops\n\n").unwrap();
+    bb.ok(&[
+        "create",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "--label-file",
+        file.to_str().unwrap(),
+        "--label",
+        "owner=dev",
+        "--expose",
+        "8000-8001/udp",
+        "--expose",
+        "9000",
+        "bb:1",
+        "true",
+    ]);
+    assert_eq!(bb.get(&name, "{{index .Config.Labels \"tier\"}}"), "web");
+    // --label is read last: it wins.
+    assert_eq!(bb.get(&name, "{{index .Config.Labels \"owner\"}}"), "dev");
+    let ps = bb.ok(&[
+        "ps",
+        "-a",
+        "--filter",
+        "label=tier=web",
+        "--format",
+        "{{.Names}}",
+    ]);
+    assert_eq!(ps.trim(), name);
+    let exposed = bb.ok(&["inspect", "-f", "{{json .Config.ExposedPorts}}", &name]);
+    for p in ["8000/udp", "8001/udp", "9000/tcp"] {
+        assert!(exposed.contains(p), "{p} not in {exposed}");
+    }
+    let err = bb.fails(&["run", "--rm", "--expose", "80/sctp", "bb:1", "true"]);
+    assert!(err.contains("--expose"), "{err}");
+    let missing = bb.dirs.tmp.path().join("nope");
+    let err = bb.fails(&[
+        "run",
+        "--rm",
+        "--label-file",
+        missing.to_str().unwrap(),
+        "bb:1",
+        "true",
+    ]);
+    assert!(err.contains("nope"), "{err}");
+    bb.ok(&["rm", &name]);
+    no_containers_left(&bb);
+}

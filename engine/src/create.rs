@@ -114,6 +114,7 @@ impl Engine {
         };
         let final_bundle = flags::apply(loaded, id, opts, args.as_deref())?;
         let mut opts = opts.clone();
+        labels_from_files(&mut opts)?;
         self.network_options(&mut opts, &image_config)?;
         let mut made_volumes = Vec::new();
         let placed = self.place(id, &opts, &image_config, &final_bundle, &mut made_volumes);
@@ -189,13 +190,17 @@ impl Engine {
             opts.network = Some(network::DEFAULT.into());
         }
         let mode = opts.network.clone().unwrap_or_default();
+        let exposed = exposed_ports(&opts.expose)?;
         if opts.publish_all {
-            for (k, _) in image_config["config"]["ExposedPorts"]
+            let image = image_config["config"]["ExposedPorts"]
                 .as_object()
                 .into_iter()
                 .flatten()
-            {
-                opts.publish.push(k.clone());
+                .map(|(k, _)| k.clone());
+            for k in image.chain(exposed) {
+                if !opts.publish.contains(&k) {
+                    opts.publish.push(k);
+                }
             }
         }
         for p in &opts.publish {
@@ -339,6 +344,55 @@ impl Engine {
         )?;
         Ok((spec, points))
     }
+}
+
+/// `--label-file`s' labels, then `--label`'s (which win, being later).
+fn labels_from_files(opts: &mut RunOptions) -> Result<()> {
+    if opts.label_files.is_empty() {
+        return Ok(());
+    }
+    let mut labels = Vec::new();
+    for f in &opts.label_files {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("reading --label-file {}", f.display()))?;
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if line.starts_with('=') {
+                bail!(
+                    "--label-file {} line {}: a label needs a name",
+                    f.display(),
+                    n + 1
+                );
+            }
+            labels.push(line.to_string());
+        }
+    }
+    labels.append(&mut opts.labels);
+    opts.labels = labels;
+    Ok(())
+}
+
+/// `--expose PORT[-PORT][/PROTO]`, each port as `PORT/PROTO`.
+pub(crate) fn exposed_ports(expose: &[String]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for e in expose {
+        let (ports, proto) = e.split_once('/').unwrap_or((e, "tcp"));
+        if !matches!(proto, "tcp" | "udp") {
+            bail!("bad --expose {e:?}: the protocol is tcp or udp");
+        }
+        let (lo, hi) = ports.split_once('-').unwrap_or((ports, ports));
+        let (Ok(lo), Ok(hi)) = (lo.parse::<u16>(), hi.parse::<u16>()) else {
+            bail!("bad --expose {e:?}: use PORT[-PORT][/tcp|udp]");
+        };
+        if lo == 0 || hi < lo {
+            bail!("bad --expose {e:?}: use PORT[-PORT][/tcp|udp]");
+        }
+        out.extend((lo..=hi).map(|p| format!("{p}/{proto}")));
+    }
+    Ok(out)
 }
 
 /// Options that are wrong whatever the image: one line naming the fault.

@@ -318,6 +318,15 @@ fn container_json(
         m => m.to_string(),
     };
     let user = spec["process"]["user"].clone();
+    let mut ports = ic["ExposedPorts"].as_object().cloned().unwrap_or_default();
+    for k in crate::create::exposed_ports(&o.expose).unwrap_or_default() {
+        ports.insert(k, json!({}));
+    }
+    let exposed = if ports.is_empty() {
+        Value::Null
+    } else {
+        Value::Object(ports)
+    };
     json!({
         "Id": rec.id,
         "Created": rfc3339(Some(rec.created)),
@@ -414,6 +423,7 @@ fn container_json(
             "Cmd": cmd,
             "Image": rec.image,
             "Volumes": ic["Volumes"],
+            "ExposedPorts": exposed,
             "WorkingDir": spec["process"]["cwd"].as_str().unwrap_or(""),
             "Entrypoint": if entrypoint.is_empty() { Value::Null } else { json!(entrypoint) },
             "OnBuild": Value::Null,

@@ -38,6 +38,10 @@ pub struct RunOptions {
     /// Set a label (K=V, or K for an empty value).
     #[cfg_attr(feature = "clap", arg(short = 'l', long = "label"))]
     pub labels: Vec<String>,
+    /// Read labels from a file: one KEY=VALUE per line (`#` lines are
+    /// comments). Read before `--label`, which wins.
+    #[cfg_attr(feature = "clap", arg(long = "label-file"))]
+    pub label_files: Vec<PathBuf>,
     /// A volume or bind mount: NAME:DST[:ro], /HOST/PATH:DST[:ro], or DST
     /// (an anonymous volume).
     #[cfg_attr(feature = "clap", arg(short = 'v', long = "volume"))]
@@ -64,6 +68,10 @@ pub struct RunOptions {
     /// Publish a port: [IP:][HOST[-HOST]:]CTR[-CTR][/tcp|udp].
     #[cfg_attr(feature = "clap", arg(short = 'p', long = "publish"))]
     pub publish: Vec<String>,
+    /// Expose a port or a range (PORT[-PORT][/tcp|udp]) without publishing
+    /// it: `-P` publishes these too, as the image's ExposedPorts.
+    #[cfg_attr(feature = "clap", arg(long = "expose"))]
+    pub expose: Vec<String>,
     /// Publish every port the image exposes on an ephemeral host port.
     #[cfg_attr(feature = "clap", arg(short = 'P', long = "publish-all"))]
     pub publish_all: bool,
