@@ -78,8 +78,9 @@ pub fn stats(engine: &Engine, a: &StatsArgs) -> Result<u8> {
         let list = ids(engine)?;
         let mut rows = Vec::new();
         for (id, name) in &list {
-            let s = engine.runtime().load(id).ok().and_then(|c| c.stats().ok());
-            let pid = engine.runtime().load(id).map(|c| c.pid()).unwrap_or(0);
+            let c = engine.runtime().load(id).ok();
+            let s = c.as_ref().and_then(|c| c.stats().ok());
+            let pid = c.as_ref().map_or(0, |c| c.pid());
             rows.push(row(id, name, s.as_ref(), pid, &mut before, a.no_trunc));
         }
         // The first CPU % needs a second reading.

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::bail;
 use crate::error::{Context, Result};
-use crate::options::RunOptions;
+use crate::options::{Resources, RunOptions};
 use crate::units;
 
 /// Capabilities, no_new_privileges and seccomp: an image run gets
@@ -131,7 +131,7 @@ pub fn apply(bundle: Bundle, id: &str, a: &RunOptions, args: Option<&[String]>) 
     }
     obj(&mut v, "linux");
     obj(&mut v["linux"], "resources");
-    apply_resources(&mut v["linux"]["resources"], a)?;
+    apply_resources(&mut v["linux"]["resources"], &a.resources)?;
     if let Some(parent) = a.cgroup_parent.as_deref() {
         v["linux"]["cgroupsPath"] = json!(cgroups_path(parent, id)?);
     }
@@ -141,7 +141,7 @@ pub fn apply(bundle: Bundle, id: &str, a: &RunOptions, args: Option<&[String]>) 
 
 /// The resource flags over the spec's `linux.resources` (`run`, and
 /// `update` of a container's).
-pub(crate) fn apply_resources(res: &mut Value, a: &RunOptions) -> Result<()> {
+pub(crate) fn apply_resources(res: &mut Value, a: &Resources) -> Result<()> {
     let obj = |v: &mut Value, key: &str| {
         if !v.get(key).is_some_and(Value::is_object) {
             v[key] = json!({});
@@ -183,7 +183,7 @@ pub(crate) fn apply_resources(res: &mut Value, a: &RunOptions) -> Result<()> {
 /// `-m`, `--memory-swap` and `--memory-reservation`, as Docker reads
 /// them: the swap figure is memory and swap together, -1 for unlimited
 /// swap; without it a limit allows no swap on top.
-fn apply_memory(res: &mut Value, a: &RunOptions) -> Result<()> {
+fn apply_memory(res: &mut Value, a: &Resources) -> Result<()> {
     let limit = a.memory.as_deref().map(units::parse_bytes).transpose()?;
     let swap = match a.memory_swap.as_deref() {
         None => limit,

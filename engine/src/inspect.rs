@@ -289,11 +289,6 @@ fn container_json(
         .chain(mounts)
         .collect();
     let binds: Vec<String> = o.volumes.clone();
-    let memory = o
-        .memory
-        .as_deref()
-        .and_then(|m| crate::units::parse_bytes(m).ok())
-        .unwrap_or(0);
     let bytes = |v: &Option<String>| -> i64 {
         match v.as_deref() {
             Some("-1") => -1,
@@ -302,6 +297,7 @@ fn container_json(
                 .unwrap_or(0),
         }
     };
+    let memory = bytes(&o.resources.memory);
     let sysctls: serde_json::Map<String, Value> = o
         .sysctls
         .iter()
@@ -309,6 +305,7 @@ fn container_json(
         .map(|(k, v)| (k.to_string(), json!(v)))
         .collect();
     let nano_cpus = o
+        .resources
         .cpus
         .as_deref()
         .and_then(|c| c.parse::<f64>().ok())
@@ -384,19 +381,19 @@ fn container_json(
             "SecurityOpt": o.security_opt,
             "Memory": memory,
             // Without --memory-swap a limit allows no swap on top.
-            "MemorySwap": if o.memory_swap.is_some() { bytes(&o.memory_swap) } else { memory },
-            "MemoryReservation": bytes(&o.memory_reservation),
+            "MemorySwap": if o.resources.memory_swap.is_some() { bytes(&o.resources.memory_swap) } else { memory },
+            "MemoryReservation": bytes(&o.resources.memory_reservation),
             "NanoCpus": nano_cpus,
-            "CpuShares": o.cpu_shares.unwrap_or(0),
-            "CpusetCpus": o.cpuset_cpus.clone().unwrap_or_default(),
-            "CpusetMems": o.cpuset_mems.clone().unwrap_or_default(),
+            "CpuShares": o.resources.cpu_shares.unwrap_or(0),
+            "CpusetCpus": o.resources.cpuset_cpus.clone().unwrap_or_default(),
+            "CpusetMems": o.resources.cpuset_mems.clone().unwrap_or_default(),
             "ShmSize": o.shm_size.as_ref().map_or(64 << 20, |s| bytes(&Some(s.clone()))),
             "Sysctls": sysctls,
             "OomScoreAdj": o.oom_score_adj.unwrap_or(0),
             "PidMode": o.pid.clone().unwrap_or_default(),
             "IpcMode": o.ipc.clone().unwrap_or_else(|| "private".into()),
             "UTSMode": o.uts.clone().unwrap_or_default(),
-            "PidsLimit": o.pids_limit,
+            "PidsLimit": o.resources.pids_limit,
             "Devices": o.devices.iter().map(|d| {
                 let mut p = d.splitn(3, ':');
                 let host = p.next().unwrap_or("");

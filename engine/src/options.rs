@@ -87,31 +87,10 @@ pub struct RunOptions {
     /// An /etc/hosts entry: HOST:IP (IP may be host-gateway).
     #[cfg_attr(feature = "clap", arg(long = "add-host"))]
     pub add_hosts: Vec<String>,
-    /// Memory limit, e.g. 64m.
-    #[cfg_attr(feature = "clap", arg(short = 'm', long))]
-    pub memory: Option<String>,
-    /// CPU limit in CPUs, e.g. 0.5.
-    #[cfg_attr(feature = "clap", arg(long))]
-    pub cpus: Option<String>,
-    /// Maximum number of processes.
-    #[cfg_attr(feature = "clap", arg(long))]
-    pub pids_limit: Option<i64>,
-    /// Memory plus swap: the limit of both together (-1: unlimited swap);
-    /// needs --memory. Default: no swap beyond --memory.
-    #[cfg_attr(feature = "clap", arg(long, allow_hyphen_values = true))]
-    pub memory_swap: Option<String>,
-    /// A soft memory limit, reclaimed to under contention.
-    #[cfg_attr(feature = "clap", arg(long))]
-    pub memory_reservation: Option<String>,
-    /// The CPU weight relative to other containers (default 1024).
-    #[cfg_attr(feature = "clap", arg(short = 'c', long))]
-    pub cpu_shares: Option<u64>,
-    /// CPUs the container may run on, e.g. 0-1 or 0,2.
-    #[cfg_attr(feature = "clap", arg(long))]
-    pub cpuset_cpus: Option<String>,
-    /// Memory nodes the container may use, e.g. 0.
-    #[cfg_attr(feature = "clap", arg(long))]
-    pub cpuset_mems: Option<String>,
+    /// Memory, CPU and process limits (`update` takes the same flags).
+    #[cfg_attr(feature = "clap", command(flatten))]
+    #[serde(flatten)]
+    pub resources: Resources,
     /// The size of /dev/shm, e.g. 256m (default 64m).
     #[cfg_attr(feature = "clap", arg(long))]
     pub shm_size: Option<String>,
@@ -233,4 +212,56 @@ pub struct RunOptions {
     /// flags too, is the command's.
     #[cfg_attr(feature = "clap", arg(trailing_var_arg = true))]
     pub rest: Vec<String>,
+}
+
+/// A container's resource limits, as `run` and `update` take them; `None`
+/// leaves a limit as it is (none, for a new container).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+#[serde(default)]
+pub struct Resources {
+    /// Memory limit, e.g. 64m.
+    #[cfg_attr(feature = "clap", arg(short = 'm', long))]
+    pub memory: Option<String>,
+    /// CPU limit in CPUs, e.g. 0.5.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub cpus: Option<String>,
+    /// Maximum number of processes.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub pids_limit: Option<i64>,
+    /// Memory plus swap: the limit of both together (-1: unlimited swap);
+    /// needs --memory. Default: no swap beyond --memory.
+    #[cfg_attr(feature = "clap", arg(long, allow_hyphen_values = true))]
+    pub memory_swap: Option<String>,
+    /// A soft memory limit, reclaimed to under contention.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub memory_reservation: Option<String>,
+    /// The CPU weight relative to other containers (default 1024).
+    #[cfg_attr(feature = "clap", arg(short = 'c', long))]
+    pub cpu_shares: Option<u64>,
+    /// CPUs the container may run on, e.g. 0-1 or 0,2.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes the container may use, e.g. 0.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub cpuset_mems: Option<String>,
+}
+
+impl Resources {
+    /// These limits with those `other` gives in their place.
+    pub fn overlaid(&self, other: &Resources) -> Resources {
+        let pick = |mine: &Option<String>, theirs: &Option<String>| {
+            theirs.clone().or_else(|| mine.clone())
+        };
+        Resources {
+            memory: pick(&self.memory, &other.memory),
+            cpus: pick(&self.cpus, &other.cpus),
+            pids_limit: other.pids_limit.or(self.pids_limit),
+            memory_swap: pick(&self.memory_swap, &other.memory_swap),
+            memory_reservation: pick(&self.memory_reservation, &other.memory_reservation),
+            cpu_shares: other.cpu_shares.or(self.cpu_shares),
+            cpuset_cpus: pick(&self.cpuset_cpus, &other.cpuset_cpus),
+            cpuset_mems: pick(&self.cpuset_mems, &other.cpuset_mems),
+        }
+    }
 }

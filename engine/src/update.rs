@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::bail;
 use crate::error::{Context, Error, Result};
-use crate::options::RunOptions;
+use crate::options::{Resources, RunOptions};
 use crate::record::{self, Status};
 use crate::restart::Policy;
 use crate::Engine;
@@ -17,30 +17,9 @@ use crate::Engine;
 #[derive(Debug, Default, Clone)]
 #[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct UpdateOptions {
-    /// Memory limit, e.g. 64m.
-    #[cfg_attr(feature = "clap", arg(short = 'm', long))]
-    pub memory: Option<String>,
-    /// Memory plus swap (-1: unlimited swap).
-    #[cfg_attr(feature = "clap", arg(long, allow_hyphen_values = true))]
-    pub memory_swap: Option<String>,
-    /// A soft memory limit.
-    #[cfg_attr(feature = "clap", arg(long))]
-    pub memory_reservation: Option<String>,
-    /// CPU limit in CPUs, e.g. 0.5.
-    #[cfg_attr(feature = "clap", arg(long))]
-    pub cpus: Option<String>,
-    /// CPU weight (default 1024).
-    #[cfg_attr(feature = "clap", arg(short = 'c', long))]
-    pub cpu_shares: Option<u64>,
-    /// CPUs it may run on, e.g. 0-1.
-    #[cfg_attr(feature = "clap", arg(long))]
-    pub cpuset_cpus: Option<String>,
-    /// Memory nodes it may use.
-    #[cfg_attr(feature = "clap", arg(long))]
-    pub cpuset_mems: Option<String>,
-    /// Maximum number of processes.
-    #[cfg_attr(feature = "clap", arg(long))]
-    pub pids_limit: Option<i64>,
+    /// The limits to change.
+    #[cfg_attr(feature = "clap", command(flatten))]
+    pub resources: Resources,
     /// Restart policy: no, on-failure[:MAX], always or unless-stopped.
     #[cfg_attr(feature = "clap", arg(long))]
     pub restart: Option<String>,
@@ -51,19 +30,7 @@ impl Engine {
     pub fn update(&self, query: &str, u: &UpdateOptions) -> Result<()> {
         let rec = self.container(query)?;
         let mut o: RunOptions = rec.options.clone();
-        macro_rules! take {
-            ($($f:ident),*) => { $( if u.$f.is_some() { o.$f = u.$f.clone(); } )* };
-        }
-        take!(
-            memory,
-            memory_swap,
-            memory_reservation,
-            cpus,
-            cpu_shares,
-            cpuset_cpus,
-            cpuset_mems,
-            pids_limit
-        );
+        o.resources = o.resources.overlaid(&u.resources);
         if let Some(r) = &u.restart {
             let policy = Policy::parse(r)?;
             if policy != Policy::No && o.rm {
@@ -83,7 +50,7 @@ impl Engine {
         if !spec["linux"]["resources"].is_object() {
             spec["linux"]["resources"] = json!({});
         }
-        crate::flags::apply_resources(&mut spec["linux"]["resources"], &o)?;
+        crate::flags::apply_resources(&mut spec["linux"]["resources"], &o.resources)?;
         let resources: LinuxResources = serde_json::from_value(spec["linux"]["resources"].clone())
             .context("the updated resources")?;
         // Live first: a value the kernel refuses changes nothing.
