@@ -1,7 +1,7 @@
 //! Docker's `run` flags for a container's environment, its share of the
 //! host's kernel and its resources, through real containers of the busybox
 //! image: `--env-file` and `-e KEY` (the caller's value), `--pid`/`--ipc`/
-//! `--uts host`, `--sysctl`, `--shm-size`, `--oom-score-adj`,
+//! `--uts host`, `--pid`/`--ipc container:NAME`, `--sysctl`, `--shm-size`, `--oom-score-adj`,
 //! `--cpu-shares`, `--cpuset-cpus`, `--memory-reservation` and
 //! `--memory-swap`, `logs --tail`, and health checks (`--health-*`); bad
 //! values are one line and leave nothing behind.
@@ -200,6 +200,118 @@ fn host_namespaces_sysctls_shm_and_oom_score() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
     no_containers_left(&bb);
+}
+
+#[test]
+fn pid_and_ipc_namespaces_of_another_container() {
+    let bb = Bb::new();
+    let (donor, private) = (unique_id("donor"), unique_id("private"));
+    let _rm = Rm(&bb, vec![donor.clone(), private.clone()]);
+    bb.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &donor,
+        "--network",
+        "none",
+        "--ipc",
+        "shareable",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo shared > /dev/shm/note; exec sleep 600",
+    ]);
+    bb.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &private,
+        "--network",
+        "none",
+        "bb:1",
+        "sleep",
+        "600",
+    ]);
+    let ns_of =
+        |name: &str, ns: &str| bb.ok(&["exec", name, "readlink", &format!("/proc/self/ns/{ns}")]);
+    // The donor's note in /dev/shm is there once its shell has run.
+    let mut tries = 0;
+    while !bb.ok(&["exec", &donor, "ls", "/dev/shm"]).contains("note") {
+        tries += 1;
+        assert!(tries < 200, "the donor never wrote its note");
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    let joined = run_with_env(
+        &bb,
+        &[],
+        &[
+            "--network", "none", "--pid", &format!("container:{donor}"), "--ipc",
+            &format!("container:{donor}"), "bb:1", "sh", "-c",
+            "readlink /proc/self/ns/pid; readlink /proc/self/ns/ipc; cat /dev/shm/note; ps -o pid,args",
+        ],
+    );
+    let l: Vec<&str> = joined.lines().collect();
+    assert_eq!(l[0], ns_of(&donor, "pid").trim(), "{joined}");
+    assert_eq!(l[1], ns_of(&donor, "ipc").trim(), "{joined}");
+    // Its /dev/shm too, and its processes: pid 1 is the donor's.
+    assert_eq!(l[2], "shared", "{joined}");
+    assert!(
+        joined
+            .lines()
+            .any(|p| p.trim_start().starts_with("1 ") && p.contains("sleep 600")),
+        "{joined}"
+    );
+    assert_ne!(l[0], ns_of(&private, "pid").trim());
+    // Only a shareable container's IPC can be joined; a stopped one's not
+    // at all; neither may change the joined network's sysctls: one line
+    // each, nothing made.
+    let err = bb.fails(&[
+        "run",
+        "--rm",
+        "--ipc",
+        &format!("container:{private}"),
+        "bb:1",
+        "true",
+    ]);
+    assert!(err.contains("non-shareable IPC"), "{err}");
+    let err = bb.fails(&[
+        "run",
+        "--rm",
+        "--network",
+        &format!("container:{private}"),
+        "--sysctl",
+        "net.ipv4.ip_forward=1",
+        "bb:1",
+        "true",
+    ]);
+    assert!(
+        err.contains("not allowed with --network container:"),
+        "{err}"
+    );
+    bb.ok(&["stop", "-t", "0", &private]);
+    let err = bb.fails(&[
+        "run",
+        "--rm",
+        "--pid",
+        &format!("container:{private}"),
+        "bb:1",
+        "true",
+    ]);
+    assert!(err.contains("is not running"), "{err}");
+    bb.ok(&["rm", "-f", &donor, &private]);
+    no_containers_left(&bb);
+    // Nothing pinned or mounted for them is left in the state root.
+    let ns = bb.dirs.state.join("ns");
+    assert!(
+        !ns.exists(),
+        "{:?}",
+        std::fs::read_dir(&ns).map(|d| d.count())
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(bb.dirs.state.to_str().unwrap()),
+        "{mounts}"
+    );
 }
 
 /// The container's cgroup directory of `controller` on the host (v1), or

@@ -116,6 +116,7 @@ impl Engine {
         let mut opts = opts.clone();
         labels_from_files(&mut opts)?;
         self.network_options(&mut opts, &image_config)?;
+        self.namespace_options(&mut opts)?;
         let mut made_volumes = Vec::new();
         let placed = self.place(id, &opts, &image_config, &final_bundle, &mut made_volumes);
         let (spec, mounts) = match placed {
@@ -304,6 +305,7 @@ impl Engine {
                 }
             }
         }
+        self.apply_shared_namespaces(id, &mut v, opts);
         let points = mounts::resolve(opts, image_config)?;
         for m in &points {
             if let mounts::Source::Volume {

@@ -1,7 +1,8 @@
 //! What a container shares with, or asks of, the host's kernel, as
 //! Docker's flags say it: `--pid`/`--ipc`/`--uts host` (the host's
-//! namespace instead of one of its own), namespaced `--sysctl`s, the size
-//! of /dev/shm and the OOM score.
+//! namespace instead of one of its own; another container's is
+//! `shared_ns`'s), namespaced `--sysctl`s, the size of /dev/shm and the
+//! OOM score.
 
 use serde_json::{json, Value};
 
@@ -46,11 +47,31 @@ pub(crate) fn apply(v: &mut Value, a: &RunOptions) -> Result<()> {
                     }
                 }
             }
-            Some("private") if ns == "ipc" => {}
+            // Settled by `shared_ns`: the pin and, for IPC, /dev/shm.
+            Some(m) if m.starts_with(crate::network::CONTAINER_MODE) && ns != "uts" => {
+                if ns == "ipc" && a.shm_size.is_some() {
+                    bail!("conflicting options: --shm-size and --ipc {m}");
+                }
+            }
+            Some("private" | "shareable") if ns == "ipc" => {}
+            // Its own IPC namespace, and no /dev/shm at all.
+            Some("none") if ns == "ipc" => {
+                if let Some(list) = v["mounts"].as_array_mut() {
+                    list.retain(|m| m["destination"] != "/dev/shm");
+                }
+            }
+            Some(other) if ns == "ipc" => {
+                bail!("bad --ipc {other:?}: use private, shareable, none, host or container:NAME")
+            }
+            Some(other) if ns == "pid" => {
+                bail!(
+                    "bad --pid {other:?}: use host or container:NAME (or leave it out for its own)"
+                )
+            }
             Some(other) => bail!("bad {flag} {other:?}: use host (or leave it out for its own)"),
         }
     }
-    let own_netns = !matches!(a.network.as_deref(), Some("host"));
+    let network = a.network.as_deref().unwrap_or("");
     if !a.sysctls.is_empty() {
         if !v["linux"]["sysctl"].is_object() {
             v["linux"]["sysctl"] = json!({});
@@ -59,7 +80,7 @@ pub(crate) fn apply(v: &mut Value, a: &RunOptions) -> Result<()> {
             let Some((k, val)) = kv.split_once('=').filter(|(k, _)| !k.is_empty()) else {
                 bail!("bad --sysctl {kv:?}: use KEY=VALUE")
             };
-            check_sysctl(k, own_netns, a.ipc.as_deref() == Some("host"))?;
+            check_sysctl(k, network, a.ipc.as_deref() == Some("host"))?;
             v["linux"]["sysctl"][k] = json!(val);
         }
     }
@@ -89,8 +110,9 @@ pub(crate) fn apply(v: &mut Value, a: &RunOptions) -> Result<()> {
 
 /// Only sysctls the container's own namespaces scope may be set, as
 /// Docker allows: the IPC ones (unless the IPC namespace is the host's)
-/// and `net.*` (unless the network is the host's).
-fn check_sysctl(key: &str, own_netns: bool, host_ipc: bool) -> Result<()> {
+/// and `net.*` (unless the network namespace is the host's, or another
+/// container's: `--network container:NAME`, which Docker refuses too).
+fn check_sysctl(key: &str, network: &str, host_ipc: bool) -> Result<()> {
     const IPC: [&str; 8] = [
         "kernel.msgmax",
         "kernel.msgmnb",
@@ -108,8 +130,8 @@ fn check_sysctl(key: &str, own_netns: bool, host_ipc: bool) -> Result<()> {
         return Ok(());
     }
     if key.starts_with("net.") {
-        if !own_netns {
-            bail!("--sysctl {key}: not allowed with --network host (it would change the host's)");
+        if network == "host" || network.starts_with(crate::network::CONTAINER_MODE) {
+            bail!("--sysctl {key}: not allowed with --network {network} (the network namespace is not the container's own)");
         }
         return Ok(());
     }
@@ -175,10 +197,22 @@ mod tests {
         });
         assert!(e.contains("conflicting"), "{e}");
         let e = bad(RunOptions {
-            pid: Some("container:x".into()),
+            pid: Some("sibling:x".into()),
             ..Default::default()
         });
         assert!(e.contains("bad --pid"), "{e}");
+        let e = bad(RunOptions {
+            ipc: Some("container:x".into()),
+            shm_size: Some("1m".into()),
+            ..Default::default()
+        });
+        assert!(e.contains("conflicting"), "{e}");
+        let e = bad(RunOptions {
+            sysctls: vec!["net.ipv4.ip_forward=1".into()],
+            network: Some("container:abc".into()),
+            ..Default::default()
+        });
+        assert!(e.contains("--network container:abc"), "{e}");
         let e = bad(RunOptions {
             oom_score_adj: Some(1001),
             ..Default::default()

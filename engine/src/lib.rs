@@ -46,6 +46,7 @@ mod remove;
 pub mod restart;
 pub mod seccomp_profile;
 pub mod security;
+mod shared_ns;
 pub mod spec;
 mod stop;
 mod task;

@@ -101,11 +101,14 @@ pub struct RunOptions {
     /// The OOM killer's preference for this container (-1000 to 1000).
     #[cfg_attr(feature = "clap", arg(long, allow_hyphen_values = true))]
     pub oom_score_adj: Option<i32>,
-    /// The pid namespace: `host` shares the host's (default: its own).
+    /// The pid namespace: `host` shares the host's, `container:NAME`
+    /// another running container's (default: its own).
     #[cfg_attr(feature = "clap", arg(long))]
     pub pid: Option<String>,
-    /// The IPC namespace: `host` shares the host's, `private` (the
-    /// default) is its own.
+    /// The IPC namespace: `private` (the default) is its own, `shareable`
+    /// its own that others may join, `container:NAME` a shareable
+    /// container's (with its /dev/shm), `none` its own without /dev/shm,
+    /// `host` the host's.
     #[cfg_attr(feature = "clap", arg(long))]
     pub ipc: Option<String>,
     /// The UTS namespace (hostname): `host` shares the host's.

@@ -90,6 +90,7 @@ impl Engine {
     pub(crate) fn clear_runtime(&self, id: &str) -> Result<()> {
         // Its network first: DEL finds the interface in the pinned netns.
         self.disconnect(id)?;
+        self.release_namespaces(id)?;
         match self.runtime().load(id) {
             Ok(c) => c.delete(true)?,
             Err(_) => {

@@ -106,6 +106,10 @@ impl Engine {
             bundle::ensure_mounted(root, id, rec.image_digest.as_deref(), &rec.image)?;
             let b = bundle::runtime_bundle(root, id, rec.image_digest.as_deref(), &rec.image)?;
             self.connect(&rec)?;
+            if let Err(e) = self.share_namespaces(&rec) {
+                let _ = self.disconnect(id);
+                return Err(e);
+            }
             let created = self.runtime().create_from(
                 id,
                 b,
@@ -120,6 +124,7 @@ impl Engine {
                 Ok(c) => c,
                 Err(e) => {
                     let _ = self.disconnect(id);
+                    let _ = self.release_namespaces(id);
                     return Err(e.into());
                 }
             };
@@ -191,6 +196,9 @@ impl Engine {
         if let Err(e) = self.disconnect(&id) {
             tracing::warn!("detaching {id} from its network: {e}");
         }
+        if let Err(e) = self.release_namespaces(&id) {
+            tracing::warn!("releasing the namespaces {id} shared: {e}");
+        }
         let me = task.watcher;
         // Held while a `--rm` container is removed: no attach or wait is
         // left to read its exit.
@@ -250,6 +258,7 @@ impl Engine {
         let id = task.id.clone();
         let _ = task.container.delete(true);
         let _ = self.disconnect(&id);
+        let _ = self.release_namespaces(&id);
         record::update(self.root(), &id, |r| r.state.failed(error.to_string()))?;
         Ok(())
     }

@@ -236,24 +236,8 @@ impl Engine {
     /// /etc/hosts and /etc/resolv.conf, as Docker shares them.
     fn join_network_of(&self, rec: &Record, target: &str) -> Result<()> {
         let root = self.root();
-        let other = record::load(root, target).map_err(|_| {
-            Error::Invalid(format!(
-                "container {}: the container whose network it joins ({target}) is gone",
-                rec.name
-            ))
-        })?;
-        let pid = self
-            .runtime()
-            .load(&other.id)
-            .ok()
-            .map(|c| c.pid())
-            .filter(|p| *p > 0 && other.state.status == crate::record::Status::Running)
-            .ok_or_else(|| {
-                Error::Invalid(format!(
-                    "cannot join the network of container {}: it is not running",
-                    other.name
-                ))
-            })?;
+        let pid = self.running_init(rec, target, "network")?;
+        let other = record::load(root, target)?;
         let pin = self.netns_path(&rec.id);
         netns::pin_existing(&pin, Path::new(&format!("/proc/{pid}/ns/net")))?;
         let (from, to) = (record::dir(root, &other.id), record::dir(root, &rec.id));
