@@ -59,6 +59,8 @@ pub enum ImageCommand {
         #[arg(required = true)]
         refs: Vec<String>,
     },
+    /// Show the history of an image: the step that made each layer, newest first.
+    History(crate::history::HistoryArgs),
     /// Show an image's manifest and config as JSON.
     Inspect {
         /// Reference.
@@ -196,6 +198,7 @@ pub fn run(engine: &amphi_engine::Engine, command: ImageCommand) -> Result<u8> {
             println!("{}", ids.config);
         }
         ImageCommand::Ls(a) => return crate::images_ls::ls(&store, &a),
+        ImageCommand::History(a) => return crate::history::history(engine, &a),
         ImageCommand::Prune { all, force } => {
             let what = if all {
                 "all images without at least one container associated to them"

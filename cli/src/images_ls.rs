@@ -90,7 +90,7 @@ pub fn ls(store: &Store, a: &ImageLsArgs) -> Result<u8> {
                 "Digest": digest,
                 "CreatedSince": created.map_or_else(|| "N/A".to_string(), |t| crate::ps::ago(Some(t))),
                 "CreatedAt": created.map_or_else(String::new, |t| amphi_engine::inspect::rfc3339(Some(t))),
-                "Size": crate::image::human(size),
+                "Size": crate::format::decimal_size(size, 3),
             }),
         ));
     }

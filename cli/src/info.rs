@@ -46,9 +46,15 @@ pub fn info(engine: &Engine, format: Option<&str>) -> Result<u8> {
         .iter()
         .filter(|r| r.state.status == Status::Running && engine.is_paused(&r.id))
         .count();
+    // Images, not names: an image under two tags is one, as Docker counts.
     let images = amphi_images::Store::open(engine.root().join("images"))
         .and_then(|s| s.refs())
-        .map(|r| r.len())
+        .map(|r| {
+            r.into_iter()
+                .map(|(_, digest)| digest)
+                .collect::<std::collections::HashSet<_>>()
+                .len()
+        })
         .unwrap_or(0);
     let v2 = amphi_runtime::cgroup::host_is_v2();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();

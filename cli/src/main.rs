@@ -4,6 +4,7 @@
 mod containers;
 mod exec;
 mod format;
+mod history;
 mod image;
 mod images_ls;
 mod info;
@@ -58,7 +59,9 @@ struct Globals {
 }
 
 /// Docker's top-level shorthands of image commands (`docker images`,
-/// `rmi`, `load`, `save`, `import`) as amphi's `image` subcommands, and
+/// `rmi`, `load`, `save`, `import`, `history`) as amphi's `image`
+/// subcommands, its `image pull|push|tag` and `system info` as amphi's
+/// top-level verbs, and
 /// its `container VERB` forms as amphi's verbs (`container ls` is `ps`),
 /// so a Docker user's habit works; the global options may come first.
 fn docker_shorthands(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
@@ -90,10 +93,19 @@ fn docker_shorthands(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsStrin
         args.splice(i..=i + 1, [verb]);
         return args;
     }
+    // `image pull|push|tag` and `system info` are amphi's top-level verbs.
+    let second = args.get(i + 1).and_then(|a| a.to_str());
+    match (args.get(i).and_then(|a| a.to_str()), second) {
+        (Some("image"), Some("pull" | "push" | "tag")) | (Some("system"), Some("info")) => {
+            args.remove(i);
+            return args;
+        }
+        _ => {}
+    }
     let sub = match args.get(i).and_then(|a| a.to_str()) {
         Some("images") => "ls",
         Some("rmi") => "rm",
-        Some(s @ ("load" | "save" | "import")) => s,
+        Some(s @ ("load" | "save" | "import" | "history")) => s,
         _ => return args,
     };
     let sub = std::ffi::OsString::from(sub);
@@ -413,10 +425,28 @@ fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("amphi: {}", format!("{e:#}").replace('\n', " "));
+            eprintln!("amphi: {}", one_line(&e));
             ExitCode::from(EXIT_AMPHI_ERROR)
         }
     }
+}
+
+/// An error and its causes as one line. A cause whose text a message
+/// already carries (an error that prints its source and also reports it
+/// as its cause) is said once.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if out.contains(&s) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&s);
+    }
+    out.replace('\n', " ")
 }
 
 /// A command line clap refused: help and version as clap prints them, any

@@ -243,6 +243,13 @@ fn docker_shorthands_of_image_commands() {
     );
     // Docker's scripting forms: unique ids, templates, a repository filter.
     ok(&["tag", "hello:v1", "hello:again"]);
+    // `image tag` and `system info` are Docker's longer forms of the verbs.
+    ok(&["image", "tag", "hello:v1", "hello:third"]);
+    assert_eq!(
+        ok(&["system", "info", "--format", "{{.Images}}"]).trim(),
+        "1"
+    );
+    ok(&["rmi", "hello:third"]);
     let ids = ok(&["images", "-q"]);
     assert_eq!(ids.lines().count(), 1, "one image under two tags: {ids}");
     let names = ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);

@@ -607,6 +607,31 @@ fn cp_commit_and_the_new_image_runs_with_the_changes() {
     assert_eq!(img[0]["Comment"], "add the app");
     assert_eq!(img[0]["Author"], "Edge Ops <ops@example.com>");
     assert_eq!(img[0]["RootFS"]["Layers"].as_array().unwrap().len(), 2);
+    // `docker history`: the commit's step first (the image's id, its
+    // comment, its layer), the base's layer after it, one row per layer.
+    let hist = b.ok(&[
+        "history",
+        "--format",
+        "{{.ID}}|{{.CreatedBy}}|{{.Comment}}|{{.Size}}",
+        "bb:app",
+    ]);
+    let rows: Vec<Vec<&str>> = hist.lines().map(|l| l.split('|').collect()).collect();
+    assert_eq!(rows.len(), 2, "{hist}");
+    assert_eq!(format!("sha256:{}", rows[0][0]).len(), 19, "{hist}");
+    assert!(image_id.contains(rows[0][0]), "{hist}");
+    assert_eq!(rows[0][2], "add the app", "{hist}");
+    assert_eq!(rows[1][0], "<missing>", "{hist}");
+    assert!(rows.iter().all(|r| r[3] != "0B"), "{hist}");
+    let full = b.ok(&["image", "history", "-q", "--no-trunc", "bb:app"]);
+    assert_eq!(full.lines().next(), Some(image_id.as_str()), "{full}");
+    let out = b.amphi(&["history", "bb:nothing"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(
+        text(&out.stderr).lines().count(),
+        1,
+        "{}",
+        text(&out.stderr)
+    );
     // The new image sees the changes; the deleted file stays deleted; the
     // container's own /etc files (hostname, hosts) are no part of it.
     let run = |cmd: &str| {

@@ -101,7 +101,10 @@ impl Engine {
             if let Some(m) = &opts.message {
                 config["comment"] = json!(m);
             }
-            let mut history = config["history"].as_array().cloned().unwrap_or_default();
+            // The base's layers each with an entry first, so that the new
+            // one's lines up with the new layer.
+            let base_layers = config["rootfs"]["diff_ids"].as_array().map_or(0, Vec::len);
+            let mut history = crate::inspect::padded_history(&config, base_layers);
             let mut entry = json!({"created": now, "created_by": rec.args.join(" ")});
             if let Some(a) = &opts.author {
                 entry["author"] = json!(a);

@@ -9,10 +9,26 @@ use amphi_images::store::familiar;
 use amphi_images::Store;
 use serde_json::{json, Value};
 
+use crate::bail;
 use crate::error::Result;
 use crate::record::{self, Record, Status};
 use crate::restart::Policy;
 use crate::{bundle, Engine};
+
+/// The config's `history`, with an empty entry in front for each of its
+/// `layers` that no non-empty entry accounts for (a config without
+/// history, or one that a tool wrote short), so that the n-th non-empty
+/// entry is the n-th layer's.
+pub(crate) fn padded_history(config: &Value, layers: usize) -> Vec<Value> {
+    let given = config["history"].as_array().cloned().unwrap_or_default();
+    let made = given
+        .iter()
+        .filter(|h| !h["empty_layer"].as_bool().unwrap_or(false))
+        .count();
+    let mut out = vec![json!({}); layers.saturating_sub(made)];
+    out.extend(given);
+    out
+}
 
 /// RFC 3339 with nanoseconds, in UTC, as Docker writes times; Go's zero
 /// time for none.
@@ -173,6 +189,59 @@ impl Engine {
                 "digest": digest,
             },
         }))
+    }
+
+    /// An image's history, newest first, as Docker's image history API
+    /// gives it: each entry of the config's `history` with the size of the
+    /// layer it made (its blob's; 0 for an `empty_layer`), the newest
+    /// named by the image's id and tags, the rest `<missing>` (a pulled
+    /// image has no parent images). Layers the history does not mention
+    /// get empty entries first ([`padded_history`]); more non-empty
+    /// entries than layers is refused.
+    pub fn image_history(&self, reference: &str) -> Result<Vec<Value>> {
+        let store = Store::open(self.root().join("images"))?;
+        let digest = store.resolve(reference)?;
+        let (manifest, config_digest, config, _) = bundle::image_layers(&store, &digest)?;
+        let layers = manifest["layers"].as_array().map_or(&[][..], Vec::as_slice);
+        let entries = padded_history(&config, layers.len());
+        let mut next_layer = 0;
+        let mut out = Vec::new();
+        for h in &entries {
+            let size = if h["empty_layer"].as_bool().unwrap_or(false) {
+                0
+            } else {
+                let Some(l) = layers.get(next_layer) else {
+                    bail!("image {reference}: its history has more non-empty entries than its {} layers", layers.len());
+                };
+                next_layer += 1;
+                l["size"].as_u64().unwrap_or(0)
+            };
+            let created = h["created"]
+                .as_str()
+                .and_then(parse_rfc3339)
+                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs());
+            out.push(json!({
+                "Id": "<missing>",
+                "Created": created,
+                "CreatedBy": h["created_by"].as_str().unwrap_or(""),
+                "Tags": null,
+                "Size": size,
+                "Comment": h["comment"].as_str().unwrap_or(""),
+            }));
+        }
+        out.reverse();
+        if let Some(newest) = out.first_mut() {
+            let tags: Vec<String> = store
+                .refs()?
+                .into_iter()
+                .filter(|(_, d)| *d == digest)
+                .map(|(n, _)| familiar(&n))
+                .collect();
+            newest["Id"] = json!(config_digest);
+            newest["Tags"] = json!(tags);
+        }
+        Ok(out)
     }
 
     /// The overlay's directories, as Docker's GraphDriver.Data shows them.
