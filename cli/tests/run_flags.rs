@@ -709,3 +709,73 @@ fn label_files_and_exposed_ports() {
     bb.ok(&["rm", &name]);
     no_containers_left(&bb);
 }
+
+#[test]
+fn a_missing_workdir_is_made_and_an_empty_entrypoint_clears_the_images() {
+    let bb = Bb::new();
+    let out = run_with_env(
+        &bb,
+        &[],
+        &[
+            "--network",
+            "none",
+            "--read-only",
+            "-u",
+            "nobody",
+            "-w",
+            "/srv/new/dir",
+            "bb:1",
+            "sh",
+            "-c",
+            "pwd; stat -c '%U %a' .",
+        ],
+    );
+    assert_eq!(out, "/srv/new/dir\nroot 755\n");
+    // An image whose Entrypoint would swallow the command: `--entrypoint ""`
+    // runs the command itself, or without one the image's Cmd.
+    let id = bb
+        .ok(&[
+            "create",
+            "--network",
+            "none",
+            "--entrypoint",
+            "/bin/false",
+            "bb:1",
+            "echo",
+            "from-cmd",
+        ])
+        .trim()
+        .to_string();
+    bb.ok(&["commit", &id, "bb:entry"]);
+    bb.ok(&["rm", &id]);
+    let img = bb.ok(&["image", "inspect", "bb:entry"]);
+    assert!(img.contains("/bin/false"), "{img}");
+    assert_eq!(
+        run_with_env(
+            &bb,
+            &[],
+            &[
+                "--network",
+                "none",
+                "--entrypoint",
+                "",
+                "bb:entry",
+                "echo",
+                "given"
+            ]
+        ),
+        "given\n"
+    );
+    assert_eq!(
+        run_with_env(
+            &bb,
+            &[],
+            &["--network", "none", "--entrypoint", "", "bb:entry"]
+        ),
+        "from-cmd\n"
+    );
+    let out = bb.amphi(&["run", "--rm", "--network", "none", "bb:entry"]);
+    assert_eq!(out.status.code(), Some(1));
+    bb.ok(&["rmi", "bb:entry"]);
+    no_containers_left(&bb);
+}

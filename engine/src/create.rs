@@ -93,8 +93,12 @@ impl Engine {
                     bail!("give an IMAGE or --bundle DIR");
                 }
                 let image = rest.remove(0);
-                // --entrypoint replaces the image's Entrypoint and drops its Cmd.
+                // --entrypoint replaces the image's Entrypoint and drops its
+                // Cmd; an empty one only clears the Entrypoint, so the
+                // command given (else the image's Cmd) runs, as Docker's.
+                let cleared = opts.entrypoint.as_deref() == Some("");
                 let (cmd, args) = match &opts.entrypoint {
+                    Some(_) if cleared => (rest.clone(), (!rest.is_empty()).then_some(rest)),
                     Some(e) => {
                         let all: Vec<String> = std::iter::once(e.clone()).chain(rest).collect();
                         (all.clone(), Some(all))
@@ -102,6 +106,21 @@ impl Engine {
                     None => (rest, None),
                 };
                 let p = bundle::prepare(root, id, &image, &cmd)?;
+                let args = match args {
+                    None if cleared => {
+                        let image_cmd: Vec<String> = p.config["config"]["Cmd"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|a| a.as_str().map(String::from))
+                            .collect();
+                        if image_cmd.is_empty() {
+                            bail!("no command: --entrypoint \"\" clears the Entrypoint, and the image {image} has no Cmd");
+                        }
+                        Some(image_cmd)
+                    }
+                    a => a,
+                };
                 (
                     image,
                     Some(p.manifest),

@@ -432,6 +432,19 @@ pub(super) fn finish(cfg: &InitConfig) -> Result<()> {
             )?;
         }
     }
+    // A cwd the rootfs lacks is made (0755, root's), as runc makes it:
+    // inside the new root, so `..` in it cannot leave; before a read-only
+    // root is sealed.
+    if let Some(cwd) = cfg.spec.process().as_ref().map(|p| p.cwd()) {
+        if cwd != Path::new("/") && std::fs::symlink_metadata(cwd).is_err() {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(cwd)
+                .map_err(|e| Error::io(cwd, e))?;
+        }
+    }
     if cfg.spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
         do_mount(
             None,
