@@ -171,7 +171,21 @@ pub fn run(engine: &Engine, command: Command) -> Result<u8> {
             println!("{}", ids.config);
             Ok(0)
         }
-        Command::Logs { follow, tail, id } => {
+        Command::Logs {
+            follow,
+            tail,
+            timestamps,
+            since,
+            until,
+            details: _,
+            id,
+        } => {
+            let time = |s: &Option<String>| {
+                s.as_deref()
+                    .map(amphi_engine::units::parse_time)
+                    .transpose()
+            };
+            let (since, until) = (time(&since)?, time(&until)?);
             let from = match tail.as_str() {
                 "all" => 0,
                 n => {
@@ -181,7 +195,14 @@ pub fn run(engine: &Engine, command: Command) -> Result<u8> {
                     engine.log_tail_offset(&id, n)?
                 }
             };
-            engine.copy_log(&id, follow, from, &mut std::io::stdout())?;
+            let o = amphi_engine::LogOptions {
+                follow,
+                from,
+                timestamps,
+                since,
+                until,
+            };
+            engine.copy_log(&id, &o, &mut std::io::stdout(), &mut std::io::stderr())?;
             Ok(0)
         }
         Command::Attach { id } => attach(engine, &id),
@@ -343,7 +364,14 @@ fn attach(engine: &Engine, query: &str) -> Result<u8> {
     let follower = {
         let engine = engine.clone();
         let id = rec.id.clone();
-        std::thread::spawn(move || engine.copy_log(&id, true, from, &mut std::io::stdout()))
+        std::thread::spawn(move || {
+            let o = amphi_engine::LogOptions {
+                follow: true,
+                from,
+                ..Default::default()
+            };
+            engine.copy_log(&id, &o, &mut std::io::stdout(), &mut std::io::stderr())
+        })
     };
     while !follower.is_finished() && !detached.load(Ordering::SeqCst) {
         let ts = libc::timespec {

@@ -292,6 +292,18 @@ enum Command {
         /// Only the last N lines (or all).
         #[arg(short = 'n', long, default_value = "all")]
         tail: String,
+        /// Each line with the time it was written in front (RFC 3339, nanoseconds).
+        #[arg(short, long)]
+        timestamps: bool,
+        /// Only lines written since: a duration before now (10m, 1h30m), an RFC 3339 time or date, or Unix seconds.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only lines written before: the same forms as --since.
+        #[arg(long)]
+        until: Option<String>,
+        /// Extra attributes (amphi's log has none: the same as without).
+        #[arg(long)]
+        details: bool,
         /// Container.
         id: String,
     },

@@ -428,7 +428,7 @@ fn cpu_shares_cpuset_and_memory_figures_reach_the_cgroup() {
 }
 
 #[test]
-fn logs_tail_shows_the_last_lines() {
+fn logs_tail_streams_timestamps_and_time_spans() {
     let bb = Bb::new();
     let name = unique_id("tail");
     let _rm = Rm(&bb, vec![name.clone()]);
@@ -458,6 +458,62 @@ fn logs_tail_shows_the_last_lines() {
     assert_eq!(bb.ok(&["logs", "--tail", "all", &name]).lines().count(), 5);
     let err = bb.fails(&["logs", "--tail", "some", &name]);
     assert!(err.contains("--tail"), "{err}");
+    // Each stream comes back on its own, byte for byte, as `docker logs`
+    // splits them; -t puts each line's time in front; --since and --until
+    // keep a span.
+    let split = unique_id("split");
+    let _rm2 = Rm(&bb, vec![split.clone()]);
+    bb.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &split,
+        "--network",
+        "none",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; printf 'no newline'; sleep 60",
+    ]);
+    let t = std::time::Instant::now();
+    while !bb.ok(&["logs", &split]).contains("no newline") {
+        assert!(t.elapsed().as_secs() < 20, "no output in the log");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = bb.amphi(&["logs", &split]);
+    assert_eq!(text(&out.stdout), "out\nno newline");
+    assert_eq!(text(&out.stderr), "err\n");
+    let stamped = bb.ok(&["logs", "-t", &split]);
+    let lines: Vec<&str> = stamped.lines().collect();
+    assert_eq!(lines.len(), 2, "{stamped}");
+    for l in &lines {
+        let (time, _) = l.split_once(' ').unwrap();
+        assert_eq!(time.len(), 30, "{stamped}");
+        assert!(
+            amphi_engine::inspect::parse_rfc3339(time).is_some(),
+            "{stamped}"
+        );
+    }
+    assert!(
+        lines[0].ends_with(" out") && lines[1].ends_with(" no newline"),
+        "{stamped}"
+    );
+    let secs = |d: i64| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        (now + d).to_string()
+    };
+    assert_eq!(bb.ok(&["logs", "--since", "1h", &split]), "out\nno newline");
+    assert_eq!(bb.ok(&["logs", "--since", &secs(60), &split]), "");
+    assert_eq!(
+        bb.ok(&["logs", "--until", &secs(60), &split]),
+        "out\nno newline"
+    );
+    assert_eq!(bb.ok(&["logs", "--until", "2000-01-01", &split]), "");
+    let err = bb.fails(&["logs", "--since", "yesterday", &split]);
+    assert!(err.contains("bad time"), "{err}");
 }
 
 #[test]

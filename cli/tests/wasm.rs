@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, TcpStream};
 use std::time::Duration;
 
 use amphi_testkit::net::network_leaks;
-use common::Bb;
+use common::{text, Bb};
 
 /// The example component `name`, written to the test's temp dir.
 fn component_file(bb: &Bb, name: &str) -> String {
@@ -185,9 +185,10 @@ fn http_component_is_published_and_reached_by_name() {
         out,
         "Hello from a wasi:http component! You asked for /by-name\n"
     );
-    assert!(bb
-        .ok(&["logs", "web"])
-        .contains("Serving HTTP on http://0.0.0.0:8080/"));
+    // Said on its stderr, which `logs` gives back on its own stderr.
+    let logs = bb.amphi(&["logs", "web"]);
+    assert!(text(&logs.stderr).contains("Serving HTTP on http://0.0.0.0:8080/"));
+    assert!(!text(&logs.stdout).contains("Serving HTTP"));
     // Another port, by annotation.
     let port2 = amphi_testkit::free_port();
     let publish2 = format!("127.0.0.1:{port2}:9090");

@@ -1,9 +1,12 @@
-//! The standard streams of a detached container: output appended to its
-//! log; with `-i`, input from a FIFO in its directory (`stdin`, kept open
-//! by the watcher, so the container never sees end-of-file while it is
-//! detached) that `attach` writes to; with `-t`, the terminal the init
-//! allocated, relayed by the watcher (output to the log, the FIFO to its
-//! input) and resized from the size `attach` writes to `winsize`.
+//! The standard streams of a detached container: stdout and stderr are
+//! pipes the watcher reads, appending each line to its log as a record of
+//! its stream and time (`logfmt`); with `-i`, input from a FIFO in its
+//! directory (`stdin`, kept open by the watcher, so the container never
+//! sees end-of-file while it is detached) that `attach` writes to; with
+//! `-t`, the terminal the init allocated, relayed by the watcher (output
+//! to the log, the FIFO to its input) and resized from the size `attach`
+//! writes to `winsize`. (A container dies with its watcher, so nothing is
+//! lost by the watcher holding the other ends.)
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -15,6 +18,7 @@ use std::time::Duration;
 use amphi_runtime::Stdio;
 
 use crate::error::{Error, Result};
+use crate::logfmt::{self, Stream};
 use crate::options::RunOptions;
 
 /// The FIFO a detached `-i` container reads.
@@ -37,14 +41,15 @@ nix::ioctl_write_ptr_bad!(
 /// A watcher's side of a detached container's streams.
 pub(crate) struct DetachedIo {
     dir: PathBuf,
-    log: File,
+    log: logfmt::Log,
     tty: bool,
     /// The FIFO, open for reading and writing (so it never ends).
     stdin: Option<File>,
     /// The current run's terminal, for the input pump and resizes.
     master: Arc<Mutex<Option<File>>>,
-    /// Ends when the current run's terminal output is all in the log.
-    out_done: Option<std::sync::mpsc::Receiver<()>>,
+    /// Each ends when the current run's output on one stream (or its
+    /// terminal) is all in the log.
+    out_done: Vec<std::sync::mpsc::Receiver<()>>,
 }
 
 impl DetachedIo {
@@ -74,11 +79,11 @@ impl DetachedIo {
         };
         let io = DetachedIo {
             dir: dir.to_path_buf(),
-            log,
+            log: Arc::new(Mutex::new(log)),
             tty: opts.tty,
             stdin,
             master: Arc::new(Mutex::new(None)),
-            out_done: None,
+            out_done: Vec::new(),
         };
         if io.tty {
             if let Some(fifo) = &io.stdin {
@@ -101,43 +106,64 @@ impl DetachedIo {
         Ok(io)
     }
 
-    /// The stdio of one run (a `-t` run's are replaced by its terminal).
-    pub(crate) fn stdio(&self) -> Result<Stdio> {
-        let dup = |f: &File| -> Result<OwnedFd> {
-            Ok(f.try_clone().map_err(|e| Error::io(&self.dir, e))?.into())
-        };
+    /// The stdio of one run: pipes into the log (a `-t` run's output is
+    /// its terminal's instead).
+    pub(crate) fn stdio(&mut self) -> Result<Stdio> {
         let stdin = match (&self.stdin, self.tty) {
-            (Some(f), false) => dup(f)?,
+            (Some(f), false) => f.try_clone().map_err(|e| Error::io(&self.dir, e))?.into(),
             _ => File::open("/dev/null")
                 .map_err(|e| Error::io("/dev/null", e))?
                 .into(),
         };
+        if self.tty {
+            // Replaced by the terminal in the container; never written.
+            let log = || -> Result<OwnedFd> {
+                let f = self.log.lock().unwrap().try_clone();
+                Ok(f.map_err(|e| Error::io(&self.dir, e))?.into())
+            };
+            return Ok(Stdio {
+                stdin: Some(stdin),
+                stdout: Some(log()?),
+                stderr: Some(log()?),
+            });
+        }
+        let stdout = self.pipe_to_log(Stream::Stdout)?;
+        let stderr = self.pipe_to_log(Stream::Stderr)?;
         Ok(Stdio {
             stdin: Some(stdin),
-            stdout: Some(dup(&self.log)?),
-            stderr: Some(dup(&self.log)?),
+            stdout: Some(stdout),
+            stderr: Some(stderr),
         })
+    }
+
+    /// A pipe whose output a thread of ours logs as `stream`; its write
+    /// end, for the container.
+    fn pipe_to_log(&mut self, stream: Stream) -> Result<OwnedFd> {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| Error::io("pipe2", e.into()))?;
+        self.pump(File::from(r), stream);
+        Ok(w)
+    }
+
+    fn pump(&mut self, from: File, stream: Stream) {
+        let log = self.log.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // Ends at end-of-file, or EIO once a terminal's last slave
+            // closes: the run is over.
+            logfmt::pump(from, stream, &log);
+            let _ = tx.send(());
+        });
+        self.out_done.push(rx);
     }
 
     /// Relays a `-t` run's terminal: its output to the log, the FIFO's
     /// input to it; sized as the last `attach` asked.
     pub(crate) fn relay(&mut self, master: OwnedFd) -> Result<()> {
         let out = File::from(master);
-        let mut reader = out.try_clone().map_err(|e| Error::io(&self.dir, e))?;
-        let mut log = self.log.try_clone().map_err(|e| Error::io(&self.dir, e))?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 8192];
-            // EIO once the last slave fd closes: the run is over.
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 || log.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-            }
-            let _ = tx.send(());
-        });
+        let reader = out.try_clone().map_err(|e| Error::io(&self.dir, e))?;
+        self.pump(reader, Stream::Stdout);
         *self.master.lock().unwrap() = Some(out);
-        self.out_done = Some(rx);
         self.resize();
         Ok(())
     }
@@ -167,8 +193,11 @@ impl DetachedIo {
 
     /// After a run: its last terminal output is in the log (bounded wait).
     pub(crate) fn run_ended(&mut self) {
-        if let Some(rx) = self.out_done.take() {
-            let _ = rx.recv_timeout(Duration::from_secs(2));
+        // Bounded: a process the container left behind may still hold a
+        // stream open.
+        let until = std::time::Instant::now() + Duration::from_secs(2);
+        for rx in self.out_done.drain(..) {
+            let _ = rx.recv_timeout(until.saturating_duration_since(std::time::Instant::now()));
         }
         *self.master.lock().unwrap() = None;
     }

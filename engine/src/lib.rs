@@ -32,6 +32,7 @@ pub mod flags;
 pub mod health;
 pub mod inspect;
 mod kernel_opts;
+mod logfmt;
 mod logs;
 pub mod mounts;
 pub mod names;
@@ -60,6 +61,7 @@ use std::path::{Path, PathBuf};
 use amphi_runtime::{Runtime, RuntimeConfig};
 
 pub use error::{Context, Error, Result};
+pub use logs::LogOptions;
 pub use options::RunOptions;
 pub use record::{Record, Status};
 pub use task::{Finished, Task};

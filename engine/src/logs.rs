@@ -3,26 +3,85 @@
 //! them.
 
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::bail;
 use crate::error::{Context, Error, Result};
+use crate::logfmt::{self, Stream};
 use crate::record::{self, Status};
 use crate::Engine;
 
+/// What of a log [`Engine::copy_log`] gives, and how.
+#[derive(Debug, Default, Clone)]
+pub struct LogOptions {
+    /// Keep reading as the container writes, until it stops.
+    pub follow: bool,
+    /// The byte of the log to start at.
+    pub from: u64,
+    /// Each line with its time in front (`logs -t`).
+    pub timestamps: bool,
+    /// Only what was written at or after this time.
+    pub since: Option<SystemTime>,
+    /// Only what was written before this time.
+    pub until: Option<SystemTime>,
+}
+
+impl LogOptions {
+    /// Writes the whole lines of `bytes` out; how many bytes they took.
+    fn write_lines(&self, bytes: &[u8], out: &mut dyn Write, err: &mut dyn Write) -> Result<usize> {
+        let mut used = 0;
+        while let Some(nl) = bytes[used..].iter().position(|b| *b == b'\n') {
+            let line = &bytes[used..used + nl];
+            used += nl + 1;
+            let Some(e) = logfmt::parse(line) else {
+                out.write_all(line)
+                    .and_then(|()| out.write_all(b"\n"))
+                    .context("writing the log out")?;
+                continue;
+            };
+            if self.since.is_some() || self.until.is_some() {
+                let t = crate::inspect::parse_rfc3339(e.time);
+                if self.since.is_some_and(|s| t.is_some_and(|t| t < s))
+                    || self.until.is_some_and(|u| t.is_some_and(|t| t >= u))
+                {
+                    continue;
+                }
+            }
+            let to: &mut dyn Write = match e.stream {
+                Stream::Stdout => out,
+                Stream::Stderr => err,
+            };
+            if self.timestamps {
+                to.write_all(e.time.as_bytes())
+                    .and_then(|()| to.write_all(b" "))
+                    .context("writing the log out")?;
+            }
+            to.write_all(&e.content).context("writing the log out")?;
+        }
+        let _ = out.flush();
+        let _ = err.flush();
+        Ok(used)
+    }
+}
+
 impl Engine {
-    /// Copies `query`'s log to `out` from byte `from` (0: the start; see
-    /// [`Engine::log_len`] for "from now on"); with `follow`, until the
-    /// container stops for good (not while it waits to restart).
+    /// Copies `query`'s log from byte `o.from` (0: the start; see
+    /// [`Engine::log_len`] for "from now on"): each record's output to
+    /// `out` or `err` by its stream, as Docker's `logs` splits them, with
+    /// its time in front for `o.timestamps`, only those within `o.since`
+    /// and `o.until`; with `o.follow`, until the container stops for good
+    /// (not while it waits to restart) or `o.until` has passed. A line
+    /// that is no record (an older amphi's raw log) goes to `out` as it is.
     pub fn copy_log(
         &self,
         query: &str,
-        follow: bool,
-        from: u64,
+        o: &LogOptions,
         out: &mut dyn Write,
+        err: &mut dyn Write,
     ) -> Result<()> {
         let rec = self.container(query)?;
         let path = self.log_path(&rec.id);
+        let follow = o.follow;
         let mut f = match std::fs::File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !follow => {
@@ -37,18 +96,24 @@ impl Engine {
             }
             Err(e) => return Err(Error::io(&path, e)),
         };
-        f.seek(SeekFrom::Start(from))
+        f.seek(SeekFrom::Start(o.from))
             .map_err(|e| Error::io(&path, e))?;
         let mut buf = vec![0u8; 64 << 10];
-        loop {
+        let mut pending: Vec<u8> = Vec::new();
+        let mut read_more = |pending: &mut Vec<u8>| -> Result<bool> {
             let n = f.read(&mut buf).map_err(|e| Error::io(&path, e))?;
-            if n > 0 {
-                out.write_all(&buf[..n]).context("writing the log out")?;
-                let _ = out.flush();
+            pending.extend_from_slice(&buf[..n]);
+            Ok(n > 0)
+        };
+        let passed_until = || o.until.is_some_and(|u| SystemTime::now() > u);
+        loop {
+            if read_more(&mut pending)? {
+                let used = o.write_lines(&pending, out, err)?;
+                pending.drain(..used);
                 continue;
             }
-            if !follow {
-                return Ok(());
+            if !follow || passed_until() {
+                break;
             }
             // EOF: done once it has stopped for good and all is read.
             let done = match record::load(self.root(), &rec.id) {
@@ -61,15 +126,20 @@ impl Engine {
             };
             if done {
                 // What was written just before the exit.
-                let n = f.read(&mut buf).map_err(|e| Error::io(&path, e))?;
-                if n > 0 {
-                    out.write_all(&buf[..n]).context("writing the log out")?;
-                    continue;
+                while read_more(&mut pending)? {
+                    let used = o.write_lines(&pending, out, err)?;
+                    pending.drain(..used);
                 }
-                return Ok(());
+                break;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        // A last line without its newline (only a raw log has one).
+        if !pending.is_empty() {
+            pending.push(b'\n');
+            o.write_lines(&pending, out, err)?;
+        }
+        Ok(())
     }
 
     /// Where the last `lines` lines of `query`'s log begin (`logs --tail`):

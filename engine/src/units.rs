@@ -1,6 +1,6 @@
 //! Parsing of the sizes, durations, CPU counts and signals users type.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::bail;
 use crate::error::{Context, Result};
@@ -46,6 +46,57 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
         bail!("bad duration {s:?}: must be positive");
     }
     Ok(Duration::from_secs_f64(n * scale))
+}
+
+/// A point in time as Docker's `--since` and `--until` take one: a
+/// duration before now (`10m`, `1h30m`, `90s`, `500ms`), an RFC 3339 time
+/// or a date (`2024-05-01`, UTC), or Unix seconds (`1700000000[.5]`).
+pub fn parse_time(s: &str) -> Result<SystemTime> {
+    let t = s.trim();
+    let bad = || {
+        crate::Error::Invalid(format!(
+        "bad time {s:?}: use a duration before now (10m, 1h30m), an RFC 3339 time or a date, or Unix seconds"
+    ))
+    };
+    if t.contains('-') && !t.starts_with('-') {
+        let full = if t.contains(['T', 't', ' ']) {
+            t.to_string()
+        } else {
+            format!("{t}T00:00:00Z")
+        };
+        return crate::inspect::parse_rfc3339(&full).ok_or_else(bad);
+    }
+    if t.ends_with(|c: char| c.is_ascii_alphabetic()) {
+        // Go's durations: number-unit pairs, h m s ms.
+        let mut total = 0.0f64;
+        let mut rest = t;
+        while !rest.is_empty() {
+            let digits = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .ok_or_else(bad)?;
+            let n: f64 = rest[..digits].parse().map_err(|_| bad())?;
+            let unit_end = rest[digits..]
+                .find(|c: char| c.is_ascii_digit())
+                .map_or(rest.len(), |i| digits + i);
+            let scale = match &rest[digits..unit_end] {
+                "h" => 3600.0,
+                "m" => 60.0,
+                "s" => 1.0,
+                "ms" => 0.001,
+                _ => return Err(bad()),
+            };
+            total += n * scale;
+            rest = &rest[unit_end..];
+        }
+        return SystemTime::now()
+            .checked_sub(Duration::from_secs_f64(total))
+            .ok_or_else(bad);
+    }
+    let secs: f64 = t.parse().map_err(|_| bad())?;
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(bad());
+    }
+    Ok(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs))
 }
 
 /// "0.5" CPUs → (quota, period) in microseconds.
