@@ -227,13 +227,22 @@ pub fn load(root: &Path, id: &str) -> Result<Record> {
         .map_err(|e| Error::Invalid(format!("{}: corrupt record: {e}", path.display())))
 }
 
-/// Writes a record atomically (temp file + rename).
+/// Writes a record atomically (temp file + rename). A `--rm` container's
+/// is gone after a reboot anyway, so it is swapped in without ext4's
+/// flush-before-rename (see `amphi_runtime::state::replace_volatile`);
+/// every other record keeps that guard against a power cut.
 pub fn save(root: &Path, rec: &Record) -> Result<()> {
     let d = dir(root, &rec.id);
     let tmp = d.join(".record.json.tmp");
     let bytes = serde_json::to_vec_pretty(rec).expect("a record serialises");
     std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, d.join(RECORD)).map_err(|e| Error::io(&d, e))
+    let dest = d.join(RECORD);
+    if rec.options.rm {
+        amphi_runtime::state::replace_volatile(&tmp, &dest)
+    } else {
+        std::fs::rename(&tmp, &dest)
+    }
+    .map_err(|e| Error::io(&d, e))
 }
 
 /// Holds container `id`'s lock while alive.

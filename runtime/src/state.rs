@@ -134,7 +134,8 @@ impl State {
         let mut f = fs::File::create(&tmp).at(&tmp)?;
         f.write_all(&bytes).at(&tmp)?;
         drop(f);
-        fs::rename(&tmp, dir.join(STATE_FILE)).at(&dir)
+        // A reboot may lose runtime state: no flush-before-rename needed.
+        replace_volatile(&tmp, &dir.join(STATE_FILE)).at(&dir)
     }
 
     /// Whether the recorded init process is still alive (and not a reused pid).
@@ -209,5 +210,26 @@ mod tests {
         let me = std::process::id() as i32;
         assert!(process_start_time(me).is_some());
         assert!(process_start_time(i32::MAX).is_none());
+    }
+}
+
+/// Puts `tmp` in `dest`'s place, atomically for readers, for a file that a
+/// power cut may lose: swapped with the old one (`RENAME_EXCHANGE`), which
+/// is then removed, rather than renamed over it. ext4 writes a file that
+/// is renamed over another out before the rename commits (`auto_da_alloc`,
+/// its guard against empty files after a crash), so removing it later
+/// frees real blocks, which on a disk mounted with `discard` is a trim
+/// the removal waits for; a file swapped in is written back in its own
+/// time, and one removed before then never reaches the disk. Where the
+/// filesystem cannot exchange, or `dest` is not there yet, a plain rename.
+pub fn replace_volatile(tmp: &Path, dest: &Path) -> std::io::Result<()> {
+    use nix::errno::Errno;
+    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+    match renameat2(AT_FDCWD, tmp, AT_FDCWD, dest, RenameFlags::RENAME_EXCHANGE) {
+        Ok(()) => fs::remove_file(tmp),
+        Err(Errno::ENOENT | Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => {
+            fs::rename(tmp, dest)
+        }
+        Err(e) => Err(e.into()),
     }
 }
