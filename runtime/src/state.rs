@@ -193,26 +193,6 @@ pub fn validate_id(id: &str) -> Result<()> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids() {
-        assert!(validate_id("abc-1.2_x").is_ok());
-        for bad in ["", ".", "..", "a/b", "-x", "a b", &"x".repeat(129)] {
-            assert!(validate_id(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn own_start_time_is_known() {
-        let me = std::process::id() as i32;
-        assert!(process_start_time(me).is_some());
-        assert!(process_start_time(i32::MAX).is_none());
-    }
-}
-
 /// Puts `tmp` in `dest`'s place, atomically for readers, for a file that a
 /// power cut may lose: swapped with the old one (`RENAME_EXCHANGE`), which
 /// is then removed, rather than renamed over it. ext4 writes a file that
@@ -231,5 +211,25 @@ pub fn replace_volatile(tmp: &Path, dest: &Path) -> std::io::Result<()> {
             fs::rename(tmp, dest)
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids() {
+        assert!(validate_id("abc-1.2_x").is_ok());
+        for bad in ["", ".", "..", "a/b", "-x", "a b", &"x".repeat(129)] {
+            assert!(validate_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn own_start_time_is_known() {
+        let me = std::process::id() as i32;
+        assert!(process_start_time(me).is_some());
+        assert!(process_start_time(i32::MAX).is_none());
     }
 }
