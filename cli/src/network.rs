@@ -48,6 +48,23 @@ pub enum NetworkCommand {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Connect a container to a network: an interface of its own there, now if it runs and at every start.
+    Connect {
+        /// The network.
+        network: String,
+        /// The container.
+        container: String,
+    },
+    /// Disconnect a container from a network it joined with connect.
+    Disconnect {
+        /// Accepted for Docker's sake (amphi's disconnect never waits on the container).
+        #[arg(short, long)]
+        force: bool,
+        /// The network.
+        network: String,
+        /// The container.
+        container: String,
+    },
     /// Remove networks no container uses.
     Prune {
         /// Do not ask.
@@ -119,6 +136,18 @@ fn print_json(values: Vec<serde_json::Value>) -> Result<()> {
 /// Runs a network subcommand.
 pub fn network(engine: &Engine, command: NetworkCommand) -> Result<u8> {
     match command {
+        NetworkCommand::Connect { network, container } => {
+            engine.connect_network(&network, &container)?;
+            Ok(0)
+        }
+        NetworkCommand::Disconnect {
+            force: _,
+            network,
+            container,
+        } => {
+            engine.disconnect_network(&network, &container)?;
+            Ok(0)
+        }
         NetworkCommand::Create {
             subnet,
             gateway,

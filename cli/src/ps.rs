@@ -112,7 +112,11 @@ fn ps_row(root: &Path, r: &Record, no_trunc: bool, paused: bool) -> Value {
             amphi_engine::mounts::Source::Bind { path } => path.clone(),
             amphi_engine::mounts::Source::Tmpfs { .. } => m.destination.clone(),
         }).collect::<Vec<_>>().join(","),
-        "Networks": match r.network_mode() { "" => "default", m => m },
+        "Networks": match r.network_mode() {
+            "" => "default".to_string(),
+            m if r.options.extra_networks.is_empty() => m.to_string(),
+            _ => r.networks().join(","),
+        },
     })
 }
 

@@ -224,6 +224,90 @@ fn user_networks_resolve_names_and_keep_apart() {
 }
 
 #[test]
+fn network_connect_joins_a_second_network_live_and_at_every_start() {
+    let n = Net::new();
+    let front = amphi_testkit::unique_id("front").replace('-', "");
+    let back = amphi_testkit::unique_id("back").replace('-', "");
+    n.ok(&["network", "create", &front]);
+    n.ok(&["network", "create", &back]);
+    httpd(&n, "web", &["--network", &front]);
+    httpd(&n, "db", &["--network", &back]);
+    n.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "proxy",
+        "--network",
+        &front,
+        "bb:1",
+        "sleep",
+        "600",
+    ]);
+    let fetch = |from: &str, target: &str| {
+        let cmd = format!("timeout 5 wget -q -O- http://{target}/ || echo unreachable");
+        n.ok(&["exec", from, "sh", "-c", &cmd])
+    };
+    assert!(
+        fetch("proxy", "db").contains("unreachable"),
+        "before connect"
+    );
+    // Live: an interface on the second network, the first's default route
+    // kept, and names of both networks resolved.
+    n.ok(&["network", "connect", &back, "proxy"]);
+    assert_eq!(fetch("proxy", "web"), "web\n");
+    assert_eq!(fetch("proxy", "db"), "db\n");
+    let routes = n.ok(&["exec", "proxy", "ip", "route"]);
+    assert_eq!(
+        routes.lines().filter(|l| l.starts_with("default")).count(),
+        1,
+        "{routes}"
+    );
+    assert!(routes.contains("dev eth1"), "{routes}");
+    // Still nothing crosses for the others.
+    assert!(fetch("web", "db").contains("unreachable"));
+    let networks: serde_json::Value =
+        serde_json::from_str(&n.get("proxy", "{{json .NetworkSettings.Networks}}")).unwrap();
+    let db_ip = n.get("db", "{{.NetworkSettings.IPAddress}}");
+    assert!(
+        networks[&back]["IPAddress"]
+            .as_str()
+            .is_some_and(|ip| !ip.is_empty()),
+        "{networks}"
+    );
+    assert!(
+        networks[&front]["IPAddress"]
+            .as_str()
+            .is_some_and(|ip| !ip.is_empty()),
+        "{networks}"
+    );
+    // Kept for the next start.
+    n.ok(&["restart", "-t", "0", "proxy"]);
+    let mut tries = 0;
+    while !fetch("proxy", "db").contains("db") {
+        tries += 1;
+        assert!(tries < 20, "the second network did not come back");
+    }
+    // One line each for what cannot be; a network in use stays.
+    let err = n.fails(&["network", "connect", &back, "proxy"]);
+    assert!(err.contains("already on network"), "{err}");
+    let err = n.fails(&["network", "disconnect", &front, "proxy"]);
+    assert!(err.contains("cannot leave"), "{err}");
+    let err = n.fails(&["network", "connect", "no-such-net", "proxy"]);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let err = n.fails(&["network", "rm", &back]);
+    assert!(err.contains("active endpoints"), "{err}");
+    // Disconnect: its address there released, the name gone.
+    let proxy_back_ip = networks[&back]["IPAddress"].as_str().unwrap().to_string();
+    n.ok(&["network", "disconnect", &back, "proxy"]);
+    assert!(fetch("proxy", "db").contains("unreachable"));
+    let addrs = n.ok(&["exec", "proxy", "ip", "-4", "addr"]);
+    assert!(!addrs.contains("eth1"), "{addrs}");
+    n.ok(&["rm", "-f", "proxy", "web", "db"]);
+    n.ok(&["network", "rm", &front, &back]);
+    n.assert_clean(vec![db_ip, proxy_back_ip]);
+}
+
+#[test]
 fn network_options_none_dns_and_bad_input() {
     let n = Net::new();
     // none: loopback only, and up.

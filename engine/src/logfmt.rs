@@ -75,7 +75,10 @@ pub fn pump(mut from: std::fs::File, stream: Stream, log: &Log) {
     let mut buf = vec![0u8; 32 << 10];
     loop {
         if !pending.is_empty() {
-            let mut fds = [nix::poll::PollFd::new(from.as_fd(), nix::poll::PollFlags::POLLIN)];
+            let mut fds = [nix::poll::PollFd::new(
+                from.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
             let ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(PART_WAIT_MS));
             if matches!(ready, Ok(0)) {
                 if write_record(log, stream, &pending, false).is_err() {
@@ -146,7 +149,11 @@ mod tests {
         let (path, input_path) = (dir.path().join("log"), dir.path().join("input"));
         std::fs::write(&input_path, input).unwrap();
         let log: Log = Arc::new(Mutex::new(std::fs::File::create(&path).unwrap()));
-        pump(std::fs::File::open(&input_path).unwrap(), Stream::Stderr, &log);
+        pump(
+            std::fs::File::open(&input_path).unwrap(),
+            Stream::Stderr,
+            &log,
+        );
         std::fs::read(&path).unwrap()
     }
 
@@ -164,7 +171,10 @@ mod tests {
         w.write_all(b"prompt> ").unwrap();
         // Logged while the writer is still there, as a part.
         let t = std::time::Instant::now();
-        while !std::fs::read(&path).unwrap().ends_with(b" stdout P prompt> \n") {
+        while !std::fs::read(&path)
+            .unwrap()
+            .ends_with(b" stdout P prompt> \n")
+        {
             assert!(t.elapsed().as_secs() < 10, "the prompt was never logged");
             std::thread::sleep(std::time::Duration::from_millis(10));
         }

@@ -65,6 +65,11 @@ pub struct RunOptions {
     /// Another name other containers of the network know this one by.
     #[cfg_attr(feature = "clap", arg(long = "network-alias"))]
     pub network_aliases: Vec<String>,
+    /// Networks joined with `network connect`, after `network`, each on
+    /// an interface of its own (eth1, eth2, ...).
+    #[cfg_attr(feature = "clap", arg(skip))]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extra_networks: Vec<String>,
     /// Publish a port: [IP:][HOST[-HOST]:]CTR[-CTR][/tcp|udp].
     #[cfg_attr(feature = "clap", arg(short = 'p', long = "publish"))]
     pub publish: Vec<String>,

@@ -164,6 +164,17 @@ impl Record {
         }
     }
 
+    /// Every network it is on: its network mode's, when that is a
+    /// network, then those `network connect` added.
+    pub fn networks(&self) -> Vec<String> {
+        let mode = self.network_mode();
+        let first = crate::network::is_attached_mode(mode).then(|| mode.to_string());
+        first
+            .into_iter()
+            .chain(self.options.extra_networks.iter().cloned())
+            .collect()
+    }
+
     /// The volumes its mounts use.
     pub fn volume_names(&self) -> Vec<String> {
         self.mounts

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use super::cni::{self, Invocation};
 use super::hosts::{self, Entry};
 use super::ports::{self, PortMapping};
-use super::{netns, Network};
+use super::{list, netns, Network};
 use crate::error::{Error, Result};
 use crate::record::{self, Record};
 use crate::Engine;
@@ -48,28 +48,73 @@ pub struct Attachment {
     pub ports: Vec<PortMapping>,
     /// The names other containers of the network know it by.
     pub names: Vec<String>,
+    /// Its interface in the container: eth0 for the network it was run
+    /// on, eth1... for those `network connect` added.
+    #[serde(default = "first_ifname")]
+    pub ifname: String,
 }
 
-fn file(root: &Path, id: &str) -> PathBuf {
-    record::dir(root, id).join(FILE)
+fn first_ifname() -> String {
+    IFNAME.to_string()
 }
 
-/// The attachment of `id`'s current run, if any.
+/// The file of `id`'s attachment on interface `ifname`: `network.json`
+/// for eth0, `network.ethN.json` for the others.
+fn file(root: &Path, id: &str, ifname: &str) -> PathBuf {
+    if ifname == IFNAME {
+        record::dir(root, id).join(FILE)
+    } else {
+        record::dir(root, id).join(format!("network.{ifname}.json"))
+    }
+}
+
+/// The attachment of `id`'s current run on its first network, if any.
 pub fn load(root: &Path, id: &str) -> Option<Attachment> {
-    let bytes = std::fs::read(file(root, id)).ok()?;
+    let bytes = std::fs::read(file(root, id, IFNAME)).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 
+/// Every attachment of `id`'s current run, eth0's first.
+pub fn load_all(root: &Path, id: &str) -> Vec<Attachment> {
+    let mut out: Vec<Attachment> = load(root, id).into_iter().collect();
+    let mut extra: Vec<Attachment> = std::fs::read_dir(record::dir(root, id))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.starts_with("network.eth") && n.ends_with(".json")
+        })
+        .filter_map(|e| serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok())
+        .collect();
+    extra.sort_by_key(|a: &Attachment| ifname_index(&a.ifname));
+    out.extend(extra);
+    out
+}
+
+fn ifname_index(ifname: &str) -> u32 {
+    ifname.trim_start_matches("eth").parse().unwrap_or(0)
+}
+
 fn save(root: &Path, id: &str, a: &Attachment) -> Result<()> {
-    let p = file(root, id);
+    let p = file(root, id, &a.ifname);
     let tmp = p.with_extension("json.tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(a).expect("json"))
         .map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, &p).map_err(|e| Error::io(&p, e))
 }
 
-/// Every container of the store attached now, with its attachment; those
-/// on `network` only, unless it is empty.
+fn remove_file(root: &Path, id: &str, ifname: &str) -> Result<()> {
+    let p = file(root, id, ifname);
+    match std::fs::remove_file(&p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&p, e)),
+        _ => Ok(()),
+    }
+}
+
+/// Every attachment of the store's containers now, with its container's
+/// id; those on `network` only, unless it is empty.
 pub fn attached(root: &Path, network: &str) -> Vec<(String, Attachment)> {
     // A container whose record cannot be read is still attached.
     let (records, broken) = record::list_all(root).unwrap_or_default();
@@ -77,7 +122,11 @@ pub fn attached(root: &Path, network: &str) -> Vec<(String, Attachment)> {
         .into_iter()
         .map(|r| r.id)
         .chain(broken.into_iter().map(|(id, _)| id))
-        .filter_map(|id| load(root, &id).map(|a| (id, a)))
+        .flat_map(|id| {
+            load_all(root, &id)
+                .into_iter()
+                .map(move |a| (id.clone(), a))
+        })
         .filter(|(_, a)| network.is_empty() || a.network == network)
         .collect()
 }
@@ -137,7 +186,7 @@ pub fn invocation<'a>(id: &'a str, a: &'a Attachment) -> Invocation<'a> {
     Invocation {
         container_id: id,
         netns: &a.netns,
-        ifname: IFNAME,
+        ifname: &a.ifname,
         runtime_config: &a.runtime_config,
     }
 }
@@ -149,8 +198,10 @@ impl Engine {
     }
 
     /// Attaches `rec` for a run (a no-op unless its network mode is a
-    /// network): pins its netns, publishes its ports and runs CNI ADD,
-    /// then writes its /etc/hosts and its peers'. Undone on failure.
+    /// network): pins its netns, publishes its ports and runs CNI ADD for
+    /// its network (eth0), then for each network `network connect` added
+    /// (eth1...), and writes its /etc/hosts and its peers'. Undone on
+    /// failure.
     pub(crate) fn connect(&self, rec: &Record) -> Result<()> {
         let mode = rec.network_mode();
         if let Some(target) = mode.strip_prefix(CONTAINER_MODE) {
@@ -159,33 +210,69 @@ impl Engine {
         if !is_attached_mode(mode) {
             return Ok(());
         }
+        let all = (|| -> Result<()> {
+            for (i, name) in rec.networks().iter().enumerate() {
+                let net = if i == 0 {
+                    self.ensure_network(name)?
+                } else {
+                    super::find(self.root(), name)?
+                };
+                self.attach_one(rec, &net, i)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = all {
+            let _ = self.disconnect(&rec.id);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// CNI ADD of `rec`'s run to `net` as its `index`-th interface: the
+    /// first pins the netns and publishes the ports, and holds the
+    /// default route; the others only add an address on their network.
+    /// What DEL needs is saved before ADD; on failure the caller detaches.
+    fn attach_one(&self, rec: &Record, net: &Network, index: usize) -> Result<()> {
         let root = self.root();
-        let net = self.ensure_network(mode)?;
+        let first = index == 0;
+        let ifname = format!("eth{index}");
         let pin = self.netns_path(&rec.id);
         let mut names = vec![rec.name.clone(), rec.id[..12].to_string()];
-        names.extend(rec.options.network_aliases.iter().cloned());
+        if first {
+            names.extend(rec.options.network_aliases.iter().cloned());
+        }
         let att = {
             let _lock = super::flock(&super::dir(root).join(".attach.lock"))?;
-            let requests = rec
-                .options
-                .publish
-                .iter()
-                .map(|p| ports::parse(p))
-                .collect::<Result<Vec<_>>>()?;
-            let published: Vec<(String, PortMapping)> = attached(root, "")
-                .into_iter()
-                .filter(|(id, _)| id != &rec.id)
-                .flat_map(|(id, a)| {
-                    let name = record::load(root, &id).map(|r| r.name).unwrap_or(id);
-                    a.ports.into_iter().map(move |p| (name.clone(), p))
-                })
-                .collect();
-            let ports = ports::resolve(&requests, &published)?;
-            netns::pin(&pin)?;
+            let ports = if first {
+                let requests = rec
+                    .options
+                    .publish
+                    .iter()
+                    .map(|p| ports::parse(p))
+                    .collect::<Result<Vec<_>>>()?;
+                let published: Vec<(String, PortMapping)> = attached(root, "")
+                    .into_iter()
+                    .filter(|(id, _)| id != &rec.id)
+                    .flat_map(|(id, a)| {
+                        let name = record::load(root, &id).map(|r| r.name).unwrap_or(id);
+                        a.ports.into_iter().map(move |p| (name.clone(), p))
+                    })
+                    .collect();
+                let ports = ports::resolve(&requests, &published)?;
+                netns::pin(&pin)?;
+                ports
+            } else {
+                Vec::new()
+            };
+            let mut conflist = net.conflist(root, !ports.is_empty());
+            if !first {
+                // One default route, the first network's, as Docker's.
+                conflist["plugins"][0]["ipam"]["routes"] = json!([]);
+            }
             let att = Attachment {
                 network: net.name.clone(),
                 netns: pin.clone(),
-                conflist: net.conflist(root, !ports.is_empty()),
+                conflist,
                 runtime_config: json!({ "portMappings": ports }),
                 result: None,
                 ip: None,
@@ -194,39 +281,30 @@ impl Engine {
                 prefix: net.subnet.prefix_len(),
                 ports,
                 names,
+                ifname: ifname.clone(),
             };
             if let Err(e) = save(root, &rec.id, &att) {
-                let _ = netns::unpin(&pin);
+                if first {
+                    let _ = netns::unpin(&pin);
+                }
                 return Err(e);
             }
             att
         };
-        let inv = Invocation {
-            container_id: &rec.id,
-            netns: &pin,
-            ifname: IFNAME,
-            runtime_config: &att.runtime_config,
-        };
-        let added = cni::add(&att.conflist, &inv).and_then(|result| {
-            let mut att = att.clone();
-            let (ip, mac) = cni::result_address(&result).ok_or_else(|| {
-                Error::Invalid(format!(
-                    "network {}: the plugins gave no IPv4 address",
-                    net.name
-                ))
-            })?;
-            att.ip = Some(ip);
-            att.mac = mac;
-            att.result = Some(result);
-            save(root, &rec.id, &att)?;
-            self.refresh_hosts(&net)?;
-            Ok(())
-        });
-        if let Err(e) = added {
-            let _ = self.disconnect(&rec.id);
-            return Err(e);
-        }
-        tracing::debug!(id = rec.id, network = net.name, "attached");
+        let result = cni::add(&att.conflist, &invocation(&rec.id, &att))?;
+        let mut att = att;
+        let (ip, mac) = cni::result_address(&result).ok_or_else(|| {
+            Error::Invalid(format!(
+                "network {}: the plugins gave no IPv4 address",
+                net.name
+            ))
+        })?;
+        att.ip = Some(ip);
+        att.mac = mac;
+        att.result = Some(result);
+        save(root, &rec.id, &att)?;
+        self.refresh_hosts(net)?;
+        tracing::debug!(id = rec.id, network = net.name, ifname, "attached");
         Ok(())
     }
 
@@ -253,27 +331,111 @@ impl Engine {
         Ok(())
     }
 
-    /// Detaches `id`'s run: CNI DEL (its address and ports released), its
-    /// netns unpinned, its peers' hosts rewritten. Nothing attached is no
-    /// error; a failed DEL keeps the attachment for the next try.
+    /// Detaches `id`'s run: CNI DEL on each of its networks, the last
+    /// joined first (its addresses and ports released), its netns
+    /// unpinned, its peers' hosts rewritten. Nothing attached is no
+    /// error; a failed DEL keeps that attachment for the next try.
     pub(crate) fn disconnect(&self, id: &str) -> Result<()> {
         let root = self.root();
         let pin = self.netns_path(id);
-        let Some(att) = load(root, id) else {
+        let all = load_all(root, id);
+        if all.is_empty() {
             return netns::unpin(&pin);
-        };
-        cni::del(&att.conflist, &invocation(id, &att), att.result.as_ref())?;
-        netns::unpin(&att.netns)?;
-        let p = file(root, id);
-        if let Err(e) = std::fs::remove_file(&p) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                return Err(Error::io(&p, e));
-            }
         }
+        for att in all.iter().rev() {
+            self.detach_one(id, att)?;
+        }
+        netns::unpin(&pin)
+    }
+
+    /// CNI DEL of one attachment, its file removed and its network's
+    /// members told.
+    fn detach_one(&self, id: &str, att: &Attachment) -> Result<()> {
+        let root = self.root();
+        cni::del(&att.conflist, &invocation(id, att), att.result.as_ref())?;
+        remove_file(root, id, &att.ifname)?;
         if let Ok(net) = super::find(root, &att.network) {
             self.refresh_hosts(&net)?;
         }
-        tracing::debug!(id, network = att.network, "detached");
+        tracing::debug!(id, network = att.network, ifname = att.ifname, "detached");
+        Ok(())
+    }
+
+    /// `network connect NETWORK CONTAINER`: `container` joins `network`
+    /// on an interface of its own, now if it runs and at every later
+    /// start; its name resolves there for the network's members.
+    pub fn connect_network(&self, network: &str, container: &str) -> Result<()> {
+        let root = self.root();
+        let net = super::find(root, network)?;
+        let rec = self.container(container)?;
+        let mode = rec.network_mode();
+        if !is_attached_mode(mode) {
+            return Err(Error::Invalid(format!(
+                "container {} has --network {}: only a container on a network can join another",
+                rec.name,
+                if mode.is_empty() {
+                    "of its bundle's spec"
+                } else {
+                    mode
+                }
+            )));
+        }
+        if rec.networks().contains(&net.name) {
+            return Err(Error::Invalid(format!(
+                "container {} is already on network {}",
+                rec.name, net.name
+            )));
+        }
+        let rec = record::update(root, &rec.id, |r| {
+            r.options.extra_networks.push(net.name.clone())
+        })?;
+        let running = rec.state.status == crate::record::Status::Running
+            && netns::is_pinned(&self.netns_path(&rec.id));
+        if running {
+            let index = rec.networks().len() - 1;
+            if let Err(e) = self.attach_one(&rec, &net, index) {
+                let att = load_all(root, &rec.id)
+                    .into_iter()
+                    .find(|a| a.ifname == format!("eth{index}"));
+                if let Some(att) = att {
+                    let _ = self.detach_one(&rec.id, &att);
+                }
+                let _ = record::update(root, &rec.id, |r| {
+                    r.options.extra_networks.retain(|n| n != &net.name)
+                });
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// `network disconnect NETWORK CONTAINER`: the reverse of
+    /// [`Engine::connect_network`]; the network a container was run on
+    /// stays (it holds its netns, ports and default route).
+    pub fn disconnect_network(&self, network: &str, container: &str) -> Result<()> {
+        let root = self.root();
+        let net = super::find(root, network)?;
+        let rec = self.container(container)?;
+        if !rec.options.extra_networks.contains(&net.name) {
+            let why = if rec.networks().first() == Some(&net.name) {
+                "it was run on it (--network); only networks joined with network connect can be left"
+            } else {
+                "it is not on it"
+            };
+            return Err(Error::Invalid(format!(
+                "container {} cannot leave network {}: {why}",
+                rec.name, net.name
+            )));
+        }
+        for att in load_all(root, &rec.id)
+            .iter()
+            .filter(|a| a.network == net.name)
+        {
+            self.detach_one(&rec.id, att)?;
+        }
+        record::update(root, &rec.id, |r| {
+            r.options.extra_networks.retain(|n| n != &net.name)
+        })?;
         Ok(())
     }
 
@@ -281,20 +443,19 @@ impl Engine {
     /// members know it by follows.
     pub(crate) fn renamed(&self, id: &str, old: &str, new: &str) -> Result<()> {
         let root = self.root();
-        let Some(mut att) = load(root, id) else {
-            return Ok(());
-        };
-        for n in att.names.iter_mut().filter(|n| n.as_str() == old) {
-            *n = new.to_string();
+        for mut att in load_all(root, id) {
+            for n in att.names.iter_mut().filter(|n| n.as_str() == old) {
+                *n = new.to_string();
+            }
+            {
+                let _lock = super::flock(&super::dir(root).join(".attach.lock"))?;
+                save(root, id, &att)?;
+            }
+            if let Ok(net) = super::find(root, &att.network) {
+                self.refresh_hosts(&net)?;
+            }
         }
-        {
-            let _lock = super::flock(&super::dir(root).join(".attach.lock"))?;
-            save(root, id, &att)?;
-        }
-        match super::find(root, &att.network) {
-            Ok(net) => self.refresh_hosts(&net),
-            Err(_) => Ok(()),
-        }
+        Ok(())
     }
 
     /// Rewrites /etc/hosts of every container attached to `net`: each
@@ -302,24 +463,47 @@ impl Engine {
     fn refresh_hosts(&self, net: &Network) -> Result<()> {
         let root = self.root();
         let _lock = super::flock(&super::dir(root).join(".attach.lock"))?;
-        let members = attached(root, &net.name);
-        for (id, att) in &members {
+        let everyone = attached(root, "");
+        let networks = list(root).unwrap_or_default();
+        let resolves = |name: &str| {
+            networks
+                .iter()
+                .any(|n| n.name == name && n.resolves_names())
+        };
+        let mut done = std::collections::HashSet::new();
+        for (id, _) in everyone.iter().filter(|(_, a)| a.network == net.name) {
+            if !done.insert(id.clone()) {
+                continue;
+            }
             let Ok(rec) = record::load(root, id) else {
                 continue;
             };
-            let peers: Vec<Entry> = if net.resolves_names() {
-                members
-                    .iter()
-                    .filter(|(other, a)| other != id && a.ip.is_some())
-                    .map(|(_, a)| Entry {
-                        ip: a.ip.expect("filtered").to_string(),
-                        names: a.names.clone(),
-                    })
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            self.write_hosts(&rec, att.ip, Some(att.gateway), &peers)?;
+            // Its peers on every network it is on (that resolves names).
+            let mine: Vec<&Attachment> = everyone
+                .iter()
+                .filter(|(i, _)| i == id)
+                .map(|(_, a)| a)
+                .collect();
+            let peers: Vec<Entry> = everyone
+                .iter()
+                .filter(|(other, a)| {
+                    other != id
+                        && a.ip.is_some()
+                        && resolves(&a.network)
+                        && mine.iter().any(|m| m.network == a.network)
+                })
+                .map(|(_, a)| Entry {
+                    ip: a.ip.expect("filtered").to_string(),
+                    names: a.names.clone(),
+                })
+                .collect();
+            let first = mine.iter().find(|a| a.ifname == IFNAME).or(mine.first());
+            self.write_hosts(
+                &rec,
+                first.and_then(|a| a.ip),
+                first.map(|a| a.gateway),
+                &peers,
+            )?;
         }
         Ok(())
     }

@@ -29,7 +29,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-pub use attach::{Attachment, CONTAINER_MODE};
+pub use attach::{is_attached_mode, load_all as attachments, Attachment, CONTAINER_MODE};
 
 use crate::error::{Error, Result};
 use crate::Engine;
@@ -353,7 +353,7 @@ impl Engine {
         let recs = self.containers()?;
         let mut out = Vec::new();
         for n in list(self.root())? {
-            let used = recs.iter().any(|r| r.network_mode() == n.name);
+            let used = recs.iter().any(|r| r.networks().contains(&n.name));
             if n.name == DEFAULT || used {
                 continue;
             }
@@ -464,6 +464,34 @@ pub fn settings(root: &Path, rec: &crate::Record) -> Value {
     }
     let net_id = find(root, mode).map(|n| n.id).unwrap_or_default();
     let name = if mode.is_empty() { "default" } else { mode };
+    let mut networks = serde_json::Map::new();
+    networks.insert(
+        name.to_string(),
+        json!({
+            "NetworkID": net_id,
+            "Aliases": rec.options.network_aliases,
+            "IPAddress": ip,
+            "IPPrefixLen": prefix,
+            "Gateway": gateway,
+            "MacAddress": mac,
+        }),
+    );
+    // The networks `network connect` added, as they are attached now.
+    let now = attach::load_all(root, &rec.id);
+    for extra in &rec.options.extra_networks {
+        let a = now.iter().find(|a| &a.network == extra);
+        networks.insert(
+            extra.clone(),
+            json!({
+                "NetworkID": find(root, extra).map(|n| n.id).unwrap_or_default(),
+                "Aliases": [],
+                "IPAddress": a.and_then(|a| a.ip).map(|i| i.to_string()).unwrap_or_default(),
+                "IPPrefixLen": a.filter(|a| a.ip.is_some()).map_or(0, |a| a.prefix),
+                "Gateway": a.filter(|a| a.ip.is_some()).map(|a| a.gateway.to_string()).unwrap_or_default(),
+                "MacAddress": a.map(|a| a.mac.clone()).unwrap_or_default(),
+            }),
+        );
+    }
     json!({
         "Bridge": "",
         "SandboxKey": att.as_ref().map(|a| a.netns.display().to_string()).unwrap_or_default(),
@@ -472,13 +500,6 @@ pub fn settings(root: &Path, rec: &crate::Record) -> Value {
         "IPPrefixLen": prefix,
         "Gateway": gateway,
         "MacAddress": mac,
-        "Networks": {name: {
-            "NetworkID": net_id,
-            "Aliases": rec.options.network_aliases,
-            "IPAddress": ip,
-            "IPPrefixLen": prefix,
-            "Gateway": gateway,
-            "MacAddress": mac,
-        }},
+        "Networks": networks,
     })
 }
