@@ -36,15 +36,28 @@ pub fn attached(engine: &Engine, id: &str, interactive: bool) -> Result<u8> {
     let rec = engine.container(id)?;
     let tty = rec.options.tty;
     let keep_stdin = interactive || rec.options.interactive || tty;
-    let stdio = if keep_stdin {
-        Stdio::default()
+    let stdin = if keep_stdin {
+        None
     } else {
         // As Docker: without -i the container reads nothing of ours.
         let null = std::fs::File::open("/dev/null").context("opening /dev/null")?;
-        Stdio {
-            stdin: Some(null.into()),
-            ..Stdio::default()
-        }
+        Some(null.into())
+    };
+    // Its output is ours and also in its log, as Docker logs every
+    // container; but a --rm one's log would go with it, and a -t one's
+    // output is its terminal's: those get ours directly.
+    let (stdio, log) = if rec.options.rm || tty {
+        (
+            Stdio {
+                stdin,
+                ..Stdio::default()
+            },
+            None,
+        )
+    } else {
+        let dir = amphi_engine::record::dir(engine.root(), id);
+        let (stdio, log) = amphi_engine::console::ForegroundLog::stdio(&dir, stdin)?;
+        (stdio, Some(log))
     };
     let timeout = rec
         .options
@@ -93,6 +106,9 @@ pub fn attached(engine: &Engine, id: &str, interactive: bool) -> Result<u8> {
     );
     if let Some(r) = relay {
         r.finish();
+    }
+    if let Some(log) = log {
+        log.finish();
     }
     drop(raw);
     let status = match status {

@@ -514,6 +514,31 @@ fn logs_tail_streams_timestamps_and_time_spans() {
     assert_eq!(bb.ok(&["logs", "--until", "2000-01-01", &split]), "");
     let err = bb.fails(&["logs", "--since", "yesterday", &split]);
     assert!(err.contains("bad time"), "{err}");
+    // A foreground run's output is the caller's, and in its log too, as
+    // Docker logs every container; a --rm one's goes with it.
+    let fg = unique_id("fg");
+    let _rm3 = Rm(&bb, vec![fg.clone()]);
+    let out = bb.amphi(&[
+        "run",
+        "--name",
+        &fg,
+        "--network",
+        "none",
+        "bb:1",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        (text(&out.stdout), text(&out.stderr)),
+        ("out\n".into(), "err\n".into())
+    );
+    let logs = bb.amphi(&["logs", &fg]);
+    assert_eq!(
+        (text(&logs.stdout), text(&logs.stderr)),
+        ("out\n".into(), "err\n".into())
+    );
 }
 
 #[test]

@@ -10,7 +10,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -200,5 +200,63 @@ impl DetachedIo {
             let _ = rx.recv_timeout(until.saturating_duration_since(std::time::Instant::now()));
         }
         *self.master.lock().unwrap() = None;
+    }
+}
+
+/// A foreground run's output (`amphi run` without `-d`, `start -a`):
+/// still the caller's, through pipes whose pumps copy it to the caller's
+/// stdout and stderr as it comes, and the container's log as well, as
+/// Docker keeps a log of every container, so `logs` works for it later.
+pub struct ForegroundLog {
+    out_done: Vec<std::sync::mpsc::Receiver<()>>,
+}
+
+impl ForegroundLog {
+    /// The stdio of a foreground run of the container in `dir` (`stdin`
+    /// as given) and the pumps behind it.
+    pub fn stdio(dir: &Path, stdin: Option<OwnedFd>) -> Result<(Stdio, ForegroundLog)> {
+        let path = dir.join("log");
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        let log: logfmt::Log = Arc::new(Mutex::new(log));
+        let mut out_done = Vec::new();
+        let mut pipe = |stream: Stream, ours: std::os::fd::BorrowedFd<'_>| -> Result<OwnedFd> {
+            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| Error::io("pipe2", e.into()))?;
+            // Our own fd, unbuffered, so the output shows as it comes (none
+            // when ours is closed: the log still gets it).
+            let copy = nix::unistd::dup(ours).ok().map(File::from);
+            let (log, (tx, rx)) = (log.clone(), std::sync::mpsc::channel());
+            std::thread::spawn(move || {
+                let mut copy = copy;
+                let also = copy.as_mut().map(|f| f as &mut dyn Write);
+                logfmt::pump_to(File::from(r), stream, &log, also);
+                let _ = tx.send(());
+            });
+            out_done.push(rx);
+            Ok(w)
+        };
+        let stdout = pipe(Stream::Stdout, std::io::stdout().as_fd())?;
+        let stderr = pipe(Stream::Stderr, std::io::stderr().as_fd())?;
+        Ok((
+            Stdio {
+                stdin,
+                stdout: Some(stdout),
+                stderr: Some(stderr),
+            },
+            ForegroundLog { out_done },
+        ))
+    }
+
+    /// After the run: its last output is out (bounded wait, as a process
+    /// it left behind may hold a stream open).
+    pub fn finish(self) {
+        let until = std::time::Instant::now() + Duration::from_secs(2);
+        for rx in self.out_done {
+            let _ = rx.recv_timeout(until.saturating_duration_since(std::time::Instant::now()));
+        }
     }
 }

@@ -69,8 +69,26 @@ const PART_WAIT_MS: u16 = 50;
 /// log cannot be written): whole lines as they complete; a line longer
 /// than [`MAX_LINE`], or whose end has not come within `PART_WAIT_MS`, in
 /// parts; what is left at the end as a part.
-pub fn pump(mut from: std::fs::File, stream: Stream, log: &Log) {
+pub fn pump(from: std::fs::File, stream: Stream, log: &Log) {
+    pump_to(from, stream, log, None)
+}
+
+/// As [`pump`], each byte also copied to `also` as it arrives (a
+/// foreground run's terminal): a log that cannot be written stops only
+/// the log, a copy that cannot be written only the copy.
+pub fn pump_to(
+    mut from: std::fs::File,
+    stream: Stream,
+    log: &Log,
+    mut also: Option<&mut dyn Write>,
+) {
     use std::os::fd::AsFd;
+    let mut logging = true;
+    let record = |part: &[u8], full: bool, logging: &mut bool| {
+        if *logging && write_record(log, stream, part, full).is_err() {
+            *logging = false;
+        }
+    };
     let mut pending: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; 32 << 10];
     loop {
@@ -81,9 +99,7 @@ pub fn pump(mut from: std::fs::File, stream: Stream, log: &Log) {
             )];
             let ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(PART_WAIT_MS));
             if matches!(ready, Ok(0)) {
-                if write_record(log, stream, &pending, false).is_err() {
-                    return;
-                }
+                record(&pending, false, &mut logging);
                 pending.clear();
             }
         }
@@ -91,25 +107,34 @@ pub fn pump(mut from: std::fs::File, stream: Stream, log: &Log) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        if let Some(w) = also.as_mut() {
+            if w.write_all(&buf[..n]).and_then(|()| w.flush()).is_err() {
+                also = None;
+            }
+        }
+        if !logging {
+            if also.is_none() {
+                return;
+            }
+            continue;
+        }
         pending.extend_from_slice(&buf[..n]);
         let mut start = 0;
         while let Some(nl) = pending[start..].iter().position(|b| *b == b'\n') {
-            let line = &pending[start..start + nl];
-            if write_record(log, stream, line, true).is_err() {
-                return;
-            }
+            record(&pending[start..start + nl], true, &mut logging);
             start += nl + 1;
         }
         pending.drain(..start);
         while pending.len() >= MAX_LINE {
-            if write_record(log, stream, &pending[..MAX_LINE], false).is_err() {
-                return;
-            }
+            record(&pending[..MAX_LINE], false, &mut logging);
             pending.drain(..MAX_LINE);
+        }
+        if !logging {
+            pending.clear();
         }
     }
     if !pending.is_empty() {
-        let _ = write_record(log, stream, &pending, false);
+        record(&pending, false, &mut logging);
     }
 }
 
