@@ -150,6 +150,14 @@ pub fn run(engine: &Engine, command: Command) -> Result<u8> {
         }
         Command::Cp { src, dst } => {
             match (split_container(&src), split_container(&dst)) {
+                // `-`: a tar stream on stdout or stdin, as docker cp.
+                (Some((c, p)), None) if dst == "-" => {
+                    engine.copy_out_tar(c, p, &mut std::io::stdout().lock())?;
+                    0
+                }
+                (None, Some((c, p))) if src == "-" => {
+                    engine.copy_in_tar(&mut std::io::stdin().lock(), c, p)?
+                }
                 (Some((c, p)), None) => engine.copy_out(c, p, Path::new(&dst))?,
                 (None, Some((c, p))) => engine.copy_in(Path::new(&src), c, p)?,
                 (Some(_), Some(_)) => bail!("copying between containers is not supported"),

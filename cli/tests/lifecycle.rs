@@ -567,6 +567,77 @@ fn cp_commit_and_the_new_image_runs_with_the_changes() {
         !victim.join("config.txt").exists(),
         "cp wrote through a container's symlink"
     );
+    // `-`: a tar stream out on stdout and in from stdin, as docker cp.
+    let out = b.amphi(&["cp", &format!("{n}:/srv/app"), "-"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut names: Vec<String> = tar::Archive::new(&out.stdout[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["app/", "app/config.txt", "app/note"]);
+    let stream_in = |bytes: Vec<u8>| {
+        let mut cmd = amphi_cmd(&b.dirs, &["cp", "-", &format!("{n}:/srv")]);
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child.stdin.take().unwrap().write_all(&bytes).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let mut tar_in = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(9);
+    h.set_mode(0o640);
+    h.set_uid(0);
+    h.set_gid(0);
+    tar_in
+        .append_data(&mut h, "drop/in.txt", &b"streamed\n"[..])
+        .unwrap();
+    let out = stream_in(tar_in.into_inner().unwrap());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(b.ok(&["exec", &n, "cat", "/srv/drop/in.txt"]), "streamed\n");
+    assert_eq!(
+        b.ok(&["exec", &n, "stat", "-c", "%a", "/srv/drop/in.txt"])
+            .trim(),
+        "640"
+    );
+    // A link in the stream that would lead a later entry out of the
+    // container: the stream is refused in one line, nothing lands outside.
+    let mut tar_in = tar::Builder::new(Vec::new());
+    let mut l = tar::Header::new_gnu();
+    l.set_entry_type(tar::EntryType::Symlink);
+    l.set_size(0);
+    tar_in
+        .append_link(&mut l, "out", victim.to_str().unwrap())
+        .unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_size(2);
+    h.set_uid(0);
+    h.set_gid(0);
+    let _ = tar_in.append_data(&mut h, "out/evil", &b"x\n"[..]);
+    let out = stream_in(tar_in.into_inner().unwrap());
+    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(
+        text(&out.stderr).lines().count(),
+        1,
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        !victim.join("evil").exists(),
+        "a streamed link led a file out"
+    );
+    let out = b.amphi(&["cp", "-", &format!("{n}:/srv/app/note")]);
+    assert!(
+        text(&out.stderr).contains("must be a directory"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = b.amphi(&["cp", &format!("{n}:/no/such"), out_dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(125));
     assert!(

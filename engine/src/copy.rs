@@ -132,6 +132,80 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// `cp CONTAINER:SRC -`: SRC as a tar stream on `out`, named by its
+    /// last component (`SRC/.`: its contents at the top), symlinks kept as
+    /// symlinks, as `docker cp` streams it.
+    pub fn copy_out_tar(&self, query: &str, src: &str, out: &mut dyn std::io::Write) -> Result<()> {
+        let rootfs = self.rootfs_of(query)?;
+        let from = resolve_in_root(&rootfs, src, false);
+        let Ok(m) = std::fs::symlink_metadata(&from) else {
+            bail!("{query}:{src}: no such file or directory in the container");
+        };
+        let name = if src.ends_with("/.") {
+            PathBuf::from(".")
+        } else {
+            from.file_name()
+                .map_or_else(|| PathBuf::from("."), PathBuf::from)
+        };
+        let tar_err =
+            |e: std::io::Error| Error::Invalid(format!("{query}:{src}: writing the tar: {e}"));
+        let mut b = tar::Builder::new(out);
+        b.follow_symlinks(false);
+        if m.is_dir() {
+            b.append_dir_all(&name, &from).map_err(tar_err)?;
+        } else {
+            b.append_path_with_name(&from, &name).map_err(tar_err)?;
+        }
+        b.finish().map_err(tar_err)
+    }
+
+    /// `cp - CONTAINER:DST`: the tar stream `input` extracted into the
+    /// directory DST, as `docker cp` takes one: unpacked first into a
+    /// directory of the container's own (the tar crate keeps every entry
+    /// inside it), then copied in by [`Engine::copy_in`]'s rules, so no
+    /// link in the container's tree leads a file out of it.
+    pub fn copy_in_tar(
+        &self,
+        input: &mut dyn std::io::Read,
+        query: &str,
+        dst: &str,
+    ) -> Result<u64> {
+        let rec = self.container(query)?;
+        let rootfs = self.rootfs_of(&rec.id)?;
+        let to = resolve_in_root(&rootfs, dst, true);
+        if !to.is_dir() {
+            bail!("{query}:{dst}: the destination of a tar stream must be a directory");
+        }
+        let stage =
+            crate::record::dir(self.root(), &rec.id).join(format!("cp-in.{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&stage);
+        std::fs::create_dir(&stage).map_err(|e| Error::io(&stage, e))?;
+        let copied = (|| -> Result<u64> {
+            let mut a = tar::Archive::new(input);
+            a.set_preserve_permissions(true);
+            a.set_preserve_ownerships(true);
+            a.set_overwrite(true);
+            a.unpack(&stage).map_err(|e| {
+                // The tar crate's message names the entry; its cause says why.
+                let why = std::error::Error::source(&e)
+                    .map(|c| format!(": {c}"))
+                    .unwrap_or_default();
+                let entry = e.to_string().replace(&format!("{}/", stage.display()), "");
+                Error::Invalid(format!("{query}:{dst}: the tar on stdin: {entry}{why}"))
+            })?;
+            let mut n = 0;
+            for e in std::fs::read_dir(&stage).map_err(|e| Error::io(&stage, e))? {
+                let e = e.map_err(|e| Error::io(&stage, e))?;
+                n += copy_tree(&e.path(), &to.join(e.file_name()))?;
+            }
+            Ok(n)
+        })();
+        let _ = std::fs::remove_dir_all(&stage);
+        copied
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
