@@ -224,7 +224,7 @@ fn user_networks_resolve_names_and_keep_apart() {
 }
 
 #[test]
-fn network_connect_joins_a_second_network_live_and_at_every_start() {
+fn network_connect_and_a_second_network_flag_join_more_networks() {
     let n = Net::new();
     let front = amphi_testkit::unique_id("front").replace('-', "");
     let back = amphi_testkit::unique_id("back").replace('-', "");
@@ -302,6 +302,31 @@ fn network_connect_joins_a_second_network_live_and_at_every_start() {
     assert!(fetch("proxy", "db").contains("unreachable"));
     let addrs = n.ok(&["exec", "proxy", "ip", "-4", "addr"]);
     assert!(!addrs.contains("eth1"), "{addrs}");
+    // `--network` given twice at run: on both from the start.
+    let both = n.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &front,
+        "--network",
+        &back,
+        "bb:1",
+        "sh",
+        "-c",
+        "timeout 5 wget -q -O- http://web/; timeout 5 wget -q -O- http://db/",
+    ]);
+    assert_eq!(both, "web\ndb\n");
+    let err = n.fails(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "--network",
+        &back,
+        "bb:1",
+        "true",
+    ]);
+    assert!(err.contains("conflicting options"), "{err}");
     n.ok(&["rm", "-f", "proxy", "web", "db"]);
     n.ok(&["network", "rm", &front, &back]);
     n.assert_clean(vec![db_ip, proxy_back_ip]);

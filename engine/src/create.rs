@@ -36,6 +36,9 @@ impl Engine {
 
     fn create_as(&self, opts: &RunOptions, creator: Option<ProcessId>) -> Result<Record> {
         tracing::debug!("creating");
+        let mut settled = opts.clone();
+        settled.settle_networks();
+        let opts = &settled;
         check(opts)?;
         if let Some(f) = &opts.cidfile {
             if f.exists() {
@@ -282,6 +285,21 @@ impl Engine {
                 opts.network = Some(self.network(name)?.name);
             }
         }
+        // More networks (`--network` again): each a network that exists,
+        // once, after a first that is one too.
+        let mut extra = Vec::new();
+        for name in std::mem::take(&mut opts.extra_networks) {
+            let first = opts.network.as_deref().unwrap_or("");
+            if !network::is_attached_mode(first) {
+                bail!("conflicting options: --network {first} and --network {name} (only networks can be combined)");
+            }
+            let n = self.network(&name)?.name;
+            if n == first || extra.contains(&n) {
+                bail!("--network {name} is given twice");
+            }
+            extra.push(n);
+        }
+        opts.extra_networks = extra;
         for h in &opts.add_hosts {
             network::hosts::parse_add_host(h)?;
         }

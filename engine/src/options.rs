@@ -7,6 +7,18 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+impl RunOptions {
+    /// Moves the command line's `--network`s into `network` (the first)
+    /// and `extra_networks` (the rest).
+    pub fn settle_networks(&mut self) {
+        let mut given = std::mem::take(&mut self.network_flags).into_iter();
+        if let Some(first) = given.next() {
+            self.network = Some(first);
+        }
+        self.extra_networks.extend(given);
+    }
+}
+
 /// The options of a new container (`amphi run`'s flags and operands).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "clap", derive(clap::Args))]
@@ -59,8 +71,17 @@ pub struct RunOptions {
     #[cfg_attr(feature = "clap", arg(long))]
     pub hostname: Option<String>,
     /// bridge (the default network), a network's name, host (the host's
-    /// network) or none (only loopback).
-    #[cfg_attr(feature = "clap", arg(long, alias = "net"))]
+    /// network) or none (only loopback). Given again, another network as
+    /// well (the first keeps the default route and the ports), as Docker's.
+    #[cfg_attr(
+        feature = "clap",
+        arg(long = "network", alias = "net", value_name = "NETWORK")
+    )]
+    #[serde(skip)]
+    pub network_flags: Vec<String>,
+    /// The network mode (the first `--network`; see
+    /// [`RunOptions::settle_networks`]).
+    #[cfg_attr(feature = "clap", arg(skip))]
     pub network: Option<String>,
     /// Another name other containers of the network know this one by.
     #[cfg_attr(feature = "clap", arg(long = "network-alias"))]
